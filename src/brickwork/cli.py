@@ -1,0 +1,145 @@
+"""The brickwork command line: thin wrappers, each calling one public function."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from brickwork.errors import BrickworkError
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n, e.g. 0/2, got {text!r}") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"need 0 <= i < n, got {text}")
+    return index, count
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from brickwork.models import BUILTINS, DEFAULT_MODEL, FAMILIES
+
+    print("built-in models:")
+    for name, builtin in BUILTINS.items():
+        marker = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"  {name}{marker}: {builtin.description}")
+    print("supported families: " + ", ".join(sorted(FAMILIES)))
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from brickwork.data import load_data
+    from brickwork.models import load_model
+    from brickwork.profile import profile_model, summarize
+
+    samples = load_data(args.data, split=args.split)
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    profile = profile_model(
+        loaded,
+        samples,
+        batch_size=args.batch_size,
+        max_tokens=args.max_tokens,
+        shard=args.shard,
+        seed=args.seed,
+        command=shlex.join(["brickwork", *sys.argv[1:]]),
+        progress=not args.quiet,
+    )
+    if _is_main_process():
+        out = profile.save(args.out)
+        _print_summary(summarize(profile), out)
+
+
+def cmd_merge_profiles(args: argparse.Namespace) -> None:
+    from brickwork.profile import load_profile, merge_profiles, summarize
+
+    merged = merge_profiles([load_profile(path) for path in args.profiles])
+    out = merged.save(args.out)
+    _print_summary(summarize(merged), out)
+
+
+def _is_main_process() -> bool:
+    import torch.distributed as dist
+
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def _print_summary(summary: dict, out) -> None:
+    speed = summary["tokens_per_second"]
+    print(f"model {summary['model']} ({summary['fingerprint']})")
+    print(
+        f"{summary['instances']} instances, {summary['prompt_tokens']} prompt tokens, "
+        f"{summary['layers']} layers x {summary['d_ff']} neurons"
+        + (f", {summary['seconds']:.1f} s ({speed} tokens/s)" if speed else "")
+    )
+    for name in ("activation", "output"):
+        below = summary[f"below_0.2_{name}"]
+        print(
+            f"normalized {name:<10} < 0.2: {below['mean']:.1%} of (token, neuron) pairs "
+            f"(layers {below['min_layer']:.1%}-{below['max_layer']:.1%}; paper: ~80%)"
+        )
+    for functionality, stats in summary["functionalities"].items():
+        print(
+            f"  {functionality:<12} {stats['instances']:>4} instances "
+            f"{stats['prompt_tokens']:>6} tokens  mean |a| {stats['mean_abs_activation']:.4f}"
+        )
+    print(f"saved {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from brickwork.data import BUILTIN_DATA, INFINITY_DATA
+    from brickwork.models import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(prog="brickwork", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="list built-in models and supported families")
+    models.set_defaults(run=cmd_models)
+
+    profile = commands.add_parser("profile", help="profile every FFN neuron on a dataset")
+    profile.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="built-in name, HF model directory, .gguf file or Hub id",
+    )
+    profile.add_argument(
+        "--data", default=BUILTIN_DATA, help=f"{BUILTIN_DATA!r}, {INFINITY_DATA!r} or a JSONL file"
+    )
+    profile.add_argument("--split", default="all", choices=("all", "train", "test"))
+    profile.add_argument("--out", required=True, help="output directory")
+    profile.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        help="profile only shard i of n (merge with merge-profiles)",
+    )
+    profile.add_argument("--batch-size", type=int, default=8)
+    profile.add_argument("--max-tokens", type=int, default=256)
+    profile.add_argument("--seed", type=int, default=0)
+    profile.add_argument("--trust-remote-code", action="store_true")
+    profile.add_argument("--quiet", action="store_true", help="no progress bar")
+    profile.set_defaults(run=cmd_profile)
+
+    merge = commands.add_parser("merge-profiles", help="add shard profiles into one")
+    merge.add_argument("profiles", nargs="+", help="profile directories")
+    merge.add_argument("--out", required=True)
+    merge.set_defaults(run=cmd_merge_profiles)
+    return parser  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except BrickworkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

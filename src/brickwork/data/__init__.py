@@ -1,0 +1,52 @@
+"""Functionality datasets: the Sample type, the built-in suite, JSONL and Infinity-Instruct."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from brickwork.data.infinity import load_infinity_instruct
+from brickwork.data.jsonl import load_jsonl
+from brickwork.data.sample import (
+    FUNCTIONALITIES,
+    Sample,
+    dataset_hash,
+    select_split,
+    with_splits,
+)
+from brickwork.data.suite import load_builtin_suite
+from brickwork.errors import BrickworkError
+
+BUILTIN_DATA = "builtin"
+INFINITY_DATA = "infinity-instruct"
+
+
+def load_data(spec: str = BUILTIN_DATA, split: str | None = None) -> list[Sample]:
+    """``builtin`` (the offline suite), ``infinity-instruct`` (network) or a JSONL path.
+
+    Samples without a split get a fixed one from a hash of their id.
+    """
+    if spec == BUILTIN_DATA:
+        samples = load_builtin_suite()
+    elif spec == INFINITY_DATA:
+        samples = load_infinity_instruct()
+    else:
+        samples = load_jsonl(Path(spec))
+    chosen = select_split(with_splits(samples), split)
+    if not chosen:
+        raise BrickworkError(f"{spec} holds no samples in split {split!r}")
+    return chosen
+
+
+__all__ = [
+    "BUILTIN_DATA",
+    "FUNCTIONALITIES",
+    "INFINITY_DATA",
+    "Sample",
+    "dataset_hash",
+    "load_builtin_suite",
+    "load_data",
+    "load_infinity_instruct",
+    "load_jsonl",
+    "select_split",
+    "with_splits",
+]

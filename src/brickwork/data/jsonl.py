@@ -1,0 +1,56 @@
+"""Functionality datasets as JSON Lines: one {"prompt", "functionality", ...} object per line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from brickwork.data.sample import SPLITS, Sample
+from brickwork.errors import BrickworkError
+
+_FIELDS = {"id", "prompt", "functionality", "reference", "split"}
+
+
+def load_jsonl(path: str | Path) -> list[Sample]:
+    """Read samples; ``prompt`` and ``functionality`` are required, ``id`` defaults to the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BrickworkError(f"no such data file: {path}")
+    samples, seen = [], set()
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                sample = _parse_line(line, f"{path}:{number}", default_id=f"{path.stem}-{number}")
+                if sample.id in seen:
+                    raise BrickworkError(f"{path}:{number}: duplicate id {sample.id!r}")
+                seen.add(sample.id)
+                samples.append(sample)
+    if not samples:
+        raise BrickworkError(f"{path} holds no samples")
+    return samples
+
+
+def _parse_line(line: str, where: str, default_id: str) -> Sample:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BrickworkError(f"{where}: malformed JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise BrickworkError(f"{where}: expected a JSON object")
+    for field in ("prompt", "functionality"):
+        if not isinstance(row.get(field), str) or not row[field].strip():
+            raise BrickworkError(f"{where}: missing or empty {field!r}")
+    unknown = set(row) - _FIELDS
+    if unknown:
+        raise BrickworkError(f"{where}: unknown fields {sorted(unknown)}")
+    split = row.get("split")
+    if split is not None and split not in SPLITS:
+        raise BrickworkError(f"{where}: split must be one of {SPLITS}, not {split!r}")
+    reference = row.get("reference")
+    return Sample(
+        id=str(row.get("id", default_id)),
+        prompt=row["prompt"],
+        functionality=row["functionality"],
+        reference=reference if reference else None,
+        split=split,
+    )

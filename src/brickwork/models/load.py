@@ -1,0 +1,145 @@
+"""load_model(spec): built-in name, local HF directory, Hub id or .gguf file -> LoadedModel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from brickwork.errors import BrickworkError
+from brickwork.models.builtin import BUILTINS, DEFAULT_MODEL
+from brickwork.models.families import Family, family_for
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Config keys that say where or how a model was loaded, not what it is.
+_VOLATILE_CONFIG_KEYS = {"transformers_version", "quantization_config", "dtype", "torch_dtype"}
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    family: Family
+    fingerprint: str  # ties bricks and profiles to these exact base weights
+    source: str  # what was loaded: a path or a Hub id
+
+
+def cache_root() -> Path:
+    """Where dequantized GGUF models are cached (override with BRICKWORK_CACHE)."""
+    default = Path.home() / ".cache" / "brickwork"
+    return Path(os.environ.get("BRICKWORK_CACHE", default)).expanduser()
+
+
+def load_model(
+    spec: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, cache_dir: Path | None = None
+) -> LoadedModel:
+    """Load a causal LM for analysis, in float32 and eval mode.
+
+    ``spec`` is a built-in name (see ``brickwork models``), a local Hugging Face model directory,
+    a ``.gguf`` file, or a Hub id such as ``HuggingFaceTB/SmolLM2-135M-Instruct``.
+    GGUF weights are dequantized once and cached as safetensors under ``cache_dir``.
+    """
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    if spec in BUILTINS:
+        return _load_gguf(BUILTINS[spec].gguf_path(root), root, source=spec)
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _load_gguf(path, root, source=str(path))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise BrickworkError(f"{spec} is a directory without config.json, not a model")
+        return _load_hf(str(path), trust_remote_code)
+    if path.exists():
+        raise BrickworkError(f"{spec} is neither a model directory nor a .gguf file")
+    if _HUB_ID.match(spec) and not spec.endswith(".gguf"):
+        return _load_hf(spec, trust_remote_code)
+    builtins = ", ".join(sorted(BUILTINS))
+    raise BrickworkError(f"no such model path: {spec} (built-in models: {builtins})")
+
+
+def _load_hf(name_or_path: str, trust_remote_code: bool, source: str | None = None) -> LoadedModel:
+    try:
+        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        if Path(name_or_path).exists():
+            raise BrickworkError(f"cannot read model config in {name_or_path}: {exc}") from None
+        raise BrickworkError(
+            f"cannot fetch {name_or_path!r} from the Hugging Face Hub "
+            "(offline, or no such model id); pass a local directory or .gguf file instead"
+        ) from None
+    except ValueError as exc:  # unknown model_type
+        raise BrickworkError(f"cannot load {name_or_path}: {str(exc).splitlines()[0]}") from None
+    family = family_for(config)
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=torch.float32, trust_remote_code=trust_remote_code
+    )
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    return _finish(model, tokenizer, family, source or name_or_path)
+
+
+def _load_gguf(path: Path, root: Path, source: str) -> LoadedModel:
+    cached = _gguf_cache_dir(path, root)
+    if not (cached / "config.json").is_file():
+        _dequantize_to(path, cached)
+    return _load_hf(str(cached), trust_remote_code=False, source=source)
+
+
+def _gguf_cache_dir(path: Path, root: Path) -> Path:
+    stat = path.resolve().stat()
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return root / "models" / f"{path.stem}-{key.hexdigest()[:12]}"
+
+
+def _dequantize_to(path: Path, target: Path) -> None:
+    """Dequantize a GGUF file once into a safetensors model directory (atomically)."""
+    try:
+        kwargs = {"gguf_file": path.name, "dtype": torch.float32}
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:  # gguf raises many types for corrupt or foreign files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BrickworkError(f"cannot load GGUF file {path}: {reason}") from None
+    family_for(model.config)  # refuse unsupported families before caching anything
+    # The weights are now plain float32: drop the GGUF quantization marker before saving.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target) if not target.exists() else shutil.rmtree(tmp)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A stable hash of the config (minus load-time keys) and of every weight's bytes."""
+    config = {
+        k: v
+        for k, v in model.config.to_dict().items()
+        if not k.startswith("_") and k not in _VOLATILE_CONFIG_KEYS
+    }
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
+        digest.update(flat.view(torch.uint8).numpy())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def _finish(model, tokenizer, family: Family, source: str) -> LoadedModel:
+    model.eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model, tokenizer, family, fingerprint(model), source)

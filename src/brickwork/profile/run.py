@@ -1,0 +1,150 @@
+"""profile_model: stream a dataset's prompts through the model and accumulate neuron statistics.
+
+Batches are formed from the whole dataset (sorted by length) before sharding, so a shard runs
+exactly the batches it would run in a single process: shards merge by addition into the same
+profile. Under ``torchrun`` every rank takes its shard and the ranks all-reduce (gloo).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+import brickwork
+from brickwork.data.sample import Sample, dataset_hash
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+from brickwork.profile.accumulate import Batch, add_batch_counts, add_layer
+from brickwork.profile.capture import capture_activations, down_projection_norms
+from brickwork.profile.store import ADDITIVE, Profile
+
+NORMALIZATION = "indicator / max indicator of the same token and layer"
+
+
+def profile_model(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    *,
+    batch_size: int = 8,
+    max_tokens: int = 256,
+    bins: int = 200,
+    shard: tuple[int, int] = (0, 1),
+    seed: int = 0,
+    command: str | None = None,
+    progress: bool = True,
+) -> Profile:
+    """Profile every FFN neuron on ``samples`` (or on shard ``i`` of ``n`` of them)."""
+    if not samples:
+        raise BrickworkError("the dataset is empty: nothing to profile")
+    index, count = shard = _distributed_shard(shard)
+    if not 0 <= index < count:
+        raise BrickworkError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+    model, family = loaded.model, loaded.family
+    functionalities = sorted({s.functionality for s in samples})
+    encoded = _encode(loaded.tokenizer, samples, max_tokens)
+    batches = _batches(encoded, batch_size)[index::count]
+    meta = {
+        "model_fingerprint": loaded.fingerprint,
+        "model_source": loaded.source,
+        "family": family.name,
+        "dataset_hash": dataset_hash(samples),
+        "sample_ids": [s.id for s in samples],
+        "sample_functionalities": [s.functionality for s in samples],
+        "sample_splits": [s.split for s in samples],
+        "functionalities": functionalities,
+        "max_tokens": max_tokens,
+        "batch_size": batch_size,
+        "normalization": NORMALIZATION,
+        "seed": seed,
+        "shard": f"{index}/{count}",
+        "brickwork_version": brickwork.__version__,
+        "command": command if command is not None else " ".join(sys.argv),
+    }
+    n_layers = len(family.layer_modules(model))
+    profile = Profile.empty(
+        len(samples), n_layers, family.d_ff(model.config), len(functionalities), bins,
+        down_projection_norms(model, family), meta,
+    )  # fmt: skip
+    group_of = {f: i for i, f in enumerate(functionalities)}
+    groups = torch.tensor([group_of[s.functionality] for s in samples])
+    pad_id = loaded.tokenizer.pad_token_id
+    started = time.perf_counter()
+    tensors, state = profile.tensors, {}
+
+    def callback(layer: int, activation: torch.Tensor) -> None:
+        add_layer(tensors, layer, activation, state["batch"])
+
+    bar = tqdm(batches, desc=f"profiling {index}/{count}", unit="batch", disable=not progress)
+    with torch.no_grad(), capture_activations(model, family, callback):
+        for rows in bar:
+            input_ids, attention, content = _pad([encoded[r] for r in rows], pad_id)
+            state["batch"] = Batch(torch.tensor(rows), groups[rows], content, len(functionalities))
+            add_batch_counts(tensors, state["batch"])
+            # The base model skips the LM head: profiling needs no logits.
+            model.base_model(input_ids=input_ids, attention_mask=attention, use_cache=False)
+    if dist.is_initialized():
+        _all_reduce(profile)
+    profile.meta["seconds"] = round(time.perf_counter() - started, 3)
+    return profile
+
+
+def _encode(tokenizer, samples: list[Sample], max_tokens: int) -> list[tuple[list[int], list[int]]]:
+    """Token ids and a content mask (1 for prompt tokens, 0 for special tokens) per sample."""
+    encoded = tokenizer(
+        [s.prompt for s in samples],
+        truncation=True,
+        max_length=max_tokens,
+        return_special_tokens_mask=True,
+    )
+    pairs = []
+    columns = zip(samples, encoded["input_ids"], encoded["special_tokens_mask"], strict=True)
+    for sample, ids, special in columns:
+        content = [1 - s for s in special]
+        if not any(content):
+            raise BrickworkError(f"sample {sample.id!r} has no prompt tokens")
+        pairs.append((ids, content))
+    return pairs
+
+
+def _batches(encoded: list, batch_size: int) -> list[list[int]]:
+    if batch_size < 1:
+        raise BrickworkError(f"batch size must be positive, got {batch_size}")
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i][0]), i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _pad(pairs: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad a batch: input ids, attention mask and content mask, each [B, T]."""
+    width = max(len(ids) for ids, _ in pairs)
+    input_ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(pairs), width), dtype=torch.long)
+    content = torch.zeros((len(pairs), width), dtype=torch.bool)
+    for row, (ids, mask) in enumerate(pairs):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention[row, : len(ids)] = 1
+        content[row, : len(ids)] = torch.tensor(mask, dtype=torch.bool)
+    return input_ids, attention, content
+
+
+def _distributed_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    """Under torchrun (WORLD_SIZE > 1), join the gloo group and take this rank's shard."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return shard
+    if shard != (0, 1):
+        raise BrickworkError("use either --shard or torchrun, not both")
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _all_reduce(profile: Profile) -> None:
+    for key in ADDITIVE:
+        dist.all_reduce(profile.tensors[key])
+    profile.meta["shard"] = "0/1"
+    profile.meta["world_size"] = dist.get_world_size()

@@ -1,0 +1,142 @@
+"""The Profile: streaming per-neuron statistics that merge by addition, saved as safetensors + JSON.
+
+Tensors (L layers, D = d_ff neurons, F functionalities, N instances, B histogram bins):
+
+- ``instance_mean_abs`` [N, L, D]: per-instance mean |activation| over prompt tokens (zero rows
+  for instances another shard covers; ``covered`` [N] says which rows hold data);
+- ``instance_tokens`` [N]: prompt tokens per instance;
+- ``sum_abs`` [F, L, D] (float64) and ``token_count`` [F]: sums over tokens per functionality;
+- ``hist_activation`` / ``hist_output`` [F, L, B]: counts of the normalized indicators, i.e. a
+  neuron's |activation| (or output magnitude |a_i|·‖W_O[:, i]‖) divided by the largest one of
+  the same token and layer, in B equal bins over [0, 1];
+- ``down_norms`` [L, D]: ‖W_O[:, i]‖₂, so output magnitudes derive from activations.
+
+Every tensor but ``down_norms`` adds across shards; ``merge_profiles`` does exactly that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from brickwork.errors import BrickworkError
+
+TENSORS_FILE = "profile.safetensors"
+META_FILE = "profile.json"
+FORMAT_VERSION = 1
+ADDITIVE = ("instance_mean_abs", "instance_tokens", "sum_abs", "token_count",
+            "hist_activation", "hist_output", "covered")  # fmt: skip
+# Metadata that must agree for two shards to belong to one profile.
+_SAME_RUN_KEYS = ("model_fingerprint", "dataset_hash", "sample_ids", "functionalities", "bins",
+                  "max_tokens", "batch_size")  # fmt: skip
+
+
+@dataclass
+class Profile:
+    tensors: dict[str, torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, n_instances: int, n_layers: int, d_ff: int, n_functionalities: int,
+              bins: int, down_norms: torch.Tensor, meta: dict) -> Profile:  # fmt: skip
+        f, n, d = n_functionalities, n_instances, d_ff
+        tensors = {
+            "instance_mean_abs": torch.zeros(n, n_layers, d),
+            "instance_tokens": torch.zeros(n, dtype=torch.int64),
+            "covered": torch.zeros(n, dtype=torch.int64),
+            "sum_abs": torch.zeros(f, n_layers, d, dtype=torch.float64),
+            "token_count": torch.zeros(f, dtype=torch.int64),
+            "hist_activation": torch.zeros(f, n_layers, bins, dtype=torch.int64),
+            "hist_output": torch.zeros(f, n_layers, bins, dtype=torch.int64),
+            "down_norms": down_norms.float().clone(),
+        }
+        return cls(tensors, dict(meta, bins=bins))
+
+    @property
+    def complete(self) -> bool:
+        return bool((self.tensors["covered"] == 1).all())
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write both files atomically (temporary name, then rename) into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        rows = self.tensors["covered"].nonzero().flatten()
+        stored = dict(self.tensors, instance_mean_abs=self.tensors["instance_mean_abs"][rows])
+        stored["covered_rows"] = rows
+        tmp = _temporary(out, TENSORS_FILE)
+        save_file({k: v.contiguous() for k, v in stored.items()}, str(tmp))
+        meta = dict(self.meta, format_version=FORMAT_VERSION, tensors_sha256=_sha256(tmp))
+        os.replace(tmp, out / TENSORS_FILE)
+        _write_text_atomically(out / META_FILE, json.dumps(meta, indent=1, sort_keys=True))
+        return out
+
+
+def load_profile(path: str | Path) -> Profile:
+    """Read a saved profile directory, checking that its two files belong together."""
+    path = Path(path)
+    meta_file, tensor_file = path / META_FILE, path / TENSORS_FILE
+    if not meta_file.is_file() or not tensor_file.is_file():
+        raise BrickworkError(f"{path} is not a profile directory (no {META_FILE}/{TENSORS_FILE})")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BrickworkError(f"{meta_file} is corrupt (not JSON)") from None
+    if meta.get("tensors_sha256") != _sha256(tensor_file):
+        raise BrickworkError(f"{tensor_file} is corrupt or does not match {META_FILE}")
+    try:
+        stored = load_file(str(tensor_file))
+    except (SafetensorError, OSError) as exc:
+        raise BrickworkError(f"{tensor_file} is corrupt: {exc}") from None
+    rows = stored.pop("covered_rows")
+    dense = torch.zeros(len(meta["sample_ids"]), *stored["instance_mean_abs"].shape[1:])
+    dense[rows] = stored["instance_mean_abs"]
+    stored["instance_mean_abs"] = dense
+    return Profile(stored, meta)
+
+
+def merge_profiles(profiles: list[Profile]) -> Profile:
+    """Add shards of one profiling run; an instance covered twice is an error."""
+    if not profiles:
+        raise BrickworkError("nothing to merge")
+    first = profiles[0]
+    for other in profiles[1:]:
+        for key in _SAME_RUN_KEYS:
+            if other.meta.get(key) != first.meta.get(key):
+                raise BrickworkError(f"cannot merge profiles that differ in {key}")
+    tensors = dict(first.tensors)
+    for other in profiles[1:]:
+        for key in ADDITIVE:
+            tensors[key] = tensors[key] + other.tensors[key]
+    if (tensors["covered"] > 1).any():
+        raise BrickworkError("cannot merge: some instances appear in more than one profile")
+    shards = sorted(p.meta.get("shard", "0/1") for p in profiles)
+    return Profile(tensors, dict(first.meta, shard=None, merged_from=shards))
+
+
+def _temporary(folder: Path, name: str) -> Path:
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    os.close(handle)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
+    return Path(tmp)
+
+
+def _write_text_atomically(target: Path, text: str) -> None:
+    tmp = _temporary(target.parent, target.name)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
