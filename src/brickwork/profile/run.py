@@ -33,6 +33,7 @@ def profile_model(
     batch_size: int = 8,
     max_tokens: int = 256,
     bins: int = 200,
+    hist_stride: int = 2,
     shard: tuple[int, int] = (0, 1),
     seed: int = 0,
     command: str | None = None,
@@ -41,17 +42,59 @@ def profile_model(
     """Profile every FFN neuron on ``samples`` (or on shard ``i`` of ``n`` of them)."""
     if not samples:
         raise BrickworkError("the dataset is empty: nothing to profile")
-    index, count = shard = _distributed_shard(shard)
-    if not 0 <= index < count:
-        raise BrickworkError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+    shard = _distributed_shard(shard)
     model, family = loaded.model, loaded.family
     functionalities = sorted({s.functionality for s in samples})
-    encoded = _encode(loaded.tokenizer, samples, max_tokens)
+    meta = _metadata(loaded, samples, functionalities, shard, max_tokens, batch_size, seed, command)
+    meta["hist_stride"] = hist_stride
+    profile = Profile.empty(
+        len(samples), len(family.layer_modules(model)), family.d_ff(model.config),
+        len(functionalities), bins, down_projection_norms(model, family), meta,
+    )  # fmt: skip
+    groups = torch.tensor([functionalities.index(s.functionality) for s in samples])
+    tensors, state = profile.tensors, {}
+
+    def callback(layer: int, activation: torch.Tensor) -> None:
+        add_layer(tensors, layer, activation, state["batch"])
+
+    started = time.perf_counter()
+    batches = prompt_batches(loaded.tokenizer, samples, batch_size, max_tokens, shard)
+    bar = tqdm(batches, desc=f"profiling {shard[0]}/{shard[1]}", unit="batch", disable=not progress)
+    with torch.no_grad(), capture_activations(model, family, callback):
+        for rows, input_ids, attention, content in bar:
+            state["batch"] = Batch(
+                rows, groups[rows], content, len(functionalities), bins, hist_stride
+            )
+            add_batch_counts(tensors, state["batch"])
+            # The base model skips the LM head: profiling needs no logits.
+            model.base_model(input_ids=input_ids, attention_mask=attention, use_cache=False)
+    if dist.is_initialized():
+        _all_reduce(profile)
+    profile.meta["seconds"] = round(time.perf_counter() - started, 3)
+    return profile
+
+
+def prompt_batches(
+    tokenizer, samples: list[Sample], batch_size: int, max_tokens: int, shard=(0, 1)
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Length-sorted, right-padded batches of this shard: (rows, input_ids, attention, content).
+
+    ``content`` marks prompt tokens: not padding, not special tokens such as BOS.
+    """
+    index, count = shard
+    if not 0 <= index < count:
+        raise BrickworkError(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+    encoded = _encode(tokenizer, samples, max_tokens)
     batches = _batches(encoded, batch_size)[index::count]
-    meta = {
+    pad_id = tokenizer.pad_token_id
+    return [(torch.tensor(rows), *_pad([encoded[r] for r in rows], pad_id)) for rows in batches]
+
+
+def _metadata(loaded, samples, functionalities, shard, max_tokens, batch_size, seed, command):
+    return {
         "model_fingerprint": loaded.fingerprint,
         "model_source": loaded.source,
-        "family": family.name,
+        "family": loaded.family.name,
         "dataset_hash": dataset_hash(samples),
         "sample_ids": [s.id for s in samples],
         "sample_functionalities": [s.functionality for s in samples],
@@ -61,36 +104,10 @@ def profile_model(
         "batch_size": batch_size,
         "normalization": NORMALIZATION,
         "seed": seed,
-        "shard": f"{index}/{count}",
+        "shard": f"{shard[0]}/{shard[1]}",
         "brickwork_version": brickwork.__version__,
         "command": command if command is not None else " ".join(sys.argv),
     }
-    n_layers = len(family.layer_modules(model))
-    profile = Profile.empty(
-        len(samples), n_layers, family.d_ff(model.config), len(functionalities), bins,
-        down_projection_norms(model, family), meta,
-    )  # fmt: skip
-    group_of = {f: i for i, f in enumerate(functionalities)}
-    groups = torch.tensor([group_of[s.functionality] for s in samples])
-    pad_id = loaded.tokenizer.pad_token_id
-    started = time.perf_counter()
-    tensors, state = profile.tensors, {}
-
-    def callback(layer: int, activation: torch.Tensor) -> None:
-        add_layer(tensors, layer, activation, state["batch"])
-
-    bar = tqdm(batches, desc=f"profiling {index}/{count}", unit="batch", disable=not progress)
-    with torch.no_grad(), capture_activations(model, family, callback):
-        for rows in bar:
-            input_ids, attention, content = _pad([encoded[r] for r in rows], pad_id)
-            state["batch"] = Batch(torch.tensor(rows), groups[rows], content, len(functionalities))
-            add_batch_counts(tensors, state["batch"])
-            # The base model skips the LM head: profiling needs no logits.
-            model.base_model(input_ids=input_ids, attention_mask=attention, use_cache=False)
-    if dist.is_initialized():
-        _all_reduce(profile)
-    profile.meta["seconds"] = round(time.perf_counter() - started, 3)
-    return profile
 
 
 def _encode(tokenizer, samples: list[Sample], max_tokens: int) -> list[tuple[list[int], list[int]]]:

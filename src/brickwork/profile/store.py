@@ -36,7 +36,7 @@ ADDITIVE = ("instance_mean_abs", "instance_tokens", "sum_abs", "token_count",
             "hist_activation", "hist_output", "covered")  # fmt: skip
 # Metadata that must agree for two shards to belong to one profile.
 _SAME_RUN_KEYS = ("model_fingerprint", "dataset_hash", "sample_ids", "functionalities", "bins",
-                  "max_tokens", "batch_size")  # fmt: skip
+                  "max_tokens", "batch_size", "hist_stride")  # fmt: skip
 
 
 @dataclass
