@@ -54,9 +54,11 @@ def main() -> None:
         profile_model(loaded, samples, batch_size=8, max_tokens=256, progress=False)
         captured.append(time.perf_counter() - started)
     plain_s, captured_s = statistics.median(plain), statistics.median(captured)
-    print(f"model {loaded.source}: {len(batches)} batches of 8 x 256, {tokens} tokens, "
-          f"median of {args.repeats}")
-    print(f"| run | seconds | tokens/s |\n|---|---|---|")
+    print(
+        f"model {loaded.source}: {len(batches)} batches of 8 x 256, {tokens} tokens, "
+        f"median of {args.repeats}"
+    )
+    print("| run | seconds | tokens/s |\n|---|---|---|")
     print(f"| plain forward | {plain_s:.2f} | {tokens / plain_s:.0f} |")
     print(f"| forward + capture + accumulation | {captured_s:.2f} | {tokens / captured_s:.0f} |")
     print(f"capture overhead: {captured_s / plain_s - 1:+.1%} (target <= +15%)")

@@ -43,7 +43,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
         max_tokens=args.max_tokens,
         shard=args.shard,
         seed=args.seed,
-        command=shlex.join(["brickwork", *sys.argv[1:]]),
+        command=args.command_line,
         progress=not args.quiet,
     )
     if _is_main_process():
@@ -129,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["brickwork", *argv])  # recorded in every output
     try:
         args.run(args)
     except BrickworkError as exc:

@@ -1,0 +1,80 @@
+"""The command line: a working profile run, and one clear line plus exit 2 on bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from brickwork.cli import main
+from brickwork.profile import load_profile
+
+BRICKWORK = str(Path(sys.executable).parent / "brickwork")
+
+
+def write_data(path, samples):
+    path.write_text("".join(json.dumps(s.__dict__) + "\n" for s in samples))
+    return str(path)
+
+
+def test_models_lists_builtins_and_families(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2-135m-instruct (default)" in out and "gemma3-270m" in out
+    assert "gpt2" in out and "qwen2" in out
+
+
+def test_profile_writes_a_profile_and_prints_a_summary(
+    tiny_model_dirs, tiny_samples, tmp_path, capsys
+):
+    data = write_data(tmp_path / "d.jsonl", tiny_samples)
+    code = main(["profile", "--model", tiny_model_dirs["qwen2"], "--data", data,
+                 "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "12 instances" in out and "normalized activation < 0.2" in out
+    profile = load_profile(tmp_path / "out")
+    assert profile.meta["command"].startswith("brickwork profile")
+    assert profile.meta["family"] == "qwen2" and profile.complete
+
+
+def test_shards_then_merge_profiles(tiny_model_dirs, tiny_samples, tmp_path, capsys):
+    data = write_data(tmp_path / "d.jsonl", tiny_samples)
+    for i in range(2):
+        assert main(["profile", "--model", tiny_model_dirs["llama"], "--data", data, "--quiet",
+                     "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0  # fmt: skip
+    assert main(["merge-profiles", str(tmp_path / "s0"), str(tmp_path / "s1"),
+                 "--out", str(tmp_path / "m")]) == 0  # fmt: skip
+    assert load_profile(tmp_path / "m").complete
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda d, t: ["--model", str(t / "missing")], "no such model path"),
+        (
+            lambda d, t: ["--model", d["llama"], "--data", str(t / "empty.jsonl")],
+            "holds no samples",
+        ),
+        (lambda d, t: ["--model", d["llama"], "--data", str(t / "bad.jsonl")], "malformed JSON"),
+        (lambda d, t: ["--model", str(t / "bert")], "unsupported model family 'bert'"),
+        (lambda d, t: ["--model", "someone/some-model"], "cannot fetch 'someone/some-model'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tiny_model_dirs, tmp_path, monkeypatch, make_args, message
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "x", "functionality": "m"\n')
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text('{"model_type": "bert"}')
+    args = ["profile", *make_args(tiny_model_dirs, tmp_path), "--out", str(tmp_path / "o")]
+    result = subprocess.run([BRICKWORK, *args], capture_output=True, text=True,
+                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()

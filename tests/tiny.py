@@ -1,0 +1,54 @@
+"""Tiny random models and a byte tokenizer for every supported family: built locally, no network."""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma2Config,
+    Gemma3TextConfig,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen3Config,
+)
+
+VOCAB = 260  # 256 bytes + 3 special tokens, rounded up
+_LLAMA_LIKE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                   pad_token_id=257, bos_token_id=256, eos_token_id=258)  # fmt: skip
+TINY_CONFIGS = {
+    "llama": lambda: LlamaConfig(**_LLAMA_LIKE),
+    "mistral": lambda: MistralConfig(**_LLAMA_LIKE),
+    "qwen2": lambda: Qwen2Config(**_LLAMA_LIKE),
+    "qwen3": lambda: Qwen3Config(**_LLAMA_LIKE, head_dim=8),
+    "gemma2": lambda: Gemma2Config(**_LLAMA_LIKE, head_dim=8),
+    "gemma3_text": lambda: Gemma3TextConfig(**_LLAMA_LIKE, head_dim=8),
+    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128,
+                               n_inner=64, pad_token_id=257, bos_token_id=256, eos_token_id=258),
+}  # fmt: skip
+
+
+def tiny_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (one token per byte) that prepends <bos>."""
+    byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    vocab = dict(sorted(byte_vocab.items(), key=lambda kv: kv[1]))
+    vocab = {ch: i for i, ch in enumerate(vocab)}
+    vocab.update({"<bos>": 256, "<pad>": 257, "<eos>": 258})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", 256)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>", eos_token="<eos>"
+    )
+
+
+def build_tiny_model(family: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(TINY_CONFIGS[family]()).eval()
