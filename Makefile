@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/brickwork profile --model $(MODEL) --out $(OUT)
+	$(VENV)/bin/brickwork analyze --model $(MODEL) --out $(OUT)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -36,7 +36,13 @@ def tiny_samples() -> list[Sample]:
         "writing": ["Once upon a time", "Dear hiring manager,", "A poem about rain", "Hi"],
     }
     return [
-        Sample(f"{f}-{i}", text, f, split="test" if i == 3 else "train")
+        Sample(
+            f"{f}-{i}",
+            text,
+            f,
+            reference=f"answer {i} for {f}",
+            split="test" if i == 3 else "train",
+        )
         for f, prompts in texts.items()
         for i, text in enumerate(prompts)
     ]

@@ -78,3 +78,23 @@ def test_bad_input_is_one_line_and_exit_2(
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_analyze_then_report(tiny_model_dirs, tiny_samples, tmp_path, capsys):
+    data = write_data(tmp_path / "d.jsonl", tiny_samples)
+    out = tmp_path / "a"
+    small = ["--eval-per-functionality", "1", "--curve-per-functionality", "1", "--quiet"]
+    code = main(["analyze", "--model", tiny_model_dirs["gpt2"], "--data", data, "--out", str(out),
+                 *small])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ablation of top 5%" in printed and "report.html" in printed
+    (out / "report.html").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file()
+    # Reusing the profile with another model is refused in one line.
+    code = main(["analyze", "--model", tiny_model_dirs["llama"], "--data", data, *small,
+                 "--profile", str(out / "profile"), "--out", str(tmp_path / "b")])  # fmt: skip
+    assert code == 2
+    assert "another model" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -59,6 +59,37 @@ def cmd_merge_profiles(args: argparse.Namespace) -> None:
     _print_summary(summarize(merged), out)
 
 
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from brickwork.analysis import AnalysisSettings, analyze, save_analysis
+    from brickwork.data import load_data
+    from brickwork.models import load_model
+    from brickwork.profile import load_profile
+    from brickwork.report import render_report, summary_lines
+
+    samples = load_data(args.data)
+    profile = load_profile(args.profile) if args.profile else None
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    settings = AnalysisSettings(
+        fraction=args.fraction,
+        per_layer=args.selection == "per-layer",
+        eval_per_functionality=args.eval_per_functionality,
+        curve_per_functionality=args.curve_per_functionality,
+        seed=args.seed,
+    )
+    analysis = analyze(loaded, samples, settings=settings, profile=profile, dataset=args.data,
+                       command=args.command_line, progress=not args.quiet)  # fmt: skip
+    out = save_analysis(analysis, args.out)
+    report = render_report(analysis.results, out)
+    print("\n".join(summary_lines(analysis.results)))
+    print(f"saved {out}/results.json and {report}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from brickwork.report import load_results, render_report
+
+    print(f"saved {render_report(load_results(args.dir), args.dir)}")
+
+
 def _is_main_process() -> bool:
     import torch.distributed as dist
 
@@ -88,6 +119,7 @@ def _print_summary(summary: dict, out) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from brickwork.analysis import AnalysisSettings
     from brickwork.data import BUILTIN_DATA, INFINITY_DATA
     from brickwork.models import DEFAULT_MODEL
 
@@ -120,6 +152,47 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--trust-remote-code", action="store_true")
     profile.add_argument("--quiet", action="store_true", help="no progress bar")
     profile.set_defaults(run=cmd_profile)
+
+    analyze = commands.add_parser("analyze", help="the paper's §4 neuron analysis, with a report")
+    analyze.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="built-in name, HF model directory, .gguf file or Hub id",
+    )
+    analyze.add_argument(
+        "--data",
+        default=BUILTIN_DATA,
+        help=f"{BUILTIN_DATA!r}, {INFINITY_DATA!r} or a JSONL file (train + test)",
+    )
+    analyze.add_argument("--out", required=True, help="output directory")
+    analyze.add_argument("--profile", help="reuse this profile directory instead of profiling")
+    analyze.add_argument(
+        "--fraction",
+        type=float,
+        default=AnalysisSettings.fraction,
+        help="share of neurons selected per functionality",
+    )
+    analyze.add_argument("--selection", choices=("per-layer", "global"), default="per-layer")
+    analyze.add_argument(
+        "--eval-per-functionality",
+        type=int,
+        default=AnalysisSettings.eval_per_functionality,
+        help="test samples per functionality for the ablation",
+    )
+    analyze.add_argument(
+        "--curve-per-functionality",
+        type=int,
+        default=AnalysisSettings.curve_per_functionality,
+        help="test samples per functionality for masked-ratio curves",
+    )
+    analyze.add_argument("--seed", type=int, default=0)
+    analyze.add_argument("--trust-remote-code", action="store_true")
+    analyze.add_argument("--quiet", action="store_true", help="no progress bars")
+    analyze.set_defaults(run=cmd_analyze)
+
+    report = commands.add_parser("report", help="re-render report.html from results.json")
+    report.add_argument("dir", help="an analyze output directory")
+    report.set_defaults(run=cmd_report)
 
     merge = commands.add_parser("merge-profiles", help="add shard profiles into one")
     merge.add_argument("profiles", nargs="+", help="profile directories")

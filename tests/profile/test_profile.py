@@ -174,7 +174,7 @@ def test_torchrun_two_processes_equal_one(tiny_model_dirs, tiny_samples, tmp_pat
     subprocess.run([bin_dir / "brickwork", "profile", *common, "--out", tmp_path / "one"],
                    check=True, env=env)  # fmt: skip
     subprocess.run(
-        [bin_dir / "torchrun", "--nproc_per_node", "2", "--master_port", "29517", "--no-python",
+        [bin_dir / "torchrun", "--standalone", "--nproc_per_node", "2", "--no-python",
          bin_dir / "brickwork", "profile", *common, "--out", tmp_path / "two"],
         check=True, env=env,
     )  # fmt: skip

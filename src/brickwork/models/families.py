@@ -56,6 +56,12 @@ class Family:
     def down_proj(self, layer: nn.Module) -> nn.Module:
         return getattr(self.ffn(layer), self.down)
 
+    def logits(self, model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on final hidden states (of any positions), with Gemma's soft cap if set."""
+        logits = model.get_output_embeddings()(hidden)
+        cap = getattr(model.config, "final_logit_softcapping", None)
+        return torch.tanh(logits / cap) * cap if cap else logits
+
     def down_weight(self, layer: nn.Module) -> torch.Tensor:
         """The output projection as a [d_model, d_ff] matrix: column i is neuron i's output."""
         weight = self.down_proj(layer).weight

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from brickwork.errors import BrickworkError
+from brickwork.io import replace_atomically
 
 TENSORS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
@@ -71,11 +70,12 @@ class Profile:
         rows = self.tensors["covered"].nonzero().flatten()
         stored = dict(self.tensors, instance_mean_abs=self.tensors["instance_mean_abs"][rows])
         stored["covered_rows"] = rows
-        tmp = _temporary(out, TENSORS_FILE)
-        save_file({k: v.contiguous() for k, v in stored.items()}, str(tmp))
-        meta = dict(self.meta, format_version=FORMAT_VERSION, tensors_sha256=_sha256(tmp))
-        os.replace(tmp, out / TENSORS_FILE)
-        _write_text_atomically(out / META_FILE, json.dumps(meta, indent=1, sort_keys=True))
+        tensors = {k: v.contiguous() for k, v in stored.items()}
+        replace_atomically(out / TENSORS_FILE, lambda tmp: save_file(tensors, str(tmp)))
+        meta = dict(self.meta, format_version=FORMAT_VERSION,
+                    tensors_sha256=_sha256(out / TENSORS_FILE))  # fmt: skip
+        text = json.dumps(meta, indent=1, sort_keys=True)
+        replace_atomically(out / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return out
 
 
@@ -119,19 +119,6 @@ def merge_profiles(profiles: list[Profile]) -> Profile:
         raise BrickworkError("cannot merge: some instances appear in more than one profile")
     shards = sorted(p.meta.get("shard", "0/1") for p in profiles)
     return Profile(tensors, dict(first.meta, shard=None, merged_from=shards))
-
-
-def _temporary(folder: Path, name: str) -> Path:
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    os.close(handle)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; results are meant to be shared
-    return Path(tmp)
-
-
-def _write_text_atomically(target: Path, text: str) -> None:
-    tmp = _temporary(target.parent, target.name)
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,100 @@
+"""Per-functionality loss of the reference answers, given their prompts.
+
+Each test sample becomes prompt + reference (in the chat template when the tokenizer has one);
+the loss is the mean negative log-likelihood of the reference tokens only. The LM head runs on
+those positions alone, which matters for large vocabularies (Gemma's is 262k).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn.functional import cross_entropy
+
+from brickwork.data.sample import Sample
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+
+
+@dataclass
+class EvalBatch:
+    input_ids: torch.Tensor  # [B, T]
+    attention: torch.Tensor  # [B, T]
+    positions: torch.Tensor  # [K, 2]: (row, position) whose next token is a reference token
+    targets: torch.Tensor  # [K] the reference tokens
+    groups: torch.Tensor  # [K] functionality index of each target
+
+
+def prompt_prefix(tokenizer, prompt: str) -> list[int]:
+    """Token ids that precede the reference: the chat-formatted user turn, or the prompt."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(prompt + "\n\n")["input_ids"]
+
+
+def eval_format(tokenizer) -> str:
+    return "chat template" if getattr(tokenizer, "chat_template", None) else "prompt + blank line"
+
+
+def reference_batches(
+    tokenizer,
+    samples: list[Sample],
+    functionalities: list[str],
+    batch_size: int = 8,
+    max_prompt_tokens: int = 192,
+    max_reference_tokens: int = 64,
+) -> list[EvalBatch]:
+    """Right-padded batches of prompt + reference with the reference positions to score."""
+    rows = []
+    for sample in samples:
+        if not sample.reference:
+            raise BrickworkError(f"sample {sample.id!r} has no reference to score")
+        prefix = prompt_prefix(tokenizer, sample.prompt)[-max_prompt_tokens:]
+        reference = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
+        rows.append(
+            (prefix, reference[:max_reference_tokens], functionalities.index(sample.functionality))
+        )
+    rows.sort(key=lambda r: len(r[0]) + len(r[1]))
+    return [
+        _batch(rows[i : i + batch_size], tokenizer.pad_token_id)
+        for i in range(0, len(rows), batch_size)
+    ]
+
+
+def _batch(rows: list, pad_id: int) -> EvalBatch:
+    width = max(len(p) + len(r) for p, r, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    positions, targets, groups = [], [], []
+    for b, (prefix, reference, group) in enumerate(rows):
+        ids = prefix + reference
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        attention[b, : len(ids)] = 1
+        for j, token in enumerate(reference):
+            positions.append((b, len(prefix) + j - 1))  # the logits at t predict token t + 1
+            targets.append(token)
+            groups.append(group)
+    return EvalBatch(input_ids, attention, torch.tensor(positions), torch.tensor(targets),
+                     torch.tensor(groups))  # fmt: skip
+
+
+def functionality_losses(
+    loaded: LoadedModel, batches: list[EvalBatch], n_functionalities: int
+) -> torch.Tensor:
+    """Mean reference-token NLL per functionality [F] (run inside any masking context)."""
+    total = torch.zeros(n_functionalities, dtype=torch.float64)
+    count = torch.zeros(n_functionalities, dtype=torch.float64)
+    with torch.no_grad():
+        for batch in batches:
+            hidden = loaded.model.base_model(
+                input_ids=batch.input_ids, attention_mask=batch.attention, use_cache=False
+            ).last_hidden_state
+            picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
+            logits = loaded.family.logits(loaded.model, picked)
+            nll = cross_entropy(logits.float(), batch.targets, reduction="none").double()
+            total.index_add_(0, batch.groups, nll)
+            count.index_add_(0, batch.groups, torch.ones_like(nll))
+    return total / count.clamp_min(1)

@@ -1,0 +1,83 @@
+"""analyze() end to end on a tiny model: every result present and shaped, bad profiles refused."""
+
+import json
+
+import pytest
+import torch
+
+from brickwork import BrickworkError, load_model
+from brickwork.analysis import AnalysisSettings, analyze, save_analysis
+from brickwork.data import Sample
+from brickwork.profile import load_profile, profile_model
+from brickwork.report import load_results, render_report
+
+SETTINGS = AnalysisSettings(eval_per_functionality=1, curve_per_functionality=1, cett_tokens=32,
+                            fraction=0.1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def analysis(tiny_llama, tiny_samples):
+    return analyze(tiny_llama, tiny_samples, settings=SETTINGS, progress=False, command="test")
+
+
+def test_results_cover_every_analysis(analysis, tiny_llama):
+    r = analysis.results
+    funcs = r["functionalities"]
+    assert funcs == ["coding", "math", "writing"] and r["n_layers"] == 2 and r["d_ff"] == 64
+    assert r["provenance"]["model_fingerprint"] == tiny_llama.fingerprint
+    s = r["sparsity"]
+    assert len(s["cdf"]["activation"]) == 2 and len(s["below_0.2"]["output"]) == 2
+    assert s["masked"]["ratios"][0] == 0 and len(s["masked"]["loss"]["output"]["math"]) == 10
+    assert set(s["cett"]["activated_ratio"]) == {"0.1", "0.2"}
+    assert all(len(r["funcscore"]["per_layer"][f]["random_best"]) == 2 for f in funcs)
+    a = r["ablation"]
+    assert a["rows"] == [*funcs, "random"] and len(a["matrix"]) == 4
+    assert all(len(row) == 3 for row in a["matrix"] + a["resident"]["matrix"])
+    p = r["partition"]
+    assert [p["matrix"][i][i] for i in range(3)] == [1.0, 1.0, 1.0]
+    assert p["random_expected"] == pytest.approx(6 / 64)
+    json.dumps(r)  # JSON-ready throughout
+
+
+def test_selected_sets_have_the_requested_size(analysis):
+    for name, mask in analysis.neuron_sets.items():
+        if name.startswith("top") or name == "random":
+            assert mask.sum(dim=1).tolist() == [6, 6], name  # 10% of 64, per layer
+    assert analysis.funcscores.shape == (3, 2, 64)
+
+
+def test_masked_curve_starts_at_the_unmasked_loss(analysis):
+    baseline = analysis.results["ablation"]["baseline_ppl"]
+    # The curve uses a subset of the ablation's samples: with one per functionality, the same one.
+    for f, ppl in baseline.items():
+        loss0 = analysis.results["sparsity"]["masked"]["loss"]["activation"][f][0]
+        assert torch.tensor(loss0).exp().item() == pytest.approx(ppl, rel=1e-6)
+
+
+def test_save_and_rerender(analysis, tmp_path):
+    out = save_analysis(analysis, tmp_path / "run")
+    assert (out / "results.json").is_file() and (out / "funcscores.safetensors").is_file()
+    assert load_profile(out / "profile").complete
+    report = render_report(load_results(out), out)
+    assert "coding" in report.read_text()
+
+
+def test_profile_from_another_model_is_refused(tiny_model_dirs, tiny_llama, tiny_samples):
+    other = profile_model(load_model(tiny_model_dirs["mistral"]), tiny_samples, progress=False)
+    with pytest.raises(BrickworkError, match="another model"):
+        analyze(tiny_llama, tiny_samples, settings=SETTINGS, profile=other, progress=False)
+
+
+def test_profile_of_other_data_or_one_shard_is_refused(tiny_llama, tiny_samples):
+    other = profile_model(tiny_llama, tiny_samples[1:], progress=False)
+    with pytest.raises(BrickworkError, match="other data"):
+        analyze(tiny_llama, tiny_samples, settings=SETTINGS, profile=other, progress=False)
+    shard = profile_model(tiny_llama, tiny_samples, shard=(0, 2), progress=False)
+    with pytest.raises(BrickworkError, match="one shard"):
+        analyze(tiny_llama, tiny_samples, settings=SETTINGS, profile=shard, progress=False)
+
+
+def test_data_without_both_splits_is_refused(tiny_llama):
+    samples = [Sample(str(i), "p", "abc"[i % 3], "r", "train") for i in range(6)]
+    with pytest.raises(BrickworkError, match="no test samples"):
+        analyze(tiny_llama, samples, settings=SETTINGS, progress=False)
