@@ -118,28 +118,31 @@ def _print_summary(summary: dict, out) -> None:
     print(f"saved {out}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from brickwork.analysis import AnalysisSettings
+def _add_common(command: argparse.ArgumentParser, data_help: str = "") -> None:
+    """The options every model-running command shares."""
     from brickwork.data import BUILTIN_DATA, INFINITY_DATA
     from brickwork.models import DEFAULT_MODEL
 
-    parser = argparse.ArgumentParser(prog="brickwork", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    models = commands.add_parser("models", help="list built-in models and supported families")
-    models.set_defaults(run=cmd_models)
-
-    profile = commands.add_parser("profile", help="profile every FFN neuron on a dataset")
-    profile.add_argument(
+    command.add_argument(
         "--model",
         default=DEFAULT_MODEL,
         help="built-in name, HF model directory, .gguf file or Hub id",
     )
-    profile.add_argument(
-        "--data", default=BUILTIN_DATA, help=f"{BUILTIN_DATA!r}, {INFINITY_DATA!r} or a JSONL file"
+    command.add_argument(
+        "--data",
+        default=BUILTIN_DATA,
+        help=f"{BUILTIN_DATA!r}, {INFINITY_DATA!r} or a JSONL file{data_help}",
     )
+    command.add_argument("--out", required=True, help="output directory")
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--trust-remote-code", action="store_true")
+    command.add_argument("--quiet", action="store_true", help="no progress bars")  # fmt: skip
+
+
+def _add_profile(commands) -> None:
+    profile = commands.add_parser("profile", help="profile every FFN neuron on a dataset")
+    _add_common(profile)
     profile.add_argument("--split", default="all", choices=("all", "train", "test"))
-    profile.add_argument("--out", required=True, help="output directory")
     profile.add_argument(
         "--shard",
         type=_shard,
@@ -148,23 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.add_argument("--batch-size", type=int, default=8)
     profile.add_argument("--max-tokens", type=int, default=256)
-    profile.add_argument("--seed", type=int, default=0)
-    profile.add_argument("--trust-remote-code", action="store_true")
-    profile.add_argument("--quiet", action="store_true", help="no progress bar")
-    profile.set_defaults(run=cmd_profile)
+    profile.set_defaults(run=cmd_profile)  # fmt: skip
+
+
+def _add_analyze(commands) -> None:
+    from brickwork.analysis import AnalysisSettings
 
     analyze = commands.add_parser("analyze", help="the paper's §4 neuron analysis, with a report")
-    analyze.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="built-in name, HF model directory, .gguf file or Hub id",
-    )
-    analyze.add_argument(
-        "--data",
-        default=BUILTIN_DATA,
-        help=f"{BUILTIN_DATA!r}, {INFINITY_DATA!r} or a JSONL file (train + test)",
-    )
-    analyze.add_argument("--out", required=True, help="output directory")
+    _add_common(analyze, data_help=" (with train and test splits)")
     analyze.add_argument("--profile", help="reuse this profile directory instead of profiling")
     analyze.add_argument(
         "--fraction",
@@ -185,20 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=AnalysisSettings.curve_per_functionality,
         help="test samples per functionality for masked-ratio curves",
     )
-    analyze.add_argument("--seed", type=int, default=0)
-    analyze.add_argument("--trust-remote-code", action="store_true")
-    analyze.add_argument("--quiet", action="store_true", help="no progress bars")
-    analyze.set_defaults(run=cmd_analyze)
+    analyze.set_defaults(run=cmd_analyze)  # fmt: skip
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="brickwork", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    models = commands.add_parser("models", help="list built-in models and supported families")
+    models.set_defaults(run=cmd_models)
+    _add_profile(commands)
+    _add_analyze(commands)
     report = commands.add_parser("report", help="re-render report.html from results.json")
     report.add_argument("dir", help="an analyze output directory")
     report.set_defaults(run=cmd_report)
-
     merge = commands.add_parser("merge-profiles", help="add shard profiles into one")
     merge.add_argument("profiles", nargs="+", help="profile directories")
     merge.add_argument("--out", required=True)
     merge.set_defaults(run=cmd_merge_profiles)
-    return parser  # fmt: skip
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,3 +81,11 @@ def test_data_without_both_splits_is_refused(tiny_llama):
     samples = [Sample(str(i), "p", "abc"[i % 3], "r", "train") for i in range(6)]
     with pytest.raises(BrickworkError, match="no test samples"):
         analyze(tiny_llama, samples, settings=SETTINGS, progress=False)
+
+
+def test_global_selection_takes_the_share_of_all_neurons(tiny_llama, tiny_samples):
+    settings = AnalysisSettings(eval_per_functionality=1, curve_per_functionality=1,
+                                cett_tokens=16, fraction=0.1, per_layer=False)  # fmt: skip
+    result = analyze(tiny_llama, tiny_samples, settings=settings, progress=False)
+    assert result.results["ablation"]["selection"] == "global"
+    assert all(int(result.neuron_sets[f"top/{f}"].sum()) == 13 for f in range(3))  # 10% of 128

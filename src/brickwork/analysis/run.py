@@ -62,7 +62,8 @@ def analyze(
     functionalities = sorted({s.functionality for s in samples})
     train, test = _split_rows(samples, functionalities)
     if profile is None:
-        profile = profile_model(loaded, samples, batch_size=settings.batch_size, progress=progress)
+        profile = profile_model(loaded, samples, batch_size=settings.batch_size, seed=settings.seed,
+                                command=command, progress=progress)  # fmt: skip
     _check_profile(profile, loaded, samples)
     labels = torch.tensor([functionalities.index(s.functionality) for s in samples])
     acts = profile.tensors["instance_mean_abs"]
