@@ -16,7 +16,6 @@ Every tensor but ``down_norms`` adds across shards; ``merge_profiles`` does exac
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically
+from brickwork.io import replace_atomically, sha256_file
 
 TENSORS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
@@ -73,7 +72,7 @@ class Profile:
         tensors = {k: v.contiguous() for k, v in stored.items()}
         replace_atomically(out / TENSORS_FILE, lambda tmp: save_file(tensors, str(tmp)))
         meta = dict(self.meta, format_version=FORMAT_VERSION,
-                    tensors_sha256=_sha256(out / TENSORS_FILE))  # fmt: skip
+                    tensors_sha256=sha256_file(out / TENSORS_FILE))  # fmt: skip
         text = json.dumps(meta, indent=1, sort_keys=True)
         replace_atomically(out / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return out
@@ -89,7 +88,7 @@ def load_profile(path: str | Path) -> Profile:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BrickworkError(f"{meta_file} is corrupt (not JSON)") from None
-    if meta.get("tensors_sha256") != _sha256(tensor_file):
+    if meta.get("tensors_sha256") != sha256_file(tensor_file):
         raise BrickworkError(f"{tensor_file} is corrupt or does not match {META_FILE}")
     try:
         stored = load_file(str(tensor_file))
@@ -119,11 +118,3 @@ def merge_profiles(profiles: list[Profile]) -> Profile:
         raise BrickworkError("cannot merge: some instances appear in more than one profile")
     shards = sorted(p.meta.get("shard", "0/1") for p in profiles)
     return Profile(tensors, dict(first.meta, shard=None, merged_from=shards))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,0 +1,20 @@
+"""Bricks: typed functional units with a shareable on-disk format, a repository and attachment."""
+
+from brickwork.bricks.attach import attach
+from brickwork.bricks.brick import KINDS, ORIGINS, Brick, neuron_group_brick, neuron_set_brick
+from brickwork.bricks.format import load_brick, save_brick, verify_brick
+from brickwork.bricks.plugins import lora_brick_from_peft, steering_brick
+
+__all__ = [
+    "KINDS",
+    "ORIGINS",
+    "Brick",
+    "attach",
+    "load_brick",
+    "lora_brick_from_peft",
+    "neuron_group_brick",
+    "neuron_set_brick",
+    "save_brick",
+    "steering_brick",
+    "verify_brick",
+]

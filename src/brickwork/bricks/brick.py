@@ -1,0 +1,81 @@
+"""The Brick: a functional unit of a model, with its base model, provenance and metrics.
+
+Kinds follow the paper's granularities (§2): a neuron set (neurons of many layers, e.g. the coding
+neurons), a neuron group (one layer's FFN partitioned into experts), a layer, a plugin (a PEFT
+adapter such as LoRA, or a steering vector) and a model (a reference to a whole model). Origins:
+emergent (found in the pre-trained weights) or customized (built after pre-training).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+from brickwork.errors import BrickworkError
+
+KINDS = ("neuron_set", "neuron_group", "layer", "plugin", "model")
+ORIGINS = ("emergent", "customized")
+PLUGIN_TYPES = ("lora", "steering")
+# Letters, digits, dot, dash, underscore; no path separators, no leading dot, no "..".
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class Brick:
+    name: str
+    kind: str
+    origin: str
+    purpose: str  # the functionality or task it serves, e.g. "coding"
+    base_model: str  # fingerprint of the base model it was built on
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    spec: dict = field(default_factory=dict)  # kind-specific settings (docs/brick_format.md)
+    provenance: dict = field(default_factory=dict)  # method, parameters, data hash, seed, ...
+    metrics: dict = field(default_factory=dict)  # measured numbers, e.g. before/after
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        if self.kind not in KINDS:
+            raise BrickworkError(f"unknown brick kind {self.kind!r}; kinds: {', '.join(KINDS)}")
+        if self.origin not in ORIGINS:
+            raise BrickworkError(f"unknown brick origin {self.origin!r}; origins: {ORIGINS}")
+        if self.kind == "plugin" and self.spec.get("plugin_type") not in PLUGIN_TYPES:
+            raise BrickworkError(f"a plugin brick needs spec plugin_type in {PLUGIN_TYPES}")
+
+    def neuron_mask(self) -> torch.Tensor:
+        """The [layers, d_ff] boolean mask of a neuron-set brick."""
+        if self.kind != "neuron_set":
+            raise BrickworkError(f"brick {self.name!r} is a {self.kind}, not a neuron set")
+        return self.tensors["mask"].bool()
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise BrickworkError(
+            f"invalid brick name {name!r}: use letters, digits, '.', '-', '_' (no paths)"
+        )
+    return name
+
+
+def neuron_set_brick(
+    name: str, purpose: str, base_model: str, mask: torch.Tensor, rule: str, **fields
+) -> Brick:
+    """An emergent neuron set: the neurons where ``mask`` [layers, d_ff] is True."""
+    layers, d_ff = mask.shape
+    per_layer = mask.sum(dim=1).tolist()
+    spec = {"n_layers": layers, "d_ff": d_ff, "rule": rule, "neurons_per_layer": per_layer}
+    return Brick(name, "neuron_set", fields.pop("origin", "emergent"), purpose, base_model,
+                 tensors={"mask": mask.to(torch.uint8)}, spec=spec, **fields)  # fmt: skip
+
+
+def neuron_group_brick(
+    name: str, base_model: str, layer: int, assignment: torch.Tensor, method: str, **fields
+) -> Brick:
+    """One layer's FFN partitioned into groups (experts): ``assignment`` [d_ff] holds group ids."""
+    sizes = torch.bincount(assignment).tolist()
+    spec = {"layer": layer, "n_groups": len(sizes), "group_sizes": sizes, "method": method}
+    purpose = fields.pop("purpose", f"layer {layer} experts")
+    return Brick(name, "neuron_group", "emergent", purpose, base_model,
+                 tensors={"assignment": assignment.long()}, spec=spec, **fields)  # fmt: skip
