@@ -4,11 +4,13 @@ from brickwork.bricks.attach import attach
 from brickwork.bricks.brick import KINDS, ORIGINS, Brick, neuron_group_brick, neuron_set_brick
 from brickwork.bricks.format import load_brick, save_brick, verify_brick
 from brickwork.bricks.plugins import lora_brick_from_peft, steering_brick
+from brickwork.bricks.repository import BrickRepository
 
 __all__ = [
     "KINDS",
     "ORIGINS",
     "Brick",
+    "BrickRepository",
     "attach",
     "load_brick",
     "lora_brick_from_peft",
