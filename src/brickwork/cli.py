@@ -90,6 +90,99 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"saved {render_report(load_results(args.dir), args.dir)}")
 
 
+def cmd_bricks(args: argparse.Namespace) -> None:
+    from brickwork.bricks import BrickRepository
+
+    if args.action in ("show", "remove") and not args.name:
+        raise BrickworkError(f"bricks {args.action} needs a brick name")
+    if args.action == "extract" and not args.analysis:
+        raise BrickworkError("bricks extract needs --analysis DIR (a brickwork analyze output)")
+    repo = BrickRepository(args.repo, create=args.action == "extract")
+    _BRICK_ACTIONS[args.action](repo, args)
+
+
+def _bricks_list(repo, args) -> None:
+    for meta in repo.search(kind=args.kind, purpose=args.purpose, text=args.text):
+        print(f"{meta['name']:<40} {meta['kind']:<13} {meta['origin']:<10} {meta['purpose']}")
+
+
+def _bricks_show(repo, args) -> None:
+    import json
+
+    brick = repo.get(args.name)
+    shown = {
+        k: getattr(brick, k)
+        for k in (
+            "name",
+            "kind",
+            "origin",
+            "purpose",
+            "base_model",
+            "description",
+            "spec",
+            "provenance",
+            "metrics",
+        )
+    }
+    shown["tensors"] = {k: list(v.shape) for k, v in brick.tensors.items()}
+    print(json.dumps(shown, indent=1))  # fmt: skip
+
+
+def _bricks_verify(repo, args) -> None:
+    report = repo.verify()
+    damaged = {name: files for name, files in report.items() if files}
+    for name, files in damaged.items():
+        print(f"DAMAGED {name}: {', '.join(files)}")
+    print(f"{len(report) - len(damaged)} of {len(report)} bricks intact")
+    if damaged:
+        raise BrickworkError(f"{len(damaged)} damaged bricks in {args.repo}")
+
+
+def _bricks_remove(repo, args) -> None:
+    repo.remove(args.name)
+    print(f"removed {args.name}")
+
+
+def _bricks_extract(repo, args) -> None:
+    import json
+
+    from brickwork.bricks.extract import extract_bricks
+
+    summary = extract_bricks(
+        args.analysis,
+        repo,
+        n_groups=args.groups,
+        methods=tuple(args.methods.split(",")),
+        overwrite=args.overwrite,
+    )
+    print(json.dumps(summary, indent=1))  # fmt: skip
+
+
+_BRICK_ACTIONS = {"list": _bricks_list, "show": _bricks_show, "verify": _bricks_verify,
+                  "remove": _bricks_remove, "extract": _bricks_extract}  # fmt: skip
+
+
+def _add_bricks(commands) -> None:
+    bricks = commands.add_parser("bricks", help="list, show, verify, remove or extract bricks")
+    bricks.add_argument("action", choices=("list", "show", "verify", "remove", "extract"))
+    bricks.add_argument("name", nargs="?", help="brick name (show, remove)")
+    bricks.add_argument("--repo", default="bricks", help="repository directory (default: bricks)")
+    bricks.add_argument("--kind", help="list: only this kind")
+    bricks.add_argument("--purpose", help="list: only this functionality or purpose")
+    bricks.add_argument("--text", help="list: name, purpose or description contains this")
+    bricks.add_argument("--analysis", help="extract: a brickwork analyze output directory")
+    bricks.add_argument(
+        "--groups", type=int, default=16, help="extract: groups (experts) per layer"
+    )
+    bricks.add_argument(
+        "--methods",
+        default="weights,coactivation",
+        help="extract: grouping methods, comma-separated",
+    )
+    bricks.add_argument("--overwrite", action="store_true", help="extract: replace same names")
+    bricks.set_defaults(run=cmd_bricks)  # fmt: skip
+
+
 def _is_main_process() -> bool:
     import torch.distributed as dist
 
@@ -189,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(run=cmd_models)
     _add_profile(commands)
     _add_analyze(commands)
+    _add_bricks(commands)
     report = commands.add_parser("report", help="re-render report.html from results.json")
     report.add_argument("dir", help="an analyze output directory")
     report.set_defaults(run=cmd_report)

@@ -7,7 +7,7 @@ import torch
 from peft import PeftModel
 
 from brickwork import BrickworkError
-from brickwork.bricks.brick import Brick
+from brickwork.bricks.brick import Brick, layer_brick, model_brick
 from brickwork.bricks.format import load_brick, save_brick, verify_brick
 from tests.tiny import build_tiny_model
 
@@ -36,6 +36,16 @@ def test_peft_loads_a_plugin_brick_unchanged(lora_brick, tmp_path):
     assert not torch.allclose(plugged, plain)  # the adapter does something
     state = {k: v for k, v in peft_model.state_dict().items() if "lora_" in k}
     assert len(state) == len(lora_brick.tensors) == 8  # 2 layers x (q, v) x (A, B)
+
+
+def test_layer_and_model_bricks_round_trip(tiny_llama, tmp_path):
+    layer = tiny_llama.family.layer_modules(tiny_llama.model)[1]
+    brick = layer_brick("layer-1", "depth", tiny_llama.fingerprint, layer, 1)
+    loaded = load_brick(save_brick(brick, tmp_path / "l"))
+    assert loaded.spec == {"layer": 1}
+    assert all(torch.equal(loaded.tensors[k], v) for k, v in layer.state_dict().items())
+    ref = model_brick("helper-model", "math", tiny_llama.fingerprint, "someone/math-model")
+    assert load_brick(save_brick(ref, tmp_path / "m")).spec == {"reference": "someone/math-model"}
 
 
 @pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "", "x" * 200])

@@ -79,3 +79,17 @@ def neuron_group_brick(
     purpose = fields.pop("purpose", f"layer {layer} experts")
     return Brick(name, "neuron_group", "emergent", purpose, base_model,
                  tensors={"assignment": assignment.long()}, spec=spec, **fields)  # fmt: skip
+
+
+def layer_brick(name: str, purpose: str, base_model: str, layer_module: torch.nn.Module,
+                index: int, **fields) -> Brick:  # fmt: skip
+    """A whole decoder layer: its parameters under their names within the layer."""
+    tensors = {k: v.detach().clone() for k, v in layer_module.state_dict().items()}
+    return Brick(name, "layer", fields.pop("origin", "emergent"), purpose, base_model,
+                 tensors=tensors, spec={"layer": index}, **fields)  # fmt: skip
+
+
+def model_brick(name: str, purpose: str, base_model: str, reference: str, **fields) -> Brick:
+    """A reference to a whole model (a Hub id or a path), for multi-model cooperation."""
+    return Brick(name, "model", fields.pop("origin", "customized"), purpose, base_model,
+                 spec={"reference": reference}, **fields)  # fmt: skip

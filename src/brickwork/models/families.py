@@ -62,6 +62,11 @@ class Family:
         cap = getattr(model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
+    def input_weight(self, layer: nn.Module) -> torch.Tensor:
+        """The gate (or, ungated, the input) projection as [d_ff, d_model]: row i feeds neuron i."""
+        weight = getattr(self.ffn(layer), self.gate or self.up).weight
+        return weight.t() if self.conv1d else weight
+
     def down_weight(self, layer: nn.Module) -> torch.Tensor:
         """The output projection as a [d_model, d_ff] matrix: column i is neuron i's output."""
         weight = self.down_proj(layer).weight

@@ -1,0 +1,176 @@
+"""Emergent brick extraction from an analysis directory (`brickwork analyze --out DIR`).
+
+- Neuron sets: one brick per functionality from the top-FuncScore selection (and one without
+  resident neurons), with the rule and the measured ablation effects recorded.
+- Neuron groups (MoEfication): each layer's FFN neurons split into equal-size groups by balanced
+  k-means, either on the normalized gate/input weight rows ("weights") or on the neurons'
+  per-instance activation profiles from the profile ("coactivation").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+
+from brickwork.bricks.brick import Brick, neuron_group_brick, neuron_set_brick
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+from brickwork.report import load_results
+
+GROUP_METHODS = ("weights", "coactivation")
+
+
+def load_analysis(analysis_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    folder = Path(analysis_dir)
+    results = load_results(folder)
+    scores_file = folder / "funcscores.safetensors"
+    if not scores_file.is_file():
+        raise BrickworkError(f"{folder} has no funcscores.safetensors: run brickwork analyze")
+    return results, load_file(str(scores_file))
+
+
+def neuron_set_bricks(results: dict, tensors: dict[str, torch.Tensor]) -> list[Brick]:
+    """One neuron-set brick per functionality, plain and with resident neurons excluded."""
+    settings, ablation = results["settings"], results["ablation"]
+    where = "per layer" if settings["per_layer"] else "over all layers"
+    rule = (f"top {settings['fraction']:.1%} of neurons {where} by FuncScore (average precision "
+            "of per-instance mean |activation| against the label) on the train split")  # fmt: skip
+    bricks = []
+    for i, f in enumerate(results["functionalities"]):
+        for suffix, key, matrix, extra in (
+            ("", "top", ablation["matrix"], ""),
+            ("-nonresident", "top-nonresident", ablation["resident"]["matrix"],
+             "; resident neurons excluded: " + ablation["resident"]["rule"]),
+        ):  # fmt: skip
+            row = matrix[i]
+            metrics = {
+                "ablation_ppl_increase_own": row[i],
+                "ablation_ppl_increase_others": (sum(row) - row[i]) / (len(row) - 1),
+                "heldout_funcscore": results["funcscore"]["heldout_top"][f],
+            }
+            bricks.append(neuron_set_brick(
+                f"{f}-neurons{suffix}", f, results["provenance"]["model_fingerprint"],
+                tensors[f"set/{key}/{i}"].bool(), rule + extra, metrics=metrics,
+                provenance=_provenance(results, "funcscore-top", settings),
+                description=f"FFN neurons specialised in {f}{suffix.replace('-', ', ')}",
+            ))  # fmt: skip
+    return bricks
+
+
+def balanced_kmeans(features: np.ndarray, n_groups: int, seed: int = 0) -> np.ndarray:
+    """Group ids [n] with equal group sizes: k-means centroids (scikit-learn), then an optimal
+    equal-capacity assignment of points to centroids (scipy's linear_sum_assignment)."""
+    n = len(features)
+    if n_groups < 1 or n % n_groups:
+        raise BrickworkError(f"{n} neurons do not split into {n_groups} equal groups")
+    centers = KMeans(n_groups, n_init=3, random_state=seed).fit(features).cluster_centers_
+    cost = ((features[:, None, :] - centers[None, :, :]) ** 2).sum(axis=-1)  # [n, groups]
+    slots = np.repeat(np.arange(n_groups), n // n_groups)
+    rows, cols = linear_sum_assignment(cost[:, slots])
+    assignment = np.empty(n, dtype=np.int64)
+    assignment[rows] = slots[cols]
+    return assignment
+
+
+def layer_features(method: str, loaded: LoadedModel | None, profile_acts: torch.Tensor | None,
+                   layer: int) -> np.ndarray:  # fmt: skip
+    """Per-neuron feature rows [d_ff, k], L2-normalized."""
+    if method == "weights":
+        if loaded is None:
+            raise BrickworkError("weight clustering needs the model")
+        layer_module = loaded.family.layer_modules(loaded.model)[layer]
+        rows = loaded.family.input_weight(layer_module).detach().float()
+    elif method == "coactivation":
+        if profile_acts is None:
+            raise BrickworkError("co-activation clustering needs the analysis profile")
+        rows = profile_acts[:, layer, :].t().float()  # [d_ff, instances]
+        rows = rows - rows.mean(dim=1, keepdim=True)
+    else:
+        raise BrickworkError(f"unknown grouping method {method!r}; methods: {GROUP_METHODS}")
+    return torch.nn.functional.normalize(rows, dim=1).numpy()
+
+
+def neuron_group_bricks(results: dict, method: str, n_groups: int, loaded=None, profile_acts=None,
+                        seed: int = 0) -> list[Brick]:  # fmt: skip
+    """One neuron-group brick per layer: the layer's FFN split into ``n_groups`` experts."""
+    bricks = []
+    for layer in range(results["n_layers"]):
+        features = layer_features(method, loaded, profile_acts, layer)
+        assignment = torch.from_numpy(balanced_kmeans(features, n_groups, seed))
+        bricks.append(neuron_group_brick(
+            f"{method}-groups-layer{layer:02d}", results["provenance"]["model_fingerprint"], layer,
+            assignment, method, provenance=_provenance(results, f"balanced-kmeans/{method}",
+                                                        {"n_groups": n_groups, "seed": seed}),
+        ))  # fmt: skip
+    return bricks
+
+
+def concentration(group_bricks: list[Brick], neuron_sets: dict[str, torch.Tensor], top: int = 2,
+                  seed: int = 0) -> dict:  # fmt: skip
+    """How much of each functionality's neuron set falls into its ``top`` fullest groups per layer,
+    averaged over layers, next to random neuron sets of the same size."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def share(mask: torch.Tensor) -> float:
+        values = []
+        for brick in group_bricks:
+            layer, assignment = brick.spec["layer"], brick.tensors["assignment"]
+            chosen = assignment[mask[layer]]
+            if len(chosen):
+                counts = torch.bincount(chosen, minlength=brick.spec["n_groups"])
+                values.append(float(counts.topk(top).values.sum()) / len(chosen))
+        return sum(values) / len(values)
+
+    result = {}
+    for name, mask in neuron_sets.items():
+        shuffled = torch.stack([row[torch.randperm(len(row), generator=generator)] for row in mask])
+        result[name] = {"top_groups_share": share(mask), "random_share": share(shuffled)}
+    return result
+
+
+def _provenance(results: dict, method: str, parameters: dict) -> dict:
+    p = results["provenance"]
+    return {"method": method, "parameters": parameters, "dataset_hash": p["dataset_hash"],
+            "seed": p["seed"], "brickwork_version": p["brickwork_version"],
+            "analysis_command": p["command"]}  # fmt: skip
+
+
+def extract_bricks(analysis_dir: str | Path, repository, n_groups: int = 16,
+                   methods: tuple[str, ...] = GROUP_METHODS, model: str | None = None,
+                   overwrite: bool = False) -> dict:  # fmt: skip
+    """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary."""
+    from brickwork.models import load_model
+    from brickwork.profile import load_profile
+
+    results, tensors = load_analysis(analysis_dir)
+    fingerprint = results["provenance"]["model_fingerprint"]
+    sets = neuron_set_bricks(results, tensors)
+    loaded = acts = None
+    if "weights" in methods:
+        loaded = load_model(model or results["provenance"]["model"])
+        if loaded.fingerprint != fingerprint:
+            raise BrickworkError(f"{loaded.source} is not the analysed model ({fingerprint})")
+    if "coactivation" in methods:
+        profile = load_profile(Path(analysis_dir) / "profile")
+        train = [i for i, s in enumerate(profile.meta["sample_splits"]) if s == "train"]
+        acts = profile.tensors["instance_mean_abs"][train]  # clusters from train data only
+    summary = {"neuron_sets": [b.name for b in sets], "groups": {}}
+    masks = {b.purpose: b.neuron_mask() for b in sets if not b.name.endswith("-nonresident")}
+    bricks = list(sets)
+    for method in methods:
+        groups = neuron_group_bricks(results, method, n_groups, loaded, acts)
+        bricks += groups
+        summary["groups"][method] = {
+            "bricks": len(groups),
+            "groups_per_layer": n_groups,
+            "group_size": results["d_ff"] // n_groups,
+            "concentration_top2": concentration(groups, masks),
+        }
+    for brick in bricks:
+        repository.add(brick, overwrite=overwrite)
+    return summary
