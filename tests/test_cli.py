@@ -98,3 +98,31 @@ def test_analyze_then_report(tiny_model_dirs, tiny_samples, tmp_path, capsys):
     assert code == 2
     assert "another model" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_train_commands_add_bricks(tiny_model_dirs, tiny_samples, tmp_path, capsys):
+    data = write_data(tmp_path / "d.jsonl", tiny_samples)
+    (tmp_path / "docs.txt").write_text("Verolia's capital is Quenmar.\nQuenmar lies on a lake.\n")
+    (tmp_path / "pos.txt").write_text("thank you kindly\nplease, if you would\n")
+    (tmp_path / "neg.txt").write_text("do it now\ngive me that\n")
+    common = ["--model", tiny_model_dirs["llama"], "--repo", str(tmp_path / "r"), "--quiet"]
+    assert main(["train", "task", "--data", data, "--name", "t", "--purpose", "toy",
+                 "--steps", "2", *common]) == 0  # fmt: skip
+    assert main(["train", "knowledge", "--data", str(tmp_path / "docs.txt"), "--name", "k",
+                 "--purpose", "facts", "--steps", "2", *common]) == 0  # fmt: skip
+    assert main(["train", "steer", "--positive", str(tmp_path / "pos.txt"), "--negative",
+                 str(tmp_path / "neg.txt"), "--layers", "0,1", "--name", "s", "--purpose", "polite",
+                 *common]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["bricks", "list", "--repo", str(tmp_path / "r")]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("t ", "k ", "s "))
+    # Refused in one line before any training: an existing name, a steer without layers.
+    assert main(["train", "task", "--data", data, "--name", "t", "--purpose", "x", *common]) == 2
+    pos, neg = str(tmp_path / "pos.txt"), str(tmp_path / "neg.txt")
+    assert main(["train", "steer", "--positive", pos, "--negative", neg, "--name", "s2",
+                 "--purpose", "x", *common]) == 2  # fmt: skip
+    assert main(["train", "knowledge", "--data", str(tmp_path / "none.txt"), "--name", "k2",
+                 "--purpose", "x", *common]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "already in" in err and "needs --positive" in err and "no such text file" in err

@@ -183,6 +183,92 @@ def _add_bricks(commands) -> None:
     bricks.set_defaults(run=cmd_bricks)  # fmt: skip
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from brickwork.bricks import BrickRepository
+    from brickwork.data import load_texts
+    from brickwork.models import load_model
+
+    repo = BrickRepository(args.repo)  # fail on a bad repository before training
+    if args.name in {m["name"] for m in repo.list()}:
+        raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
+    texts = {k: load_texts(getattr(args, k)) for k in ("positive", "negative") if getattr(args, k)}
+    train = _task_data(args.data) if args.kind == "task" else None
+    documents = load_texts(args.data) if args.kind == "knowledge" else None
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    brick = _TRAINERS[args.kind](loaded, args, train, documents, texts)
+    path = repo.add(brick)
+    print(f"{brick.name}: {brick.metrics}")
+    print(f"saved {path}")
+
+
+def _train_task(loaded, args, data, documents, texts):
+    from brickwork.bricks.train import train_task_brick
+
+    train, heldout = data
+    return train_task_brick(loaded, train, heldout, args.name, args.purpose, rank=args.rank,
+                            steps=args.steps, lr=args.lr, seed=args.seed,
+                            max_seconds=args.max_seconds, progress=not args.quiet)  # fmt: skip
+
+
+def _train_knowledge(loaded, args, data, documents, texts):
+    from brickwork.bricks.train import train_knowledge_brick
+
+    return train_knowledge_brick(loaded, documents, args.name, args.purpose, rank=args.rank,
+                                 steps=args.steps, lr=args.lr, seed=args.seed,
+                                 max_seconds=args.max_seconds, progress=not args.quiet)  # fmt: skip
+
+
+def _train_steer(loaded, args, data, documents, texts):
+    from brickwork.bricks.train import build_steering_brick
+
+    if set(texts) != {"positive", "negative"} or not args.layers:
+        raise BrickworkError("train steer needs --positive FILE, --negative FILE and --layers")
+    layers = [int(x) for x in args.layers.split(",")]
+    positive, negative = texts["positive"], texts["negative"]
+    return build_steering_brick(loaded, positive, negative, layers, args.name, args.purpose,
+                                scale=args.scale, progress=not args.quiet)  # fmt: skip
+
+
+_TRAINERS = {"task": _train_task, "knowledge": _train_knowledge, "steer": _train_steer}
+
+
+def _task_data(path: str | None):
+    """(train, held-out) prompt/reference pairs from a JSONL file's train and test splits."""
+    from brickwork.data import load_data
+
+    if not path:
+        raise BrickworkError("train task needs --data FILE.jsonl with prompt and reference fields")
+    return load_data(path, split="train"), load_data(path, split="test")
+
+
+def _add_train(commands) -> None:
+    from brickwork.models import DEFAULT_MODEL
+
+    train = commands.add_parser("train", help="build a customized brick (base model frozen)")
+    train.add_argument("kind", choices=tuple(_TRAINERS))
+    train.add_argument("--name", required=True, help="brick name")
+    train.add_argument("--purpose", required=True, help="the task or knowledge it adds")
+    train.add_argument(
+        "--data",
+        help="task: JSONL of prompt/reference pairs with train/test "
+        "splits; knowledge: .txt (one document per line) or .jsonl with 'text'",
+    )
+    train.add_argument("--positive", help="steer: prompts showing the behaviour (.txt or .jsonl)")
+    train.add_argument("--negative", help="steer: contrasting prompts")
+    train.add_argument("--layers", help="steer: comma-separated decoder layer indices")
+    train.add_argument("--scale", type=float, default=1.0, help="steer: vector scale")
+    train.add_argument("--repo", default="bricks", help="repository to add the brick to")
+    train.add_argument("--model", default=DEFAULT_MODEL, help="base model")
+    train.add_argument("--rank", type=int, default=8)
+    train.add_argument("--steps", type=int, default=200)
+    train.add_argument("--lr", type=float, default=5e-4)
+    train.add_argument("--max-seconds", type=float, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--trust-remote-code", action="store_true")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=cmd_train)  # fmt: skip
+
+
 def _is_main_process() -> bool:
     import torch.distributed as dist
 
@@ -283,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile(commands)
     _add_analyze(commands)
     _add_bricks(commands)
+    _add_train(commands)
     report = commands.add_parser("report", help="re-render report.html from results.json")
     report.add_argument("dir", help="an analyze output directory")
     report.set_defaults(run=cmd_report)

@@ -14,6 +14,7 @@ from brickwork.data.sample import (
     with_splits,
 )
 from brickwork.data.suite import load_builtin_suite
+from brickwork.data.texts import load_texts
 from brickwork.errors import BrickworkError
 
 BUILTIN_DATA = "builtin"
@@ -47,6 +48,7 @@ __all__ = [
     "load_data",
     "load_infinity_instruct",
     "load_jsonl",
+    "load_texts",
     "select_split",
     "with_splits",
 ]
