@@ -69,10 +69,14 @@ class Profile:
         rows = self.tensors["covered"].nonzero().flatten()
         stored = dict(self.tensors, instance_mean_abs=self.tensors["instance_mean_abs"][rows])
         stored["covered_rows"] = rows
-        tensors = {k: v.contiguous() for k, v in stored.items()}
-        replace_atomically(out / TENSORS_FILE, lambda tmp: save_file(tensors, str(tmp)))
-        meta = dict(self.meta, format_version=FORMAT_VERSION,
-                    tensors_sha256=sha256_file(out / TENSORS_FILE))  # fmt: skip
+        tensors, digest = {k: v.contiguous() for k, v in stored.items()}, {}
+
+        def write_tensors(tmp: Path) -> None:
+            save_file(tensors, str(tmp))
+            digest["sha256"] = sha256_file(tmp)  # before the rename: the two files change together
+
+        replace_atomically(out / TENSORS_FILE, write_tensors)
+        meta = dict(self.meta, format_version=FORMAT_VERSION, tensors_sha256=digest["sha256"])
         text = json.dumps(meta, indent=1, sort_keys=True)
         replace_atomically(out / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return out
