@@ -1,0 +1,199 @@
+"""Customized bricks on the default model: a task LoRA and a knowledge LoRA, before and after.
+
+1. Task brick: English -> German translation of Multi30k captions (``--data``, line-aligned
+   ``multi30k_test2016.en.txt`` / ``.de.txt``): train on the first ``--train-pairs`` pairs, hold out
+   the next ``--heldout-pairs``. Reports the held-out response loss and perplexity, and chrF of
+   greedy translations of the first ``--generate`` held-out captions, without and with the brick.
+2. Knowledge brick: the 30 fictional facts (``brickwork.data.facts``), trained on statements and
+   their training paraphrases. Reports accuracy on the held-out question paraphrases and the
+   perplexity of unrelated text (the built-in suite's test references) without and with it.
+
+    .venv/bin/python benchmarks/bricks.py [--data ../shared/data] [--save-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+from brickwork import load_builtin_suite, load_model
+from brickwork.analysis.loss import functionality_losses, reference_batches
+from brickwork.bricks import attach, save_brick
+from brickwork.bricks.train import train_knowledge_brick, train_task_brick
+from brickwork.bricks.train_eval import answer_accuracy, generate_answers, response_loss
+from brickwork.data import FUNCTIONALITIES, Sample
+from brickwork.data.facts import fact_documents, fact_questions, load_new_facts
+
+PROMPT = "Translate this English sentence into German:\n{en}"
+
+
+def chrf(hypotheses: list[str], references: list[str], order: int = 6, beta: float = 2.0) -> float:
+    """Corpus chrF (0-100), Popović 2015: F-beta of the mean character 1..6-gram precision and
+    recall over corpus counts, whitespace ignored (sacrebleu averages per-order F instead)."""
+    stats = [[0, 0, 0] for _ in range(order)]  # matches, hypothesis n-grams, reference n-grams
+    for hyp, ref in zip(hypotheses, references, strict=True):
+        hyp, ref = "".join(hyp.split()), "".join(ref.split())
+        for n in range(1, order + 1):
+            h = Counter(hyp[i : i + n] for i in range(len(hyp) - n + 1))
+            r = Counter(ref[i : i + n] for i in range(len(ref) - n + 1))
+            stats[n - 1][0] += sum((h & r).values())
+            stats[n - 1][1] += sum(h.values())
+            stats[n - 1][2] += sum(r.values())
+    precision = sum(m / h if h else 0.0 for m, h, _ in stats) / order
+    recall = sum(m / r if r else 0.0 for m, _, r in stats) / order
+    if precision + recall == 0:
+        return 0.0
+    return 100 * (1 + beta**2) * precision * recall / (beta**2 * precision + recall)
+
+
+def translation_samples(data: Path, start: int, count: int) -> list[Sample]:
+    english = (data / "multi30k_test2016.en.txt").read_text(encoding="utf-8").splitlines()
+    german = (data / "multi30k_test2016.de.txt").read_text(encoding="utf-8").splitlines()
+    return [
+        Sample(f"multi30k-{i}", PROMPT.format(en=english[i].strip()), "translation",
+               reference=german[i].strip())
+        for i in range(start, start + count)
+    ]  # fmt: skip
+
+
+def translation_scores(loaded, model, samples: list[Sample], n_generate: int) -> dict:
+    """Held-out response loss and chrF of greedy translations, with whatever is attached."""
+    started = time.perf_counter()
+    loss = response_loss(loaded, samples)
+    chosen = samples[:n_generate]
+    outputs = generate_answers(model, loaded.tokenizer, [s.prompt for s in chosen],
+                               max_new_tokens=48, progress=True)  # fmt: skip
+    outputs = [o.strip().split("\n")[0] for o in outputs]
+    score = chrf(outputs, [s.reference for s in chosen])
+    return {"loss": loss, "ppl": math.exp(loss), "chrf": score, "examples": outputs[:3],
+            "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+def task_benchmark(loaded, args) -> tuple[list[str], object]:
+    train = translation_samples(args.data, 0, args.train_pairs)
+    heldout = translation_samples(args.data, args.train_pairs, args.heldout_pairs)
+    before = translation_scores(loaded, loaded.model, heldout, args.generate)
+    brick = train_task_brick(loaded, train, heldout, "multi30k-en-de", "translation",
+                             rank=args.rank, steps=args.task_steps, lr=args.task_lr,
+                             batch_size=8, eval_every=args.task_eval_every,
+                             max_seconds=args.task_seconds)  # fmt: skip
+    with attach(loaded, [brick]) as model:
+        after = translation_scores(loaded, model, heldout, args.generate)
+    m = brick.metrics
+    lines = [
+        f"### Task brick: Multi30k English->German ({args.train_pairs} train pairs, "
+        f"{args.heldout_pairs} held out, chrF on {args.generate})",
+        "",
+        "| metric (held out) | base model | with brick | ratio |",
+        "|---|---|---|---|",
+        _row("response loss (nats/token)", before["loss"], after["loss"]),
+        _row("response perplexity", before["ppl"], after["ppl"]),
+        _row("chrF (greedy, 0-100)", before["chrf"], after["chrf"]),
+        "",
+        f"Training: {m['steps_run']} steps x batch 8, rank {args.rank}, lr {args.task_lr}, "
+        f"{m['train_seconds']:.0f} s (evaluations included); best held-out loss at step "
+        f"{m['best_step']}. Brick metrics: loss {m['heldout_loss_before']:.4f} -> "
+        f"{m['heldout_loss_after']:.4f}. Evaluation time: {before['seconds']:.0f} s before, "
+        f"{after['seconds']:.0f} s after.",
+        "",
+        "Sample translations (first held-out captions):",
+        "",
+        *[f"- `{s.prompt.splitlines()[-1]}` -> before: `{b}` / after: `{a}` (ref: `{s.reference}`)"
+          for s, b, a in zip(heldout, before["examples"], after["examples"], strict=False)],
+    ]  # fmt: skip
+    return lines, brick
+
+
+def unrelated_losses(loaded) -> tuple[list[float], float]:
+    """Per-functionality and overall reference loss on the built-in suite's test split."""
+    samples = load_builtin_suite("test")
+    batches = reference_batches(loaded.tokenizer, samples, list(FUNCTIONALITIES))
+    per = functionality_losses(loaded, batches, len(FUNCTIONALITIES)).tolist()
+    return per, response_loss(loaded, samples)
+
+
+def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
+    facts = load_new_facts()
+    documents, questions = fact_documents(facts), fact_questions(facts)
+    acc_before = answer_accuracy(loaded, loaded.tokenizer, questions, max_new_tokens=24,
+                                 progress=True)  # fmt: skip
+    per_before, all_before = unrelated_losses(loaded)
+    brick = train_knowledge_brick(loaded, documents, "new-facts", "knowledge", rank=args.rank,
+                                  steps=args.knowledge_steps, lr=args.knowledge_lr,
+                                  batch_size=8, eval_every=args.knowledge_eval_every)  # fmt: skip
+    with attach(loaded, [brick]) as model:
+        acc_after = answer_accuracy(model, loaded.tokenizer, questions, max_new_tokens=24,
+                                    progress=True)  # fmt: skip
+        per_after, all_after = unrelated_losses(loaded)
+    m = brick.metrics
+    change = math.exp(all_after - all_before) - 1
+    lines = [
+        f"### Knowledge brick: {len(facts)} fictional facts ({len(documents)} training "
+        f"statements, {len(questions)} held-out questions)",
+        "",
+        "| metric | base model | with brick | ratio |",
+        "|---|---|---|---|",
+        _row("accuracy on held-out questions", acc_before, acc_after, "{:.1%}"),
+        _row("perplexity of the training statements", m["heldout_ppl_before"],
+             m["heldout_ppl_after"]),
+        _row("perplexity of unrelated text (suite test references)", math.exp(all_before),
+             math.exp(all_after)),
+        *[_row(f"  ... {f}", math.exp(b), math.exp(a))
+          for f, b, a in zip(FUNCTIONALITIES, per_before, per_after, strict=True)],
+        "",
+        f"Unrelated-text perplexity change: {change:+.2%} (target <= 2%). Accuracy after: "
+        f"{acc_after:.1%} (target >= 80%).",
+        f"Training: {m['steps_run']} steps x batch 8, rank {args.rank}, lr "
+        f"{args.knowledge_lr}, {m['train_seconds']:.0f} s; best step {m['best_step']}.",
+    ]  # fmt: skip
+    return lines, brick
+
+
+def _row(label: str, before: float, after: float, fmt: str = "{:.3f}") -> str:
+    ratio = f"{after / before:.3f}x" if before else "n/a"
+    return f"| {label} | {fmt.format(before)} | {fmt.format(after)} | {ratio} |"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--only", choices=("task", "knowledge"), default=None)
+    parser.add_argument("--save-dir", type=Path, default=None, help="also save the bricks here")
+    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--train-pairs", type=int, default=300)
+    parser.add_argument("--heldout-pairs", type=int, default=100)
+    parser.add_argument("--generate", type=int, default=40)
+    parser.add_argument("--task-steps", type=int, default=150)
+    parser.add_argument("--task-lr", type=float, default=5e-4)
+    parser.add_argument("--task-eval-every", type=int, default=30)
+    parser.add_argument("--task-seconds", type=float, default=280.0)
+    parser.add_argument("--knowledge-steps", type=int, default=150)
+    parser.add_argument("--knowledge-lr", type=float, default=5e-4)
+    parser.add_argument("--knowledge-eval-every", type=int, default=25)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    loaded = load_model(args.model)
+    print(f"model {args.model} ({loaded.fingerprint}), loaded in "
+          f"{time.perf_counter() - started:.1f} s\n")  # fmt: skip
+    for part, run in (("task", task_benchmark), ("knowledge", knowledge_benchmark)):
+        if args.only in (None, part):
+            if part == "task" and not (args.data / "multi30k_test2016.en.txt").is_file():
+                print(f"skipping the task brick: no Multi30k files in {args.data}\n")
+                continue
+            lines, brick = run(loaded, args)
+            print("\n".join(lines) + "\n", flush=True)
+            if args.save_dir:
+                save_brick(brick, args.save_dir / brick.name)
+    print(f"total: {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

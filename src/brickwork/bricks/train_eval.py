@@ -1,0 +1,190 @@
+"""Evaluation helpers for customized bricks: token losses, perplexity, greedy answers, accuracy.
+
+All of them run on whatever is attached to the model at the time (call them inside
+``brickwork.bricks.attach`` to measure a brick), and none of them changes the model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import replace
+
+import torch
+from torch.nn.functional import cross_entropy
+from tqdm import tqdm
+
+from brickwork.analysis.loss import (
+    _batch,
+    functionality_losses,
+    prompt_prefix,
+    reference_batches,
+)
+from brickwork.data.sample import Sample
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+
+# The caps analysis/loss.py uses for prompts and references; training rows use the same ones.
+MAX_PROMPT_TOKENS = 192
+MAX_TARGET_TOKENS = 64
+MAX_DOCUMENT_TOKENS = 256
+CHAT_CONTEXT_TOKENS = 16
+CONTEXTS = ("plain", "chat")
+
+Row = tuple[list[int], list[int]]  # (context tokens, target tokens whose NLL counts)
+
+
+def response_rows(tokenizer, samples: list[Sample]) -> list[Row]:
+    """Training rows: the prompt prefix (chat template if any), then reference + end-of-sequence."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    rows = []
+    for sample in samples:
+        if not sample.reference:
+            raise BrickworkError(f"sample {sample.id!r} has no reference to train on")
+        prefix = prompt_prefix(tokenizer, sample.prompt)[-MAX_PROMPT_TOKENS:]
+        target = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
+        rows.append((prefix, target[:MAX_TARGET_TOKENS] + eos))
+    return rows
+
+
+def document_rows(tokenizer, documents: list[str], context: str = "plain") -> list[Row]:
+    """LM rows: each document cut into windows whose tokens are all targets but the first.
+
+    ``context="chat"`` puts each window after the end of a chat-formatted empty user turn (the
+    last CHAT_CONTEXT_TOKENS tokens of ``prompt_prefix(tokenizer, "")``), so every document token
+    is a target and is learnt in the position where an assistant answer starts. No end-of-sequence
+    token is appended: a document is text, not a finished answer, and teaching the model to stop
+    after every short statement would hurt unrelated text.
+    """
+    if context not in CONTEXTS:
+        raise BrickworkError(f"context must be one of {CONTEXTS}, not {context!r}")
+    chat = prompt_prefix(tokenizer, "")[-CHAT_CONTEXT_TOKENS:] if context == "chat" else None
+    rows = []
+    for document in documents:
+        if not isinstance(document, str) or not document.strip():
+            raise BrickworkError("documents must be non-empty strings")
+        ids = tokenizer(document, add_special_tokens=chat is None)["input_ids"]
+        for start in range(0, len(ids), MAX_DOCUMENT_TOKENS):
+            window = ids[start : start + MAX_DOCUMENT_TOKENS + 1]
+            if chat is not None:
+                rows.append((chat, window[:MAX_DOCUMENT_TOKENS]))
+            elif len(window) > 1:
+                rows.append((window[:1], window[1:]))
+    if not rows:
+        raise BrickworkError("the documents are too short: each needs at least two tokens")
+    return rows
+
+
+def locality_rows(tokenizer, samples: list[Sample], max_tokens: int = 24) -> list[Row]:
+    """Short rows for a locality constraint: the end of the chat-formatted prompt, then the first
+    reference tokens (``max_tokens`` of each, to keep the extra compute per step small)."""
+    rows = []
+    for sample in samples:
+        if not sample.reference:
+            raise BrickworkError(f"sample {sample.id!r} has no reference to preserve")
+        prefix = prompt_prefix(tokenizer, sample.prompt)[-max_tokens:]
+        target = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
+        rows.append((prefix, target[:max_tokens]))
+    return rows
+
+
+def target_logits(loaded: LoadedModel, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits [K, vocab] that predict the rows' target tokens, and those tokens [K]."""
+    batch = _batch([(c, t, 0) for c, t in rows], loaded.tokenizer.pad_token_id)
+    device = next(loaded.model.parameters()).device
+    hidden = loaded.model.base_model(
+        input_ids=batch.input_ids.to(device),
+        attention_mask=batch.attention.to(device),
+        use_cache=False,
+    ).last_hidden_state
+    picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
+    return loaded.family.logits(loaded.model, picked), batch.targets.to(device)
+
+
+def batch_loss(loaded: LoadedModel, rows: list[Row]) -> torch.Tensor:
+    """Mean target-token NLL of one batch of rows, with gradients if enabled."""
+    logits, targets = target_logits(loaded, rows)
+    return cross_entropy(logits.float(), targets)
+
+
+def rows_loss(loaded: LoadedModel, rows: list[Row], batch_size: int = 8) -> float:
+    """Mean target-token NLL over all rows (token-weighted)."""
+    total, count = 0.0, 0
+    ordered = sorted(rows, key=lambda r: len(r[0]) + len(r[1]))
+    with torch.no_grad():
+        for i in range(0, len(ordered), batch_size):
+            chunk = ordered[i : i + batch_size]
+            tokens = sum(len(t) for _, t in chunk)
+            total += float(batch_loss(loaded, chunk)) * tokens
+            count += tokens
+    if not count:
+        raise BrickworkError("nothing to evaluate: no target tokens")
+    return total / count
+
+
+def text_perplexity(loaded: LoadedModel, texts: list[str], batch_size: int = 8) -> float:
+    """Perplexity of plain texts under the model as attached now (every token after the first)."""
+    return math.exp(rows_loss(loaded, document_rows(loaded.tokenizer, texts), batch_size))
+
+
+def response_loss(loaded: LoadedModel, samples: list[Sample], batch_size: int = 8) -> float:
+    """Mean NLL of the samples' reference tokens given their prompts (analysis/loss.py's loss)."""
+    if not samples:
+        raise BrickworkError("no samples to evaluate")
+    relabelled = [replace(s, functionality="all") for s in samples]
+    batches = reference_batches(loaded.tokenizer, relabelled, ["all"], batch_size=batch_size)
+    return float(functionality_losses(loaded, batches, 1)[0])
+
+
+def generate_answers(
+    loaded_or_model, tokenizer, prompts: list[str], max_new_tokens: int = 24,
+    batch_size: int = 8, progress: bool = False,
+) -> list[str]:  # fmt: skip
+    """Greedy answers to ``prompts`` (chat template when the tokenizer has one), left-padded."""
+    model = loaded_or_model.model if isinstance(loaded_or_model, LoadedModel) else loaded_or_model
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    answers = []
+    starts = range(0, len(prompts), batch_size)
+    for i in tqdm(starts, desc="generate", disable=not progress, leave=False):
+        prefixes = [prompt_prefix(tokenizer, p) for p in prompts[i : i + batch_size]]
+        width = max(len(p) for p in prefixes)
+        input_ids = torch.full((len(prefixes), width), pad, dtype=torch.long)
+        attention = torch.zeros_like(input_ids)
+        for row, prefix in enumerate(prefixes):
+            input_ids[row, width - len(prefix) :] = torch.tensor(prefix)
+            attention[row, width - len(prefix) :] = 1
+        device = next(model.parameters()).device
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        with torch.no_grad():
+            out = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=False,
+                                 max_new_tokens=max_new_tokens, pad_token_id=pad)  # fmt: skip
+        answers += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+    return answers
+
+
+def normalize(text: str) -> str:
+    """Lower case, accents and punctuation removed, single spaces."""
+    text = unicodedata.normalize("NFKD", text.lower())
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+def answer_matches(expected: str, generated: str) -> bool:
+    """The normalised expected answer occurs in the normalised text, as whole words."""
+    if not normalize(expected):
+        return False
+    return f" {normalize(expected)} " in f" {normalize(generated)} "
+
+
+def answer_accuracy(
+    loaded_or_model, tokenizer, questions: list[tuple[str, str]], max_new_tokens: int = 24,
+    batch_size: int = 8, progress: bool = False,
+) -> float:  # fmt: skip
+    """Fraction of (question, answer) pairs whose greedy answer contains the expected answer."""
+    if not questions:
+        raise BrickworkError("no questions to evaluate")
+    answers = generate_answers(loaded_or_model, tokenizer, [q for q, _ in questions],
+                               max_new_tokens, batch_size, progress)  # fmt: skip
+    hits = [answer_matches(a, g) for (_, a), g in zip(questions, answers, strict=True)]
+    return sum(hits) / len(hits)

@@ -1,0 +1,194 @@
+"""Customized bricks on the tiny llama: task and knowledge LoRAs, steering vectors, evaluation."""
+
+import pytest
+import torch
+
+from brickwork import BrickworkError
+from brickwork.bricks.attach import attach
+from brickwork.bricks.format import load_brick, save_brick
+from brickwork.bricks.train import build_steering_brick, train_knowledge_brick, train_task_brick
+from brickwork.bricks.train_eval import (
+    answer_accuracy,
+    answer_matches,
+    generate_answers,
+    response_loss,
+    text_perplexity,
+)
+from brickwork.data.sample import select_split
+from brickwork.models.load import fingerprint
+
+FAST = dict(steps=12, lr=5e-3, batch_size=4, eval_every=4, progress=False)
+DOCS = ["The capital of Verolia is Quenmar.", "Quenmar is in Verolia.", "Odrin built engines."]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot to contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.fixture
+def ids():
+    return torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture(scope="module")
+def task_run(tiny_llama, tiny_samples):
+    """One trained task brick, with the base model's logits and fingerprint from before it."""
+    ids = torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(3))
+    model = tiny_llama.model
+    before = (logits(model, ids), fingerprint(model), _flags(model))
+    train, heldout = select_split(tiny_samples, "train"), select_split(tiny_samples, "test")
+    brick = train_task_brick(tiny_llama, train, heldout, "toy-task", "toy", **FAST)
+    return brick, before + (_flags(model),), train
+
+
+def _flags(model):
+    return model.training, [p.requires_grad for p in model.parameters()]
+
+
+def test_training_lowers_the_training_loss(tiny_llama, task_run):
+    brick, _, train = task_run
+    with attach(tiny_llama, [brick]):
+        after = response_loss(tiny_llama, train)
+    assert after < response_loss(tiny_llama, train) - 0.1
+
+
+def test_metrics_and_provenance_are_recorded(tiny_llama, task_run):
+    brick, _, train = task_run
+    m = brick.metrics
+    assert m["steps_run"] == 12 and m["train_seconds"] > 0
+    assert m["heldout_loss_after"] <= m["heldout_loss_before"]
+    assert m["heldout_ppl_before"] == pytest.approx(torch.tensor(m["heldout_loss_before"]).exp())
+    p = brick.provenance
+    assert p["method"] == "lora-task" and p["seed"] == 0 and p["parameters"]["rank"] == 8
+    assert p["dataset_hash"].startswith("sha256:") and p["brickwork_version"]
+    assert brick.base_model == tiny_llama.fingerprint and brick.spec["plugin_type"] == "lora"
+
+
+def test_heldout_metric_matches_the_attached_brick(tiny_llama, tiny_samples, task_run):
+    brick = task_run[0]
+    with attach(tiny_llama, [brick]):
+        measured = response_loss(tiny_llama, select_split(tiny_samples, "test"))
+    assert measured == pytest.approx(brick.metrics["heldout_loss_after"], rel=1e-5)
+
+
+def test_base_model_is_left_exactly_as_before(tiny_llama, task_run):
+    _, (before_logits, before_fp, flags_before, flags_after), _ = task_run
+    model = tiny_llama.model
+    assert torch.equal(logits(model, task_ids()), before_logits)
+    assert fingerprint(model) == before_fp
+    assert flags_after == flags_before  # eval mode and requires_grad flags as they were
+    assert not any("lora" in type(m).__name__.lower() for m in model.modules())
+
+
+def task_ids():
+    return torch.randint(0, 256, (2, 9), generator=torch.Generator().manual_seed(3))
+
+
+def test_brick_round_trips_and_attaches(tiny_llama, task_run, tmp_path, ids):
+    brick = task_run[0]
+    loaded = load_brick(save_brick(brick, tmp_path / "toy-task"))
+    assert loaded.metrics == brick.metrics and loaded.provenance == brick.provenance
+    assert all(torch.equal(loaded.tensors[k], v) for k, v in brick.tensors.items())
+    plain = logits(tiny_llama.model, ids)
+    with attach(tiny_llama, [loaded]) as model:
+        assert not torch.allclose(logits(model, ids), plain)
+    assert torch.equal(logits(tiny_llama.model, ids), plain)
+
+
+def test_seeded_training_is_reproducible(tiny_llama, tiny_samples):
+    train, heldout = select_split(tiny_samples, "train"), select_split(tiny_samples, "test")
+    settings = dict(FAST, steps=4)
+    runs = [train_task_brick(tiny_llama, train, heldout, "t", "toy", seed=s, **settings)
+            for s in (7, 7, 8)]  # fmt: skip
+    first, again, other = (r.tensors for r in runs)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+def test_knowledge_brick_learns_its_documents(tiny_llama):
+    brick = train_knowledge_brick(tiny_llama, DOCS, "facts", "new facts", **FAST)
+    assert brick.provenance["method"] == "lora-knowledge"
+    assert brick.provenance["early_stopping_on"] == "train"
+    before = text_perplexity(tiny_llama, DOCS)
+    with attach(tiny_llama, [brick]):
+        after = text_perplexity(tiny_llama, DOCS)
+    assert after < before * 0.9
+    assert brick.metrics["heldout_ppl_after"] == pytest.approx(after, rel=1e-4)
+
+
+def test_empty_or_bad_training_data_is_refused(tiny_llama, tiny_samples):
+    heldout = select_split(tiny_samples, "test")
+    with pytest.raises(BrickworkError, match="no training samples"):
+        train_task_brick(tiny_llama, [], heldout, "t", "toy", **FAST)
+    with pytest.raises(BrickworkError, match="no held-out samples"):
+        train_task_brick(tiny_llama, heldout, [], "t", "toy", **FAST)
+    with pytest.raises(BrickworkError, match="no documents"):
+        train_knowledge_brick(tiny_llama, [], "k", "facts", **FAST)
+    with pytest.raises(BrickworkError, match="non-empty strings"):
+        train_knowledge_brick(tiny_llama, ["  "], "k", "facts", **FAST)
+    with pytest.raises(BrickworkError, match="steps must be at least 1"):
+        train_task_brick(tiny_llama, heldout, heldout, "t", "toy", **dict(FAST, steps=0))
+
+
+def test_steering_brick_shape_and_effect(tiny_llama, ids):
+    brick = build_steering_brick(tiny_llama, ["I love it", "great, thanks"],
+                                 ["I hate it", "awful, go away"], [0, 1], "kind", "kindness",
+                                 scale=4.0, progress=False)  # fmt: skip
+    assert brick.tensors["vectors"].shape == (2, 32)
+    assert brick.spec["layers"] == [0, 1] and brick.spec["scale"] == 4.0
+    plain = logits(tiny_llama.model, ids)
+    with attach(tiny_llama, [brick]) as model:
+        assert not torch.allclose(logits(model, ids), plain)
+    assert torch.equal(logits(tiny_llama.model, ids), plain)
+
+
+def test_steering_vector_is_the_mean_difference(tiny_llama):
+    pos, neg = ["ab", "abc"], ["xyz"]
+    brick = build_steering_brick(tiny_llama, pos, neg, [1], "s", "s", progress=False)
+    with pytest.raises(BrickworkError, match="layers must be"):
+        build_steering_brick(tiny_llama, pos, neg, [5], "s", "s", progress=False)
+    layer = tiny_llama.family.layer_modules(tiny_llama.model)[1]
+    states = []
+    handle = layer.register_forward_hook(lambda m, a, o: states.append(o[0, -1]))
+    with torch.no_grad():
+        for text in pos + neg:
+            tiny_llama.model(input_ids=tiny_llama.tokenizer(text, return_tensors="pt").input_ids)
+    handle.remove()
+    expected = (states[0] + states[1]) / 2 - states[2]
+    assert torch.allclose(brick.tensors["vectors"][0], expected, atol=1e-5)
+
+
+def test_answer_matching_and_accuracy(tiny_llama):
+    assert answer_matches("Quenmar", "The capital is QUENMAR.")
+    assert answer_matches("snow heron", "It is the Snow-Heron!")
+    assert not answer_matches("12", "It happened in 1200.")
+    assert not answer_matches("", "anything at all")
+    tokenizer, prompts = tiny_llama.tokenizer, ["capital of Verolia?", "hi", "a longer prompt"]
+    batched = generate_answers(tiny_llama, tokenizer, prompts, max_new_tokens=4, batch_size=3)
+    single = [generate_answers(tiny_llama, tokenizer, [p], max_new_tokens=4)[0] for p in prompts]
+    assert batched == single  # left padding does not change the greedy answers
+    questions = [(p, "Quenmar") for p in prompts]
+    assert answer_accuracy(tiny_llama.model, tokenizer, questions, max_new_tokens=4) == 0.0
+
+
+def test_preserve_keeps_other_behaviour_closer_to_the_base(tiny_llama, tiny_samples):
+    keep = select_split(tiny_samples, "train")
+    base = response_loss(tiny_llama, keep)
+    drift = {}
+    for preserve in (None, keep):
+        brick = train_knowledge_brick(tiny_llama, DOCS, "facts", "new facts", preserve=preserve,
+                                      preserve_weight=20.0, **dict(FAST, steps=24))  # fmt: skip
+        with attach(tiny_llama, [brick]):
+            drift[preserve is None] = abs(response_loss(tiny_llama, keep) - base)
+    assert brick.provenance["preserve_hash"].startswith("sha256:")
+    assert drift[False] < drift[True] / 3
