@@ -14,19 +14,28 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections import Counter
 from pathlib import Path
 
+import torch
+
 from brickwork import load_builtin_suite, load_model
 from brickwork.analysis.loss import functionality_losses, reference_batches
 from brickwork.bricks import attach, save_brick
 from brickwork.bricks.train import train_knowledge_brick, train_task_brick
-from brickwork.bricks.train_eval import answer_accuracy, generate_answers, response_loss
+from brickwork.bricks.train_eval import (
+    answer_matches,
+    generate_answers,
+    response_loss,
+    text_perplexity,
+)
 from brickwork.data import FUNCTIONALITIES, Sample
 from brickwork.data.facts import fact_documents, fact_questions, load_new_facts
 
+KNOWLEDGE_TOKENS = 48  # long enough for a full sentence that names the answer
 PROMPT = "Translate this English sentence into German:\n{en}"
 
 
@@ -108,46 +117,87 @@ def task_benchmark(loaded, args) -> tuple[list[str], object]:
 
 
 def unrelated_losses(loaded) -> tuple[list[float], float]:
-    """Per-functionality and overall reference loss on the built-in suite's test split."""
+    """Per-functionality and overall (token-weighted) reference loss on the suite's test split."""
     samples = load_builtin_suite("test")
     batches = reference_batches(loaded.tokenizer, samples, list(FUNCTIONALITIES))
-    per = functionality_losses(loaded, batches, len(FUNCTIONALITIES)).tolist()
-    return per, response_loss(loaded, samples)
+    per = functionality_losses(loaded, batches, len(FUNCTIONALITIES))
+    counts = sum(torch.bincount(b.groups, minlength=len(FUNCTIONALITIES)) for b in batches)
+    overall = float((per * counts).sum() / counts.sum())
+    return per.tolist(), overall
+
+
+def real_texts(data: Path, count: int = 100) -> list[str]:
+    """Unrelated real text that no brick sees in training: GSM8K problems with their solutions."""
+    path = data / "gsm8k_test.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:count]]
+    return [f"{row['question']}\n{row['answer']}" for row in rows]
+
+
+def knowledge_scores(loaded, model, facts, questions, texts) -> dict:
+    """Held-out question accuracy (overall and facts with every question right) and unrelated-text
+    losses, with whatever is attached."""
+    answers = generate_answers(model, loaded.tokenizer, [q for q, _ in questions],
+                               max_new_tokens=KNOWLEDGE_TOKENS, progress=True)  # fmt: skip
+    hits = [answer_matches(a, g) for (_, a), g in zip(questions, answers, strict=True)]
+    owners = [fact["id"] for fact in facts for _ in fact["questions"]]  # fact_questions' order
+    missed = {owner for owner, hit in zip(owners, hits, strict=True) if not hit}
+    per, overall = unrelated_losses(loaded)
+    return {"accuracy": sum(hits) / len(hits),
+            "facts_all": 1 - len(missed) / len(facts),
+            "per": per, "overall": overall, "answers": answers,
+            "real_ppl": text_perplexity(loaded, texts) if texts else math.nan}  # fmt: skip
 
 
 def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
     facts = load_new_facts()
     documents, questions = fact_documents(facts), fact_questions(facts)
-    acc_before = answer_accuracy(loaded, loaded.tokenizer, questions, max_new_tokens=24,
-                                 progress=True)  # fmt: skip
-    per_before, all_before = unrelated_losses(loaded)
-    brick = train_knowledge_brick(loaded, documents, "new-facts", "knowledge", rank=args.rank,
-                                  steps=args.knowledge_steps, lr=args.knowledge_lr,
-                                  batch_size=8, eval_every=args.knowledge_eval_every)  # fmt: skip
+    texts = real_texts(args.data)
+    before = knowledge_scores(loaded, loaded.model, facts, questions, texts)
+    preserve = load_builtin_suite("train") if args.preserve_weight > 0 else None
+    brick = train_knowledge_brick(loaded, documents, "new-facts", "knowledge",
+                                  rank=args.knowledge_rank, steps=args.knowledge_steps,
+                                  lr=args.knowledge_lr, batch_size=8,
+                                  eval_every=args.knowledge_eval_every,
+                                  context=args.knowledge_context, preserve=preserve,
+                                  preserve_weight=args.preserve_weight,
+                                  preserve_plain=not args.preserve_chat_only)  # fmt: skip
     with attach(loaded, [brick]) as model:
-        acc_after = answer_accuracy(model, loaded.tokenizer, questions, max_new_tokens=24,
-                                    progress=True)  # fmt: skip
-        per_after, all_after = unrelated_losses(loaded)
+        after = knowledge_scores(loaded, model, facts, questions, texts)
     m = brick.metrics
-    change = math.exp(all_after - all_before) - 1
+    change = math.exp(after["overall"] - before["overall"]) - 1
     lines = [
         f"### Knowledge brick: {len(facts)} fictional facts ({len(documents)} training "
         f"statements, {len(questions)} held-out questions)",
         "",
         "| metric | base model | with brick | ratio |",
         "|---|---|---|---|",
-        _row("accuracy on held-out questions", acc_before, acc_after, "{:.1%}"),
+        _row("accuracy on held-out questions", before["accuracy"], after["accuracy"], "{:.1%}"),
+        _row("facts with every held-out question right", before["facts_all"],
+             after["facts_all"], "{:.1%}"),
         _row("perplexity of the training statements", m["heldout_ppl_before"],
              m["heldout_ppl_after"]),
-        _row("perplexity of unrelated text (suite test references)", math.exp(all_before),
-             math.exp(all_after)),
+        _row("perplexity of unrelated text (suite test references)",
+             math.exp(before["overall"]), math.exp(after["overall"])),
         *[_row(f"  ... {f}", math.exp(b), math.exp(a))
-          for f, b, a in zip(FUNCTIONALITIES, per_before, per_after, strict=True)],
+          for f, b, a in zip(FUNCTIONALITIES, before["per"], after["per"], strict=True)],
+        _row("perplexity of real text (100 GSM8K problems + solutions)", before["real_ppl"],
+             after["real_ppl"]),
         "",
         f"Unrelated-text perplexity change: {change:+.2%} (target <= 2%). Accuracy after: "
-        f"{acc_after:.1%} (target >= 80%).",
-        f"Training: {m['steps_run']} steps x batch 8, rank {args.rank}, lr "
-        f"{args.knowledge_lr}, {m['train_seconds']:.0f} s; best step {m['best_step']}.",
+        f"{after['accuracy']:.1%} (target >= 80%). Answers: greedy, {KNOWLEDGE_TOKENS} new tokens.",
+        f"Training: {m['steps_run']} steps x batch 8, rank {args.knowledge_rank}, lr "
+        f"{args.knowledge_lr}, context {args.knowledge_context}, locality KL weight "
+        f"{args.preserve_weight} on the suite's train split"
+        f" ({'chat rows only' if args.preserve_chat_only else 'chat and plain rows'}), "
+        f"{m['train_seconds']:.0f} s "
+        f"(evaluations included); best step {m['best_step']}.",
+        "",
+        "Sample answers with the brick (first held-out questions):",
+        "",
+        *[f"- {q} -> `{a.strip().splitlines()[0] if a.strip() else ''}` (expects {e})"
+          for (q, e), a in list(zip(questions, after["answers"], strict=True))[:4]],
     ]  # fmt: skip
     return lines, brick
 
@@ -163,7 +213,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--only", choices=("task", "knowledge"), default=None)
     parser.add_argument("--save-dir", type=Path, default=None, help="also save the bricks here")
-    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--rank", type=int, default=8, help="task brick LoRA rank")
     parser.add_argument("--train-pairs", type=int, default=300)
     parser.add_argument("--heldout-pairs", type=int, default=100)
     parser.add_argument("--generate", type=int, default=40)
@@ -171,9 +221,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--task-lr", type=float, default=5e-4)
     parser.add_argument("--task-eval-every", type=int, default=30)
     parser.add_argument("--task-seconds", type=float, default=280.0)
-    parser.add_argument("--knowledge-steps", type=int, default=150)
-    parser.add_argument("--knowledge-lr", type=float, default=5e-4)
-    parser.add_argument("--knowledge-eval-every", type=int, default=25)
+    parser.add_argument("--knowledge-rank", type=int, default=16)
+    parser.add_argument("--knowledge-steps", type=int, default=200)
+    parser.add_argument("--knowledge-lr", type=float, default=2e-3)
+    parser.add_argument("--knowledge-eval-every", type=int, default=100)
+    parser.add_argument("--knowledge-context", choices=("plain", "chat"), default="chat")
+    parser.add_argument(
+        "--preserve-weight",
+        type=float,
+        default=1.0,
+        help="KL locality weight on the suite's train split (0: none)",
+    )
+    parser.add_argument(
+        "--preserve-chat-only",
+        action="store_true",
+        help="locality KL on chat-formatted rows only (not also as plain text)",
+    )
     return parser.parse_args()
 
 

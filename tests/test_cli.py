@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from brickwork.bricks import BrickRepository
 from brickwork.cli import main
 from brickwork.profile import load_profile
 
@@ -109,7 +110,8 @@ def test_train_commands_add_bricks(tiny_model_dirs, tiny_samples, tmp_path, caps
     assert main(["train", "task", "--data", data, "--name", "t", "--purpose", "toy",
                  "--steps", "2", *common]) == 0  # fmt: skip
     assert main(["train", "knowledge", "--data", str(tmp_path / "docs.txt"), "--name", "k",
-                 "--purpose", "facts", "--steps", "2", *common]) == 0  # fmt: skip
+                 "--purpose", "facts", "--steps", "2", "--context", "chat", "--preserve", data,
+                 *common]) == 0  # fmt: skip
     assert main(["train", "steer", "--positive", str(tmp_path / "pos.txt"), "--negative",
                  str(tmp_path / "neg.txt"), "--layers", "0,1", "--name", "s", "--purpose", "polite",
                  *common]) == 0  # fmt: skip
@@ -117,6 +119,8 @@ def test_train_commands_add_bricks(tiny_model_dirs, tiny_samples, tmp_path, caps
     assert main(["bricks", "list", "--repo", str(tmp_path / "r")]) == 0
     listed = capsys.readouterr().out
     assert all(name in listed for name in ("t ", "k ", "s "))
+    knowledge = BrickRepository(tmp_path / "r").get("k").provenance
+    assert knowledge["context"] == "chat" and knowledge["preserve_hash"].startswith("sha256:")
     # Refused in one line before any training: an existing name, a steer without layers.
     assert main(["train", "task", "--data", data, "--name", "t", "--purpose", "x", *common]) == 2
     pos, neg = str(tmp_path / "pos.txt"), str(tmp_path / "neg.txt")

@@ -4,14 +4,18 @@ import pytest
 import torch
 
 from brickwork import BrickworkError
+from brickwork.analysis.loss import prompt_prefix
 from brickwork.bricks.attach import attach
 from brickwork.bricks.format import load_brick, save_brick
 from brickwork.bricks.train import build_steering_brick, train_knowledge_brick, train_task_brick
 from brickwork.bricks.train_eval import (
     answer_accuracy,
     answer_matches,
+    document_rows,
     generate_answers,
+    locality_rows,
     response_loss,
+    target_logits,
     text_perplexity,
 )
 from brickwork.data.sample import select_split
@@ -183,12 +187,31 @@ def test_answer_matching_and_accuracy(tiny_llama):
 
 def test_preserve_keeps_other_behaviour_closer_to_the_base(tiny_llama, tiny_samples):
     keep = select_split(tiny_samples, "train")
-    base = response_loss(tiny_llama, keep)
-    drift = {}
+    rows = locality_rows(tiny_llama.tokenizer, keep)  # the rows the KL term is computed on
+    chat_only = locality_rows(tiny_llama.tokenizer, keep, plain=False)
+    assert rows[::2] == chat_only and len(rows) == 2 * len(chat_only)
+
+    def log_probs():
+        with torch.no_grad():
+            return target_logits(tiny_llama, rows)[0].log_softmax(-1)
+
+    base, drift = log_probs(), {}
     for preserve in (None, keep):
         brick = train_knowledge_brick(tiny_llama, DOCS, "facts", "new facts", preserve=preserve,
-                                      preserve_weight=20.0, **dict(FAST, steps=24))  # fmt: skip
+                                      preserve_weight=100.0, **dict(FAST, steps=24))  # fmt: skip
         with attach(tiny_llama, [brick]):
-            drift[preserve is None] = abs(response_loss(tiny_llama, keep) - base)
+            drift[preserve is None] = (base.exp() * (base - log_probs())).sum(-1).mean()  # KL
     assert brick.provenance["preserve_hash"].startswith("sha256:")
-    assert drift[False] < drift[True] / 3
+    assert drift[False] < drift[True] / 4
+
+
+def test_document_rows_plain_and_chat(tiny_llama):
+    tokenizer = tiny_llama.tokenizer
+    ids = tokenizer("Quenmar.")["input_ids"]  # <bos> + one token per byte
+    assert document_rows(tokenizer, ["Quenmar."]) == [(ids[:1], ids[1:])]
+    ((context, targets),) = document_rows(tokenizer, ["Quenmar."], context="chat")
+    assert targets == ids[1:] and context == prompt_prefix(tokenizer, "")
+    with pytest.raises(BrickworkError, match="context must be one of"):
+        document_rows(tokenizer, ["x"], context="poem")
+    brick = train_knowledge_brick(tiny_llama, DOCS, "k", "k", context="chat", **FAST)
+    assert brick.provenance["context"] == "chat"

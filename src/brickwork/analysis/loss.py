@@ -35,6 +35,18 @@ def prompt_prefix(tokenizer, prompt: str) -> list[int]:
     return tokenizer(prompt + "\n\n")["input_ids"]
 
 
+def prompt_reference(
+    tokenizer, sample: Sample, max_prompt_tokens: int, max_reference_tokens: int
+) -> tuple[list[int], list[int]]:
+    """The last ``max_prompt_tokens`` of the formatted prompt and the first
+    ``max_reference_tokens`` of the reference, as token ids."""
+    if not sample.reference:
+        raise BrickworkError(f"sample {sample.id!r} has no reference")
+    prefix = prompt_prefix(tokenizer, sample.prompt)[-max_prompt_tokens:]
+    reference = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
+    return prefix, reference[:max_reference_tokens]
+
+
 def eval_format(tokenizer) -> str:
     return "chat template" if getattr(tokenizer, "chat_template", None) else "prompt + blank line"
 
@@ -48,15 +60,11 @@ def reference_batches(
     max_reference_tokens: int = 64,
 ) -> list[EvalBatch]:
     """Right-padded batches of prompt + reference with the reference positions to score."""
-    rows = []
-    for sample in samples:
-        if not sample.reference:
-            raise BrickworkError(f"sample {sample.id!r} has no reference to score")
-        prefix = prompt_prefix(tokenizer, sample.prompt)[-max_prompt_tokens:]
-        reference = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
-        rows.append(
-            (prefix, reference[:max_reference_tokens], functionalities.index(sample.functionality))
-        )
+    rows = [
+        (*prompt_reference(tokenizer, s, max_prompt_tokens, max_reference_tokens),
+         functionalities.index(s.functionality))
+        for s in samples
+    ]  # fmt: skip
     rows.sort(key=lambda r: len(r[0]) + len(r[1]))
     return [
         _batch(rows[i : i + batch_size], tokenizer.pad_token_id)

@@ -27,6 +27,8 @@ META_FILE = "brick.json"
 WEIGHTS_FILE = "weights.safetensors"
 PEFT_CONFIG_FILE = "adapter_config.json"
 PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
+# Tensors under this prefix (e.g. a purpose embedding) are brickwork's, never PEFT's.
+EXTRA_PREFIX = "brickwork."
 
 
 def save_brick(brick: Brick, target: str | Path) -> Path:
@@ -56,7 +58,11 @@ def write_brick_files(brick: Brick, folder: Path) -> None:
     if brick.kind == "plugin" and brick.spec.get("plugin_type") == "lora":
         peft_config = brick.spec["peft_config"]
         (folder / PEFT_CONFIG_FILE).write_text(json.dumps(peft_config, indent=1), encoding="utf-8")
-        shutil.copyfile(folder / WEIGHTS_FILE, folder / PEFT_WEIGHTS_FILE)
+        adapter = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
+        if len(adapter) == len(tensors):
+            shutil.copyfile(folder / WEIGHTS_FILE, folder / PEFT_WEIGHTS_FILE)
+        else:  # PEFT's file holds only the adapter's own tensors
+            save_file(adapter, str(folder / PEFT_WEIGHTS_FILE), metadata={"format": "pt"})
     files = {p.name: sha256_file(p) for p in sorted(folder.iterdir())}
     meta = {
         "format": FORMAT,

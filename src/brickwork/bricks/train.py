@@ -103,6 +103,7 @@ def train_knowledge_brick(
     batch_size: int = 8, seed: int = 0, eval_every: int = 25, max_seconds: float | None = None,
     progress: bool = True, target_modules: str | list[str] = "all-linear",
     preserve: list[Sample] | None = None, preserve_weight: float = 1.0, context: str = "plain",
+    preserve_plain: bool = True,
 ) -> Brick:  # fmt: skip
     """A LoRA knowledge brick trained with the plain LM loss on fact statements or documents.
 
@@ -112,7 +113,8 @@ def train_knowledge_brick(
     With ``preserve`` (unrelated prompt/reference samples), each step also adds
     ``preserve_weight`` x KL(base || brick) on a batch of their reference tokens, a locality
     constraint that keeps the model's other behaviour (as in model editing's KL on unrelated
-    prompts). Do not evaluate locality on the same samples.
+    prompts). Do not evaluate locality on the same samples. ``preserve_plain`` also keeps them as
+    plain text (see ``locality_rows``), which keeps plain-text behaviour too.
     """
     check_name(name)
     if not documents:
@@ -129,19 +131,19 @@ def train_knowledge_brick(
         provenance["heldout_hash"] = _documents_hash(heldout)
     regularizer = None
     if preserve:
-        provenance.update(preserve_hash=dataset_hash(preserve), preserve_weight=preserve_weight)
-        regularizer = _kl_regularizer(loaded, preserve, settings, preserve_weight)
+        provenance.update(preserve_hash=dataset_hash(preserve), preserve_weight=preserve_weight,
+                          preserve_plain=preserve_plain)  # fmt: skip
+        rows = locality_rows(loaded.tokenizer, preserve, plain=preserve_plain)
+        regularizer = _kl_regularizer(loaded, rows, settings, preserve_weight)
     return _lora_brick(loaded, rows, lambda: rows_loss(loaded, eval_rows), name, purpose,
                        "lora-knowledge", settings, provenance, progress, regularizer)  # fmt: skip
 
 
 def _kl_regularizer(
-    loaded: LoadedModel, samples: list[Sample], s: LoraSettings, weight: float
+    loaded: LoadedModel, rows: list[Row], s: LoraSettings, weight: float
 ) -> Callable[[torch.nn.Module, int], torch.Tensor]:
-    """weight x KL(base || adapted) on the next (quarter-size) batch of ``samples``' reference
-    tokens."""
-    rows = locality_rows(loaded.tokenizer, samples)
-    order = _batch_order(len(rows), max(1, s.batch_size // 4), s.steps, s.seed + 1)
+    """weight x KL(base || adapted) on the next (half-size) batch of ``rows``' target tokens."""
+    order = batch_order(len(rows), max(1, s.batch_size // 2), s.steps, s.seed + 1)
 
     def regularize(peft_model: torch.nn.Module, step: int) -> torch.Tensor:
         batch = [rows[i] for i in order[step - 1]]
@@ -222,8 +224,8 @@ def _train_loop(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda i: min((i + 1) / warmup, max(0.0, (s.steps - i) / (s.steps - warmup + 1)))
     )
-    batches = _batch_order(len(rows), s.batch_size, s.steps, s.seed)
-    best = _Best(_evaluate(peft_model, evaluate), 0, params)
+    batches = batch_order(len(rows), s.batch_size, s.steps, s.seed)
+    best = BestState(_evaluate(peft_model, evaluate), 0, params)
     before, losses, started, step = best.loss, [], time.perf_counter(), 0
     bar = tqdm(batches, desc="train brick", disable=not progress)
     for step, indices in enumerate(bar, start=1):
@@ -254,7 +256,7 @@ def _evaluate(peft_model: torch.nn.Module, evaluate: Callable[[], float]) -> flo
     return evaluate()
 
 
-def _batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
     """Indices for each step: seeded reshuffled epochs, cut into batches of ``batch_size``."""
     generator = torch.Generator().manual_seed(seed)
     stream: list[int] = []
@@ -263,7 +265,7 @@ def _batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[in
     return [stream[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
 
 
-class _Best:
+class BestState:
     """The lowest held-out loss so far, its step and a copy of the adapter weights then."""
 
     def __init__(self, loss: float, step: int, params: list[torch.Tensor]) -> None:

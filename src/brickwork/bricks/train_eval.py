@@ -19,6 +19,7 @@ from brickwork.analysis.loss import (
     _batch,
     functionality_losses,
     prompt_prefix,
+    prompt_reference,
     reference_batches,
 )
 from brickwork.data.sample import Sample
@@ -38,14 +39,8 @@ Row = tuple[list[int], list[int]]  # (context tokens, target tokens whose NLL co
 def response_rows(tokenizer, samples: list[Sample]) -> list[Row]:
     """Training rows: the prompt prefix (chat template if any), then reference + end-of-sequence."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    rows = []
-    for sample in samples:
-        if not sample.reference:
-            raise BrickworkError(f"sample {sample.id!r} has no reference to train on")
-        prefix = prompt_prefix(tokenizer, sample.prompt)[-MAX_PROMPT_TOKENS:]
-        target = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
-        rows.append((prefix, target[:MAX_TARGET_TOKENS] + eos))
-    return rows
+    rows = [prompt_reference(tokenizer, s, MAX_PROMPT_TOKENS, MAX_TARGET_TOKENS) for s in samples]
+    return [(prefix, target + eos) for prefix, target in rows]
 
 
 def document_rows(tokenizer, documents: list[str], context: str = "plain") -> list[Row]:
@@ -76,16 +71,19 @@ def document_rows(tokenizer, documents: list[str], context: str = "plain") -> li
     return rows
 
 
-def locality_rows(tokenizer, samples: list[Sample], max_tokens: int = 24) -> list[Row]:
-    """Short rows for a locality constraint: the end of the chat-formatted prompt, then the first
-    reference tokens (``max_tokens`` of each, to keep the extra compute per step small)."""
+def locality_rows(
+    tokenizer, samples: list[Sample], prompt_tokens: int = 16, target_tokens: int = 24,
+    plain: bool = True,
+) -> list[Row]:  # fmt: skip
+    """Short rows for a locality constraint: the end of the chat-formatted prompt then the first
+    reference tokens, and with ``plain`` also the prompt and reference as plain text (few tokens
+    of each, to keep the extra compute per training step small)."""
     rows = []
     for sample in samples:
-        if not sample.reference:
-            raise BrickworkError(f"sample {sample.id!r} has no reference to preserve")
-        prefix = prompt_prefix(tokenizer, sample.prompt)[-max_tokens:]
-        target = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
-        rows.append((prefix, target[:max_tokens]))
+        rows.append(prompt_reference(tokenizer, sample, prompt_tokens, target_tokens))
+        if plain:
+            ids = tokenizer(f"{sample.prompt}\n{sample.reference}")["input_ids"]
+            rows.append((ids[:1], ids[1 : 1 + prompt_tokens + target_tokens]))
     return rows
 
 

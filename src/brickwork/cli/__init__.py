@@ -9,10 +9,10 @@ import argparse
 import shlex
 import sys
 
-from brickwork.cli import analysis, bricks
+from brickwork.cli import analysis, bricks, combine, configure, grow
 from brickwork.errors import BrickworkError
 
-COMMAND_MODULES = (analysis, bricks)
+COMMAND_MODULES = (analysis, bricks, configure, combine, grow)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,5 @@
-"""Commands for bricks: bricks list|show|verify|remove|extract, and train task|knowledge|steer."""
+"""Commands for bricks: bricks list|show|verify|remove|extract|retrieve, and train
+task|knowledge|steer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ def cmd_bricks(args: argparse.Namespace) -> None:
 
     if args.action in ("show", "remove") and not args.name:
         raise BrickworkError(f"bricks {args.action} needs a brick name")
+    if args.action == "retrieve" and not args.name:
+        raise BrickworkError('bricks retrieve needs an instruction, e.g. "translate to German"')
     if args.action == "extract" and not args.analysis:
         raise BrickworkError("bricks extract needs --analysis DIR (a brickwork analyze output)")
     repo = BrickRepository(args.repo, create=args.action == "extract")
@@ -75,14 +78,28 @@ def _bricks_extract(repo, args) -> None:
     print(json.dumps(summary, indent=1))  # fmt: skip
 
 
+def _bricks_retrieve(repo, args) -> None:
+    from brickwork.models import load_model
+    from brickwork.ops.route import retrieve
+
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    for match in retrieve(loaded, repo, args.name, k=args.k):
+        print(f"{match.score:7.4f}  {match.name:<40} {match.description}")
+
+
 _BRICK_ACTIONS = {"list": _bricks_list, "show": _bricks_show, "verify": _bricks_verify,
-                  "remove": _bricks_remove, "extract": _bricks_extract}  # fmt: skip
+                  "remove": _bricks_remove, "extract": _bricks_extract,
+                  "retrieve": _bricks_retrieve}  # fmt: skip
 
 
 def _add_bricks(commands) -> None:
-    bricks = commands.add_parser("bricks", help="list, show, verify, remove or extract bricks")
-    bricks.add_argument("action", choices=("list", "show", "verify", "remove", "extract"))
-    bricks.add_argument("name", nargs="?", help="brick name (show, remove)")
+    from brickwork.models import DEFAULT_MODEL
+
+    bricks = commands.add_parser(
+        "bricks", help="list, show, verify, remove, extract or retrieve bricks"
+    )
+    bricks.add_argument("action", choices=tuple(_BRICK_ACTIONS))
+    bricks.add_argument("name", nargs="?", help="brick name (show, remove); instruction (retrieve)")
     bricks.add_argument("--repo", default="bricks", help="repository directory (default: bricks)")
     bricks.add_argument("--kind", help="list: only this kind")
     bricks.add_argument("--purpose", help="list: only this functionality or purpose")
@@ -97,6 +114,9 @@ def _add_bricks(commands) -> None:
         help="extract: grouping methods, comma-separated",
     )
     bricks.add_argument("--overwrite", action="store_true", help="extract: replace same names")
+    bricks.add_argument("-k", type=int, default=3, help="retrieve: how many bricks")
+    bricks.add_argument("--model", default=DEFAULT_MODEL, help="retrieve: the base model")
+    bricks.add_argument("--trust-remote-code", action="store_true", help="retrieve")
     bricks.set_defaults(run=cmd_bricks)  # fmt: skip
 
 
@@ -129,10 +149,14 @@ def _train_task(loaded, args, data, documents, texts):
 
 def _train_knowledge(loaded, args, data, documents, texts):
     from brickwork.bricks.train import train_knowledge_brick
+    from brickwork.data import load_data
 
+    preserve = load_data(args.preserve, split="train") if args.preserve else None
     return train_knowledge_brick(loaded, documents, args.name, args.purpose, rank=args.rank,
                                  steps=args.steps, lr=args.lr, seed=args.seed,
-                                 max_seconds=args.max_seconds, progress=not args.quiet)  # fmt: skip
+                                 max_seconds=args.max_seconds, progress=not args.quiet,
+                                 context=args.context, preserve=preserve,
+                                 preserve_weight=args.preserve_weight)  # fmt: skip
 
 
 def _train_steer(loaded, args, data, documents, texts):
@@ -174,6 +198,18 @@ def _add_train(commands) -> None:
     train.add_argument("--negative", help="steer: contrasting prompts")
     train.add_argument("--layers", help="steer: comma-separated decoder layer indices")
     train.add_argument("--scale", type=float, default=1.0, help="steer: vector scale")
+    train.add_argument(
+        "--context",
+        choices=("plain", "chat"),
+        default="plain",
+        help="knowledge: learn documents as plain text or as chat answers",
+    )
+    train.add_argument(
+        "--preserve",
+        help="knowledge: keep behaviour on these samples' references (the train split of "
+        "'builtin' or a JSONL with prompt/reference) by a KL term",
+    )
+    train.add_argument("--preserve-weight", type=float, default=1.0, help="knowledge: KL weight")
     train.add_argument("--repo", default="bricks", help="repository to add the brick to")
     train.add_argument("--model", default=DEFAULT_MODEL, help="base model")
     train.add_argument("--rank", type=int, default=8)

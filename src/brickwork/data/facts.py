@@ -7,10 +7,10 @@ string that a correct reply contains).
 
 from __future__ import annotations
 
-import json
 from importlib.resources import files
 from pathlib import Path
 
+from brickwork.data.jsonl import parse_object
 from brickwork.errors import BrickworkError
 
 NEW_FACTS_FILE = "new_facts.jsonl"
@@ -39,15 +39,7 @@ def load_new_facts(path: str | Path | None = None) -> list[dict]:
 
 
 def _parse_fact(line: str, where: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BrickworkError(f"{where}: malformed JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise BrickworkError(f"{where}: expected a JSON object")
-    for field in _TEXT_FIELDS:
-        if not isinstance(row.get(field), str) or not row[field].strip():
-            raise BrickworkError(f"{where}: missing or empty {field!r}")
+    row = parse_object(line, where, _TEXT_FIELDS, set(_TEXT_FIELDS) | set(_LIST_FIELDS))
     for field in _LIST_FIELDS:
         value = row.get(field)
         if (
@@ -56,9 +48,6 @@ def _parse_fact(line: str, where: str) -> dict:
             or not all(isinstance(v, str) and v.strip() for v in value)
         ):
             raise BrickworkError(f"{where}: {field!r} must be a non-empty list of strings")
-    unknown = set(row) - set(_TEXT_FIELDS) - set(_LIST_FIELDS)
-    if unknown:
-        raise BrickworkError(f"{where}: unknown fields {sorted(unknown)}")
     return row
 
 

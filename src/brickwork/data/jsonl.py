@@ -30,19 +30,26 @@ def load_jsonl(path: str | Path) -> list[Sample]:
     return samples
 
 
-def _parse_line(line: str, where: str, default_id: str) -> Sample:
+def parse_object(line: str, where: str, required: tuple[str, ...], allowed: set[str]) -> dict:
+    """One JSON object with non-empty string ``required`` fields and no field outside
+    ``allowed``; errors name ``where`` (file:line)."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise BrickworkError(f"{where}: malformed JSON ({exc.msg})") from None
     if not isinstance(row, dict):
         raise BrickworkError(f"{where}: expected a JSON object")
-    for field in ("prompt", "functionality"):
+    for field in required:
         if not isinstance(row.get(field), str) or not row[field].strip():
             raise BrickworkError(f"{where}: missing or empty {field!r}")
-    unknown = set(row) - _FIELDS
+    unknown = set(row) - allowed
     if unknown:
         raise BrickworkError(f"{where}: unknown fields {sorted(unknown)}")
+    return row
+
+
+def _parse_line(line: str, where: str, default_id: str) -> Sample:
+    row = parse_object(line, where, ("prompt", "functionality"), _FIELDS)
     split = row.get("split")
     if split is not None and split not in SPLITS:
         raise BrickworkError(f"{where}: split must be one of {SPLITS}, not {split!r}")

@@ -31,6 +31,12 @@ class Family:
     act_attrs: tuple[str, ...]  # config attributes naming the activation, first present wins
     d_ff_attr: str  # config attribute holding the FFN width
     conv1d: bool = False  # GPT-2 style Conv1D: weight is [in, out], transposed vs nn.Linear
+    # Growth (ops/grow): the decoder-layer modules whose outputs are added to the residual stream
+    # (attention output and FFN output projections), and the norms applied to those outputs
+    # before the add (Gemma's post-attention/post-FFN norms; they scale by norm_offset + weight).
+    residual_writers: tuple[str, ...] = ("self_attn.o_proj", "mlp.down_proj")
+    residual_norms: tuple[str, ...] = ()
+    norm_offset: float = 0.0
 
     def activation_name(self, config) -> str:
         for attr in self.act_attrs:
@@ -45,10 +51,31 @@ class Family:
         return int(value) if value else 4 * int(config.hidden_size)
 
     def layer_modules(self, model: nn.Module) -> list[nn.Module]:
+        return list(self.layer_list(model))
+
+    def layer_list(self, model: nn.Module) -> nn.ModuleList:
+        """The decoder layers' ModuleList itself (to insert or replace layers)."""
         obj = model
         for part in self.layers.split("."):
             obj = getattr(obj, part)
-        return list(obj)
+        return obj
+
+    def new_projection(self, d_in: int, d_out: int, bias: bool) -> nn.Module:
+        """A new FFN projection of this family's kind (nn.Linear, or GPT-2's always-biased
+        Conv1D), to be filled by the caller."""
+        if self.conv1d:
+            from transformers.pytorch_utils import Conv1D
+
+            return Conv1D(d_out, d_in)
+        return nn.Linear(d_in, d_out, bias=bias)
+
+    def renumber_layers(self, model: nn.Module) -> None:
+        """Set ``layer_idx`` (the KV-cache slot) of every decoder layer and its attention to the
+        layer's position, after layers were inserted or removed."""
+        for index, layer in enumerate(self.layer_list(model)):
+            for module in layer.modules():
+                if isinstance(getattr(module, "layer_idx", None), int):
+                    module.layer_idx = index
 
     def ffn(self, layer: nn.Module) -> nn.Module:
         return getattr(layer, self.mlp)
@@ -82,7 +109,12 @@ _LLAMA_LIKE = dict(
     act_attrs=("hidden_act",),
     d_ff_attr="intermediate_size",
 )
-_GEMMA_LIKE = dict(_LLAMA_LIKE, act_attrs=("hidden_activation", "hidden_act"))
+_GEMMA_LIKE = dict(
+    _LLAMA_LIKE,
+    act_attrs=("hidden_activation", "hidden_act"),
+    residual_norms=("post_attention_layernorm", "post_feedforward_layernorm"),
+    norm_offset=1.0,  # Gemma's RMSNorm multiplies by (1 + weight)
+)
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -103,6 +135,7 @@ FAMILIES: dict[str, Family] = {
             act_attrs=("activation_function",),
             d_ff_attr="n_inner",
             conv1d=True,
+            residual_writers=("attn.c_proj", "mlp.c_proj"),
         ),
     )
 }

@@ -1,0 +1,124 @@
+"""Commands for combining and stitching bricks: combine, describe, stitch."""
+
+from __future__ import annotations
+
+import argparse
+
+from brickwork.errors import BrickworkError
+
+METHODS = ("linear", "task-arithmetic", "ties", "dare")
+
+
+def cmd_combine(args: argparse.Namespace) -> None:
+    from brickwork.bricks import BrickRepository
+    from brickwork.ops import combine
+
+    repo = BrickRepository(args.repo, create=False)
+    names = [n for n in args.bricks.split(",") if n]
+    if args.name in {m["name"] for m in repo.list()} and not args.overwrite:
+        raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
+    bricks = [repo.get(n) for n in names]
+    weights = _floats(args.weights) if args.weights else [1.0 / max(1, len(bricks))] * len(bricks)
+    common = {"rank": args.rank, "description": args.description or ""}
+    if args.method == "linear":
+        brick = combine.merge_linear(bricks, weights, args.name, **common)
+    elif args.method == "task-arithmetic":
+        brick = combine.task_arithmetic(bricks, weights, args.name, scale=args.scale, **common)
+    elif args.method == "ties":
+        brick = combine.merge_ties(bricks, weights, args.name, density=args.density, **common)
+    else:
+        brick = combine.merge_dare(bricks, weights, args.name, density=args.density,
+                                   seed=args.seed, variant=args.variant, **common)  # fmt: skip
+    brick.provenance["command"] = args.command_line
+    path = repo.add(brick, overwrite=args.overwrite)
+    print(f"{brick.name}: rank {brick.metrics['rank']}, parents {', '.join(names)}")
+    if "recompression_error" in brick.metrics:
+        print(f"relative re-compression error {brick.metrics['recompression_error']:.4g}")
+    print(f"saved {path}")
+
+
+def cmd_describe(args: argparse.Namespace) -> None:
+    from brickwork.bricks import BrickRepository
+    from brickwork.data import load_texts
+    from brickwork.models import load_model
+    from brickwork.ops.route import with_embedding
+
+    repo = BrickRepository(args.repo, create=False)
+    brick = repo.get(args.name)
+    prompts = load_texts(args.prompts)
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    described = with_embedding(loaded, brick, prompts, args.description, template=args.template)
+    described.provenance["embedding_command"] = args.command_line
+    repo.add(described, overwrite=True)
+    print(f"{args.name}: purpose embedding from {len(prompts)} prompts saved in {args.repo}")
+
+
+def cmd_stitch(args: argparse.Namespace) -> None:
+    from brickwork.bricks import BrickRepository
+    from brickwork.models import load_model
+    from brickwork.ops.stitch import plan_chain, run_pipeline, step_for
+
+    repo = BrickRepository(args.repo, create=False)
+    metas = [m for m in repo.list() if m["kind"] == "plugin"]
+    plan = plan_chain(args.instruction, metas)
+    for number, step in enumerate(plan, start=1):
+        print(f"step {number}: {step.brick} (score {step.score:.3f}) for {step.clause!r}")
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    steps = [step_for(repo.get(p.brick)) for p in plan]
+    outputs = run_pipeline(loaded, steps, args.input, max_new_tokens=args.max_new_tokens)
+    for index, text in enumerate(args.input):
+        print(f"input: {text}")
+        for step, out in zip(plan, outputs, strict=True):
+            print(f"  {step.brick}: {out[index]}")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise BrickworkError(f"weights must be comma-separated numbers, not {text!r}") from None
+
+
+def _add_model_options(command: argparse.ArgumentParser) -> None:
+    from brickwork.models import DEFAULT_MODEL
+
+    command.add_argument("--model", default=DEFAULT_MODEL, help="base model")
+    command.add_argument("--trust-remote-code", action="store_true")
+
+
+def register(commands) -> None:
+    """Add this area's commands to the parser."""
+    combine = commands.add_parser("combine", help="merge LoRA bricks into one (exact linear, "
+                                  "task arithmetic, TIES, DARE)")  # fmt: skip
+    combine.add_argument("method", choices=METHODS)
+    combine.add_argument("--repo", default="bricks", help="repository holding the bricks")
+    combine.add_argument("--bricks", required=True, help="comma-separated brick names")
+    combine.add_argument("--weights", help="comma-separated weights (default: uniform 1/k)")
+    combine.add_argument("--name", required=True, help="name of the combined brick")
+    combine.add_argument("--rank", type=int, help="re-compress to this rank by SVD")
+    combine.add_argument("--scale", type=float, default=1.0, help="task-arithmetic: lambda")
+    combine.add_argument("--density", type=float, default=0.5, help="ties/dare: kept fraction")
+    combine.add_argument("--variant", choices=("linear", "ties"), default="linear", help="dare")
+    combine.add_argument("--seed", type=int, default=0, help="dare: drop-mask seed")
+    combine.add_argument("--description", help="description of the combined brick")
+    combine.add_argument("--overwrite", action="store_true", help="replace a brick of that name")
+    combine.set_defaults(run=cmd_combine)
+
+    describe = commands.add_parser("describe", help="give a brick a purpose embedding for "
+                                   "retrieval (from its training prompts)")  # fmt: skip
+    describe.add_argument("name", help="brick name")
+    describe.add_argument("--repo", default="bricks", help="repository holding the brick")
+    describe.add_argument("--prompts", required=True, help="its training prompts (.txt / .jsonl)")
+    describe.add_argument("--description", required=True, help="what the brick is for")
+    describe.add_argument("--template", help="how to prompt it in a pipeline, with {input}")
+    _add_model_options(describe)
+    describe.set_defaults(run=cmd_describe)
+
+    stitch = commands.add_parser("stitch", help="plan a chain of bricks from their descriptions "
+                                 "and pass text through it")  # fmt: skip
+    stitch.add_argument("instruction", help='e.g. "translate French to English, then ..."')
+    stitch.add_argument("--repo", default="bricks", help="repository holding the bricks")
+    stitch.add_argument("--input", action="append", required=True, help="an input text (repeat)")
+    stitch.add_argument("--max-new-tokens", type=int, default=48)
+    _add_model_options(stitch)
+    stitch.set_defaults(run=cmd_stitch)

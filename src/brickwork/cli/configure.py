@@ -1,0 +1,98 @@
+"""Configured models: ``brickwork train-router`` trains the instruction router and
+``brickwork generate`` answers an instruction with a model configured for it, printing which
+bricks were selected."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _fraction(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.3, got {text!r}") from None
+
+
+def register(commands) -> None:
+    """Add this area's commands to the parser."""
+    from brickwork.models import DEFAULT_MODEL
+
+    route = commands.add_parser(
+        "train-router", help="train the instruction router on the built-in suite's train split"
+    )
+    route.add_argument("--model", default=DEFAULT_MODEL)
+    route.add_argument("--out", required=True, help="router file to write (.safetensors)")
+    route.add_argument("--quiet", action="store_true", help="no progress bars")
+    route.set_defaults(run=run_route)
+
+    generate = commands.add_parser(
+        "generate", help="answer an instruction with a model configured for it"
+    )
+    generate.add_argument("instruction")
+    generate.add_argument("--model", default=DEFAULT_MODEL)
+    generate.add_argument(
+        "--configure", default="auto",
+        help="'auto' (route the instruction), 'none' (dense model) or a functionality name",
+    )  # fmt: skip
+    generate.add_argument("--budget", type=_fraction, default=0.3,
+                          help="share of FFN neurons kept per layer, in (0, 1]")  # fmt: skip
+    generate.add_argument(
+        "--selection", choices=("prompt", "static"), default="prompt",
+        help="prompt: the prompt's own activations pick the neurons (dense prefill, compact "
+        "decode); static: the functionality's neuron set + resident + train-split importance",
+    )  # fmt: skip
+    generate.add_argument("--router", help="router file from `brickwork train-router` (for auto)")
+    generate.add_argument("--analysis", help="analysis directory from `brickwork analyze`")
+    generate.add_argument("--plugin", action="append", default=[],
+                          help="a plugin brick directory to attach (repeatable)")  # fmt: skip
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument("--trace", help="also write the trace as JSON to this file")
+    generate.set_defaults(run=run_generate)
+
+
+def run_route(args) -> None:
+    from brickwork.configure.router import router_accuracy, save_router, train_router
+    from brickwork.data import load_builtin_suite
+    from brickwork.models import load_model
+
+    loaded = load_model(args.model)
+    router = train_router(loaded, load_builtin_suite("train"), progress=not args.quiet)
+    test = load_builtin_suite("test")
+    result = router_accuracy(router, loaded, [s.prompt for s in test],
+                             [s.functionality for s in test])  # fmt: skip
+    save_router(router, Path(args.out))
+    print(f"router: {len(router.functionalities)} functionalities, layers {router.layers}")
+    print(f"test-split accuracy {result['accuracy']:.1%} ({result['n']} prompts)")
+    print(f"saved {args.out}")
+
+
+def run_generate(args) -> None:
+    from brickwork.bricks import load_brick
+    from brickwork.configure.pipeline import configured_generate
+    from brickwork.configure.router import load_router
+    from brickwork.configure.select import load_stats
+    from brickwork.errors import BrickworkError
+    from brickwork.io import replace_atomically
+    from brickwork.models import load_model
+
+    if args.max_new_tokens < 1:
+        raise BrickworkError("--max-new-tokens must be at least 1")
+    loaded = load_model(args.model)
+    router = load_router(args.router) if args.router else None
+    stats = load_stats(args.analysis) if args.analysis else None
+    plugins = [load_brick(p) for p in args.plugin]
+    answer, trace = configured_generate(
+        loaded, args.instruction, configure=args.configure, budget=args.budget,
+        selection=args.selection, router=router, stats=stats, plugins=plugins,
+        max_new_tokens=args.max_new_tokens,
+    )  # fmt: skip
+    print(answer.strip())
+    print("---")
+    for line in trace.lines():
+        print(line)
+    if args.trace:
+        text = json.dumps(trace.to_dict(), indent=1)
+        replace_atomically(Path(args.trace), lambda tmp: tmp.write_text(text, encoding="utf-8"))

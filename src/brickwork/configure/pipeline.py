@@ -1,0 +1,143 @@
+"""Per-instruction configuration: route, select bricks, gather a compact model, answer, trace.
+
+``configured_generate`` is what ``brickwork generate --configure ...`` calls. The trace records
+the routed functionality (with the router's probabilities), the selection rule, the neurons kept
+per layer and the plugins attached, so every answer says which bricks produced it.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from brickwork.bricks.attach import attach
+from brickwork.configure.compact import CompactModel, attach_plugins, check_budget, gather_ffn
+from brickwork.configure.prompted import (
+    dense_prefill,
+    prompt_compact,
+    prompt_ids,
+    quiet_cache_warning,
+)
+from brickwork.configure.router import Router, check_router, pool_hidden
+from brickwork.configure.select import SelectionStats, check_stats, functionality_selection
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+
+SELECTIONS = ("prompt", "static")
+PRIOR_MIX = 0.5  # weight of the routed functionality's importance in the prompt selection
+
+
+@dataclass
+class Trace:
+    """Which bricks answered an instruction."""
+
+    instruction: str
+    configure: str  # "auto", "none" or a functionality name
+    functionality: str | None  # the routed or given functionality
+    probabilities: dict[str, float] = field(default_factory=dict)  # the router's, if it ran
+    selection: str = "none"  # "prompt" (GRIFFIN), "static" or "none" (dense)
+    rule: str = ""
+    budget: float | None = None
+    neurons_per_layer: list[int] = field(default_factory=list)
+    d_ff: int = 0
+    plugins: list[str] = field(default_factory=list)
+    base_model: str = ""
+    compact_model: str | None = None  # fingerprint of the gathered model
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """A short human-readable summary."""
+        out = [f"configure: {self.configure}; functionality: {self.functionality or '-'}"]
+        if self.probabilities:
+            top = sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:3]
+            out.append("router: " + ", ".join(f"{k} {v:.2f}" for k, v in top))
+        if self.neurons_per_layer:
+            kept = sum(self.neurons_per_layer)
+            total = self.d_ff * len(self.neurons_per_layer)
+            out.append(f"selection: {self.selection} ({self.rule}); budget {self.budget:.0%}; "
+                       f"kept {kept}/{total} FFN neurons ({kept / total:.1%})")  # fmt: skip
+            out.append("neurons per layer: " + " ".join(map(str, self.neurons_per_layer)))
+            out.append(f"compact model: {self.compact_model} (base {self.base_model})")
+        else:
+            out.append(f"selection: none (dense model {self.base_model})")
+        out.append("plugins: " + (", ".join(self.plugins) if self.plugins else "none"))
+        return out
+
+
+def _routed(router: Router | None, configure: str, hidden_states, stats, loaded) -> tuple:
+    """(functionality, probabilities) for the configure mode."""
+    if configure == "none":
+        return None, {}
+    if configure != "auto":
+        known = stats.functionalities if stats is not None else router and router.functionalities
+        if known and configure not in known:
+            raise BrickworkError(f"unknown functionality {configure!r}; known: {', '.join(known)}")
+        return configure, {}
+    if router is None:
+        raise BrickworkError("--configure auto needs a router (brickwork train-router makes one)")
+    check_router(router, loaded)
+    probs = router.probabilities(pool_hidden(hidden_states, router.layers))[0]
+    named = dict(zip(router.functionalities, probs.tolist(), strict=True))
+    return max(named, key=named.get), named
+
+
+def configured_generate(loaded: LoadedModel, instruction: str, *, configure: str = "auto",
+                        budget: float = 0.3, selection: str = "prompt",
+                        router: Router | None = None, stats: SelectionStats | None = None,
+                        plugins: list | tuple = (), max_new_tokens: int = 64,
+                        mix: float = PRIOR_MIX) -> tuple[str, Trace]:  # fmt: skip
+    """Answer ``instruction`` with a model configured for it; returns (answer, trace)."""
+    if selection not in SELECTIONS:
+        raise BrickworkError(f"selection must be one of {SELECTIONS}, not {selection!r}")
+    check_budget(budget)
+    if stats is not None:
+        check_stats(stats, loaded)
+    if selection == "static" and configure != "none" and stats is None:
+        raise BrickworkError("the static selection needs the analysis statistics (--analysis)")
+    ids = prompt_ids(loaded, instruction)
+    context = attach(loaded, list(plugins)) if plugins else nullcontext()
+    with context:
+        prefill = dense_prefill(loaded, ids)
+    functionality, probs = _routed(router, configure, prefill.hidden_states, stats, loaded)
+    trace = Trace(instruction, configure, functionality, probs, plugins=[p.name for p in plugins],
+                  base_model=loaded.fingerprint)  # fmt: skip
+    compact = None
+    if configure != "none":
+        compact = _compact_for(loaded, prefill, functionality, budget, selection, stats, mix)
+        trace.selection, trace.rule, trace.budget = selection, compact.info["rule"], budget
+        trace.neurons_per_layer, trace.d_ff = compact.widths, compact.base_d_ff
+        trace.compact_model = compact.loaded.fingerprint
+    return _decode(loaded, compact, prefill, plugins, max_new_tokens), trace
+
+
+def _compact_for(loaded, prefill, functionality, budget, selection, stats, mix) -> CompactModel:
+    if selection == "static":
+        kept = functionality_selection(stats, {functionality: 1.0}, budget)
+        rule = f"{functionality} neuron set + resident neurons, then train-split importance"
+        return gather_ffn(loaded, kept, info={"rule": rule, "functionality": functionality})
+    prior = stats.importance[stats.index(functionality)] if stats is not None else None
+    rule = "GRIFFIN: prompt activation norms" + (
+        f" + {mix} x {functionality} importance" if prior is not None and mix > 0 else ""
+    )
+    return prompt_compact(loaded, prefill, budget, prior, mix,
+                          info={"rule": rule, "functionality": functionality})  # fmt: skip
+
+
+def _decode(loaded, compact, prefill, plugins, max_new_tokens) -> str:
+    tokenizer = loaded.tokenizer
+    if compact is None:
+        context = attach(loaded, list(plugins)) if plugins else nullcontext(loaded.model)
+    else:
+        context = attach_plugins(compact, list(plugins)) if plugins else nullcontext(
+            compact.loaded.model)  # fmt: skip
+    with context as model, torch.no_grad(), quiet_cache_warning():
+        out = model.generate(
+            input_ids=prefill.input_ids, attention_mask=torch.ones_like(prefill.input_ids),
+            past_key_values=prefill.cache, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+    return tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)

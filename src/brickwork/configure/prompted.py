@@ -1,0 +1,129 @@
+"""Prompt-selected compact models (GRIFFIN): a dense prefill picks each layer's neurons.
+
+The prompt runs densely once (all but its last token), which fills the KV cache and records every
+layer's FFN activations; the neurons with the largest prompt scores are gathered into a compact
+model, which then processes the last prompt token and generates. Prefill stays dense; decode runs
+on the compact model.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch.nn.functional import cross_entropy
+
+from brickwork.analysis.loss import prompt_prefix
+from brickwork.configure.compact import CompactModel, gather_ffn
+from brickwork.configure.select import prompt_scores, prompt_selection
+from brickwork.data.sample import Sample
+from brickwork.models.load import LoadedModel
+from brickwork.profile.capture import capture_activations
+
+MAX_PROMPT_TOKENS = 192  # as analysis/loss.py
+MAX_REFERENCE_TOKENS = 64
+
+
+@dataclass
+class Prefill:
+    input_ids: torch.Tensor  # [1, T] the whole prompt
+    cache: object  # the KV cache of input_ids[:, :-1], from the dense model
+    scores: torch.Tensor  # [L, D] GRIFFIN neuron scores of the prompt
+    hidden_states: tuple  # the dense pass's hidden states (for the router)
+
+
+@contextmanager
+def quiet_cache_warning():
+    """transformers >= 5.x renames generate's ``past_key_values`` (still accepted) to ``cache``;
+    the old name works on every 5.x release, so its deprecation warning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+        yield
+
+
+def dense_prefill(loaded: LoadedModel, input_ids: torch.Tensor) -> Prefill:
+    """Run all but the last prompt token densely; keep the cache, scores and hidden states."""
+    if input_ids.shape[1] < 2:
+        input_ids = torch.cat([input_ids, input_ids], dim=1)  # a one-token prompt: repeat it
+    recorded: dict[int, torch.Tensor] = {}
+    with torch.no_grad(), capture_activations(loaded.model, loaded.family, recorded.__setitem__):
+        out = loaded.model.base_model(input_ids=input_ids[:, :-1], use_cache=True,
+                                      output_hidden_states=True)  # fmt: skip
+    scores = prompt_scores([recorded[i][0] for i in sorted(recorded)])
+    return Prefill(input_ids, out.past_key_values, scores, out.hidden_states)
+
+
+def prompt_compact(
+    loaded: LoadedModel,
+    prefill: Prefill,
+    budget: float,
+    prior: torch.Tensor | None = None,
+    mix: float = 0.0,
+    info: dict | None = None,
+    allocation: str = "uniform",
+) -> CompactModel:
+    """The compact model for one prompt from its prefill scores."""
+    kept = prompt_selection(prefill.scores, budget, prior, mix, allocation)
+    return gather_ffn(loaded, kept, info=info)
+
+
+def prompt_ids(loaded: LoadedModel, prompt: str) -> torch.Tensor:
+    return torch.tensor([prompt_prefix(loaded.tokenizer, prompt)[-MAX_PROMPT_TOKENS:]])
+
+
+def prompted_losses(loaded: LoadedModel, samples: list[Sample], functionalities: list[str],
+                    budget: float, prior_for=None, mix: float = 0.0,
+                    allocation: str = "uniform") -> torch.Tensor:  # fmt: skip
+    """Mean reference NLL per functionality [F] when every reference token is predicted by the
+    compact model selected from that sample's prompt alone (the reference is never seen).
+
+    ``prior_for(sample)`` may give a prior importance [L, D] to mix in (e.g. the routed one's).
+    """
+    losses = prompted_losses_at(loaded, samples, functionalities, [budget], prior_for, mix,
+                                allocation)  # fmt: skip
+    return losses[budget]
+
+
+def prompted_losses_at(loaded: LoadedModel, samples: list[Sample], functionalities: list[str],
+                       budgets: list[float], prior_for=None, mix: float = 0.0,
+                       allocation: str = "uniform") -> dict[float, torch.Tensor]:  # fmt: skip
+    """``prompted_losses`` for several budgets, sharing each sample's dense prefill."""
+    total = {b: torch.zeros(len(functionalities), dtype=torch.float64) for b in budgets}
+    count = torch.zeros(len(functionalities), dtype=torch.float64)
+    for sample in samples:
+        ids = prompt_ids(loaded, sample.prompt)
+        reference = loaded.tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
+        reference = torch.tensor([reference[:MAX_REFERENCE_TOKENS]])
+        prefill = dense_prefill(loaded, ids)
+        prior = prior_for(sample) if prior_for is not None else None
+        tail = torch.cat([prefill.input_ids[:, -1:], reference[:, :-1]], dim=1)
+        f = functionalities.index(sample.functionality)
+        for budget in budgets:
+            compact = prompt_compact(loaded, prefill, budget, prior, mix, allocation=allocation)
+            with torch.no_grad(), quiet_cache_warning():
+                logits = compact.loaded.model(input_ids=tail, past_key_values=prefill.cache,
+                                              use_cache=True).logits[0]  # fmt: skip
+            prefill.cache.crop(-tail.shape[1])  # back to the prompt's cache
+            total[budget][f] += cross_entropy(logits.float(), reference[0], reduction="sum")
+        count[f] += reference.shape[1]
+    return {b: t / count.clamp_min(1) for b, t in total.items()}
+
+
+def prompted_generate(loaded: LoadedModel, prompt: str, budget: float, max_new_tokens: int = 64,
+                      prior: torch.Tensor | None = None, mix: float = 0.0,
+                      info: dict | None = None) -> tuple[str, CompactModel]:  # fmt: skip
+    """Greedy answer: dense prefill, then decode with the prompt-selected compact model."""
+    ids = prompt_ids(loaded, prompt)
+    prefill = dense_prefill(loaded, ids)
+    compact = prompt_compact(loaded, prefill, budget, prior, mix, info)
+    tokenizer = loaded.tokenizer
+    with torch.no_grad(), quiet_cache_warning():
+        out = compact.loaded.model.generate(
+            input_ids=prefill.input_ids, attention_mask=torch.ones_like(prefill.input_ids),
+            past_key_values=prefill.cache, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+    answer = tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)
+    return answer, compact

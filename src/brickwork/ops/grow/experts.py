@@ -1,0 +1,128 @@
+"""Sparse upcycling: turn a dense FFN into a mixture of experts with a router.
+
+- ``mode="copies"`` (Komatsuzaki et al.): every expert is a copy of the FFN. The router's top-k
+  weights sum to one, so whatever it starts as, the output equals the dense FFN's.
+- ``mode="groups"``: the experts are the FFN's neuron groups (the bricks issue's neuron-group
+  bricks, or contiguous equal groups), which together are the FFN. With all experts active
+  (top_k = n_experts) and the router at zero, each gets weight 1/n, scaled back by n, so the sum
+  is the dense output; a smaller top_k makes it sparse (and no longer equal at init).
+
+The router is a zero-initialised linear map from the FFN input to expert logits. Every expert is
+computed (a reference implementation for small models, not a fast kernel).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+from brickwork.ops.grow.ffn import build_ffn, read_ffn
+from brickwork.ops.grow.record import (
+    GrownModel,
+    TrainSlice,
+    check_layers,
+    check_positive,
+    finish_growth,
+    start_growth,
+)
+
+EXPERT_MODES = ("copies", "groups")
+
+
+class UpcycledMoE(nn.Module):
+    """Experts plus a router; output = scale x sum over the top-k experts of softmax weight x
+    expert output."""
+
+    def __init__(self, experts: list[nn.Module], d_model: int, top_k: int, scale: float) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(experts)
+        param = next(experts[0].parameters())
+        self.router = nn.Linear(d_model, len(experts), bias=False, dtype=param.dtype)
+        self.router.to(param.device)
+        nn.init.zeros_(self.router.weight)
+        self.top_k, self.scale = top_k, scale
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.router(hidden)
+        top, chosen = logits.topk(self.top_k, dim=-1)
+        weights = torch.zeros_like(logits).scatter(-1, chosen, torch.softmax(top, dim=-1))
+        outputs = torch.stack([expert(hidden) for expert in self.experts], dim=-1)
+        return self.scale * (outputs * weights.unsqueeze(-2)).sum(dim=-1)
+
+
+def grow_experts(
+    source: LoadedModel | GrownModel, layers: list[int], n_experts: int, *,
+    mode: str = "copies", top_k: int | None = None,
+    assignments: dict[int, torch.Tensor] | None = None,
+) -> GrownModel:  # fmt: skip
+    """A copy of the model whose FFN in each of ``layers`` is an MoE of ``n_experts`` experts.
+
+    ``assignments`` (mode "groups") maps a layer to its [d_ff] group ids, e.g. a neuron-group
+    brick's ``tensors["assignment"]``; layers without one get contiguous equal groups.
+    """
+    check_positive(n_experts, "the number of experts")
+    if mode not in EXPERT_MODES:
+        raise BrickworkError(f"expert mode must be one of {EXPERT_MODES}, not {mode!r}")
+    top_k = _top_k(top_k, n_experts, mode)
+    loaded, base, history = start_growth(source)
+    family = loaded.family
+    modules = family.layer_modules(loaded.model)
+    layers = check_layers(layers, len(modules))
+    d_model = int(loaded.model.config.hidden_size)
+    for index in layers:
+        mlp = family.ffn(modules[index])
+        if isinstance(mlp, UpcycledMoE):
+            raise BrickworkError(f"layer {index}'s FFN is already a mixture of experts")
+        groups = (assignments or {}).get(index)
+        experts = _group_experts(loaded, mlp, n_experts, groups) if mode == "groups" else [
+            build_ffn(family, mlp, read_ffn(family, mlp)) for _ in range(n_experts)]  # fmt: skip
+        scale = float(n_experts) if mode == "groups" else 1.0
+        setattr(modules[index], family.mlp, UpcycledMoE(experts, d_model, top_k, scale))
+    trainable = {
+        name: TrainSlice()
+        for name, _ in loaded.model.named_parameters()
+        if any(name.startswith(f"{family.layers}.{i}.{family.mlp}.") for i in layers)
+    }
+    entry = {"op": "experts", "layers": layers, "n_experts": n_experts, "mode": mode,
+             "top_k": top_k, "widths": _expert_widths(loaded, layers)}  # fmt: skip
+    return finish_growth(loaded, base, history, entry, trainable)
+
+
+def _top_k(top_k: int | None, n_experts: int, mode: str) -> int:
+    if top_k is None:
+        return n_experts if mode == "groups" else min(2, n_experts)
+    check_positive(top_k, "top_k")
+    if top_k > n_experts:
+        raise BrickworkError(f"top_k ({top_k}) cannot exceed the number of experts ({n_experts})")
+    return top_k
+
+
+def _group_experts(
+    loaded: LoadedModel, mlp: nn.Module, n_experts: int, groups: torch.Tensor | None
+) -> list[nn.Module]:
+    """One expert per neuron group; the FFN's output bias goes to the first expert only."""
+    family = loaded.family
+    weights = read_ffn(family, mlp)
+    if groups is None:
+        groups = torch.arange(weights.width) * n_experts // weights.width
+    groups = torch.as_tensor(groups).long()
+    if groups.shape != (weights.width,) or groups.min() < 0 or groups.max() >= n_experts:
+        raise BrickworkError(f"a group assignment needs {weights.width} ids in 0..{n_experts - 1}")
+    experts = []
+    for group in range(n_experts):
+        index = torch.nonzero(groups == group).flatten()
+        if not len(index):
+            raise BrickworkError(f"neuron group {group} is empty")
+        part = weights.select(index)
+        if group and part.down_bias is not None:
+            part.down_bias = torch.zeros_like(part.down_bias)
+        experts.append(build_ffn(family, mlp, part))
+    return experts
+
+
+def _expert_widths(loaded: LoadedModel, layers: list[int]) -> dict[int, list[int]]:
+    family = loaded.family
+    modules = family.layer_modules(loaded.model)
+    return {i: [read_ffn(family, e).width for e in family.ffn(modules[i]).experts] for i in layers}

@@ -1,0 +1,202 @@
+"""Save and load grown models: a model directory plus grown.json and the grown parameters.
+
+The directory holds what ``save_pretrained`` writes (config.json with the new layer count and
+layer types, model.safetensors, the tokenizer), ``grown.json`` (the base model, the history of
+what was grown where, the per-layer FFN widths and experts needed to rebuild the modules, and the
+trainable slices) and ``grown-brick/``, a brick with just the grown parameters. A width-grown or
+upcycled model has per-layer shapes its config cannot express, so ``load_grown`` builds the model
+from the config, reshapes the recorded layers, then loads the weights and checks the fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from brickwork.bricks.brick import Brick
+from brickwork.bricks.format import write_brick_files
+from brickwork.errors import BrickworkError
+from brickwork.models.families import Family, family_for
+from brickwork.models.load import LoadedModel, fingerprint, load_model
+from brickwork.ops.grow.experts import UpcycledMoE
+from brickwork.ops.grow.ffn import FfnWeights, build_ffn, read_ffn
+from brickwork.ops.grow.record import GrownModel, TrainSlice
+
+GROWN_FILE = "grown.json"
+GROWN_BRICK = "grown-brick"
+FORMAT = "brickwork-grown"
+FORMAT_VERSION = 1
+
+
+def structure(loaded: LoadedModel) -> dict:
+    """Per-layer shapes that differ from the config: plain FFN widths and expert layers."""
+    family, config = loaded.family, loaded.model.config
+    widths, experts = {}, {}
+    for index, layer in enumerate(family.layer_modules(loaded.model)):
+        mlp = family.ffn(layer)
+        if isinstance(mlp, UpcycledMoE):
+            experts[str(index)] = {"widths": [read_ffn(family, e).width for e in mlp.experts],
+                                   "top_k": mlp.top_k, "scale": mlp.scale}  # fmt: skip
+        elif read_ffn(family, mlp).width != family.d_ff(config):
+            widths[str(index)] = read_ffn(family, mlp).width
+    return {"n_layers": len(family.layer_modules(loaded.model)), "ffn_widths": widths,
+            "experts": experts}  # fmt: skip
+
+
+def grown_brick(grown: GrownModel) -> Brick:
+    """The grown (trainable) parameters alone, as a customized brick."""
+    params = dict(grown.loaded.model.named_parameters())
+    tensors = {}
+    for name, part in grown.trainable.items():
+        value = params[name].detach()
+        if part.dim is not None:
+            value = value.narrow(part.dim, part.start, part.count_along(value))
+        tensors[name] = value.clone().contiguous()
+    spec = {"slices": {k: v.to_json() for k, v in grown.trainable.items()},
+            "growth": grown.history[-1] if grown.history else {}}  # fmt: skip
+    return Brick("grown", "layer", "customized", "growth", grown.base_model, tensors=tensors,
+                 spec=spec, description="parameters added by growth")  # fmt: skip
+
+
+def save_grown(grown: GrownModel, target: str | Path) -> Path:
+    """Write the grown model directory at ``target`` (it appears whole or not at all)."""
+    target = Path(target)
+    if target.exists() and not (target / GROWN_FILE).is_file():
+        raise BrickworkError(f"{target} exists and is not a grown model: refusing to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        grown.loaded.model.save_pretrained(tmp)
+        grown.loaded.tokenizer.save_pretrained(tmp)
+        (tmp / GROWN_BRICK).mkdir()
+        write_brick_files(grown_brick(grown), tmp / GROWN_BRICK)
+        record = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                  "base_model": grown.base_model, "fingerprint": grown.loaded.fingerprint,
+                  "history": grown.history, "structure": structure(grown.loaded),
+                  "trainable": {k: v.to_json() for k, v in grown.trainable.items()},
+                  "trainable_parameters": grown.trainable_count()}  # fmt: skip
+        (tmp / GROWN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        _swap_in(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return target
+
+
+def _swap_in(tmp: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, target)
+
+
+def is_grown(path: str | Path) -> bool:
+    return (Path(path) / GROWN_FILE).is_file()
+
+
+def load_any(spec: str) -> LoadedModel | GrownModel:
+    """A grown model directory as a GrownModel, anything else through ``load_model``."""
+    return load_grown(spec) if is_grown(spec) else load_model(spec)
+
+
+def load_grown(folder: str | Path) -> GrownModel:
+    """Rebuild a grown model saved by ``save_grown``, refusing a damaged or foreign directory."""
+    folder = Path(folder)
+    record = _read_record(folder)
+    config = AutoConfig.from_pretrained(str(folder))
+    family = family_for(config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _reshape(family, model, record["structure"])
+    _load_weights(model, folder)
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    loaded = LoadedModel(model, tokenizer, family, fingerprint(model), str(folder))
+    if loaded.fingerprint != record["fingerprint"]:
+        raise BrickworkError(
+            f"grown model {folder} is corrupt: its weights do not match grown.json's fingerprint"
+        )
+    trainable = {k: TrainSlice(*v) for k, v in record["trainable"].items()}
+    return GrownModel(loaded, record["base_model"], record["history"], trainable)
+
+
+def _read_record(folder: Path) -> dict:
+    path = folder / GROWN_FILE
+    if not path.is_file():
+        raise BrickworkError(f"{folder} is not a grown model: {GROWN_FILE} is missing")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BrickworkError(f"{path} is corrupt (not JSON)") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise BrickworkError(f"{path} is not a {FORMAT} file")
+    if record.get("format_version") != FORMAT_VERSION:
+        raise BrickworkError(f"{path} has format version {record.get('format_version')!r}")
+    return record
+
+
+def _blank(template: FfnWeights, width: int) -> FfnWeights:
+    """Zero weights shaped like ``template`` but ``width`` neurons wide."""
+    return FfnWeights(
+        {k: w.new_zeros(width, w.shape[1]) for k, w in template.inputs.items()},
+        {k: None if b is None else b.new_zeros(width) for k, b in template.input_biases.items()},
+        template.down.new_zeros(template.down.shape[0], width),
+        None if template.down_bias is None else torch.zeros_like(template.down_bias),
+    )
+
+
+def _reshape(family: Family, model: torch.nn.Module, shape: dict) -> None:
+    layers = family.layer_modules(model)
+    if shape["n_layers"] != len(layers):
+        raise BrickworkError(
+            f"grown.json says {shape['n_layers']} layers, config has {len(layers)}"
+        )
+    d_model = int(model.config.hidden_size)
+    for index, width in shape["ffn_widths"].items():
+        mlp = family.ffn(layers[int(index)])
+        setattr(layers[int(index)], family.mlp,
+                build_ffn(family, mlp, _blank(read_ffn(family, mlp), width)))  # fmt: skip
+    for index, spec in shape["experts"].items():
+        mlp = family.ffn(layers[int(index)])
+        template = read_ffn(family, mlp)
+        experts = [build_ffn(family, mlp, _blank(template, w)) for w in spec["widths"]]
+        moe = UpcycledMoE(experts, d_model, spec["top_k"], spec["scale"])
+        setattr(layers[int(index)], family.mlp, moe)
+
+
+def _load_weights(model: torch.nn.Module, folder: Path) -> None:
+    files = sorted(folder.glob("model*.safetensors"))
+    if not files:
+        raise BrickworkError(f"grown model {folder} has no model*.safetensors")
+    state = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    result = model.load_state_dict(state, strict=False)
+    loaded_ptrs = {model.get_parameter(k).data_ptr() for k in state if _is_param(model, k)}
+    untied = [
+        k for k in result.missing_keys if model.get_parameter(k).data_ptr() not in loaded_ptrs
+    ]
+    if untied or result.unexpected_keys:
+        raise BrickworkError(
+            f"grown model {folder} does not match its grown.json: "
+            f"missing {untied[:3]}, unexpected {result.unexpected_keys[:3]}"
+        )
+
+
+def _is_param(model: torch.nn.Module, name: str) -> bool:
+    try:
+        model.get_parameter(name)
+    except AttributeError:
+        return False
+    return True

@@ -1,0 +1,207 @@
+"""Train only what grew: every parameter is frozen except the grown slices.
+
+A whole grown parameter (a new block, an expert) trains as it is; a partly grown one (a widened
+projection) gets a gradient mask, so AdamW (no weight decay) leaves its old entries bit-exact.
+Training runs on a deep copy: the model passed in is never changed. Prompt -> reference pairs are
+trained with the loss on the response tokens only (as task bricks are); the held-out response
+loss is measured every ``eval_every`` steps and the best state is kept. With ``preserve`` samples
+and the ``reference`` (original) model, each step adds ``preserve_weight`` x KL(reference ||
+trained) on a half batch of their reference tokens, a locality constraint against forgetting.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn.functional import kl_div, log_softmax
+from tqdm import tqdm
+
+from brickwork.bricks.train import BestState, batch_order
+from brickwork.bricks.train_eval import (
+    batch_loss,
+    locality_rows,
+    response_loss,
+    response_rows,
+    target_logits,
+)
+from brickwork.data.sample import Sample, dataset_hash
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel, fingerprint
+from brickwork.ops.grow.ffn import neuron_dims
+from brickwork.ops.grow.record import GrownModel, TrainSlice, check_layers
+
+
+@dataclass(frozen=True)
+class GrowTrainSettings:
+    steps: int = 200
+    lr: float = 1e-3
+    batch_size: int = 8
+    seed: int = 0
+    eval_every: int = 50
+    max_seconds: float | None = None
+    preserve_weight: float = 1.0
+
+    def check(self) -> None:
+        for name in ("steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise BrickworkError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if not self.lr > 0:
+            raise BrickworkError(f"lr must be positive, not {self.lr}")
+
+
+def train_grown(
+    grown: GrownModel, train: list[Sample], heldout: list[Sample], *,
+    settings: GrowTrainSettings = GrowTrainSettings(), preserve: list[Sample] | None = None,
+    reference: LoadedModel | None = None, progress: bool = True,
+) -> GrownModel:  # fmt: skip
+    """A copy of ``grown`` trained on prompt/reference pairs, only its grown parameters moving."""
+    if not grown.trainable:
+        raise BrickworkError("nothing grew: this model has no grown parameters to train")
+    trained, metrics = train_slices(grown.loaded, grown.trainable, train, heldout,
+                                    settings=settings, preserve=preserve, reference=reference,
+                                    progress=progress)  # fmt: skip
+    entry = {"op": "train", "fingerprint": trained.fingerprint, **metrics}
+    return GrownModel(trained, grown.base_model, [*grown.history, entry], dict(grown.trainable))
+
+
+def train_slices(
+    loaded: LoadedModel, trainable: dict[str, TrainSlice], train: list[Sample],
+    heldout: list[Sample], *, settings: GrowTrainSettings = GrowTrainSettings(),
+    preserve: list[Sample] | None = None, reference: LoadedModel | None = None,
+    progress: bool = True,
+) -> tuple[LoadedModel, dict]:  # fmt: skip
+    """A trained copy of ``loaded`` in which only the ``trainable`` slices changed, and metrics.
+
+    Also the full fine-tune baseline: pass slices of existing parameters (``layer_slices``,
+    ``neuron_slices``) to train those in place with the same loop.
+    """
+    settings.check()
+    if not train or not heldout:
+        raise BrickworkError("training needs both training and held-out prompt/reference pairs")
+    if preserve and reference is None:
+        raise BrickworkError("preserve needs the reference (original) model to stay close to")
+    rows = response_rows(loaded.tokenizer, train)
+    model = copy.deepcopy(loaded.model)
+    copied = LoadedModel(model, loaded.tokenizer, loaded.family, loaded.fingerprint, loaded.source)
+    params = _unfreeze(model, trainable)
+    regularizer = _kl(copied, reference, preserve, settings) if preserve else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        result = _loop(copied, params, rows, lambda: response_loss(copied, heldout), settings,
+                       regularizer, progress)  # fmt: skip
+    for param in model.parameters():
+        param.requires_grad_(True)
+        param.grad = None
+    model.eval()
+    copied.fingerprint = fingerprint(model)
+    named = dict(model.named_parameters())
+    count = sum(s.count(named[n]) for n, s in trainable.items())
+    metrics = {**result, "trainable_parameters": count,
+               "settings": asdict(settings), "dataset_hash": dataset_hash(train),
+               "heldout_hash": dataset_hash(heldout), "n_train": len(train),
+               "preserve_hash": dataset_hash(preserve) if preserve else None}  # fmt: skip
+    return copied, metrics
+
+
+def _unfreeze(model: torch.nn.Module, trainable: dict[str, TrainSlice]) -> list[torch.Tensor]:
+    """Freeze everything, then let only the trainable slices receive gradient."""
+    named = dict(model.named_parameters())
+    missing = [name for name in trainable if name not in named]
+    if missing:
+        raise BrickworkError(f"no parameter {missing[0]!r} in this model to train")
+    for param in model.parameters():
+        param.requires_grad_(False)
+    params = []
+    for name, part in trainable.items():
+        param = named[name]
+        param.requires_grad_(True)
+        mask = part.mask(param)
+        if mask is not None:
+            param.register_hook(lambda grad, mask=mask: grad * mask)
+        params.append(param)
+    return params
+
+
+def _kl(copied: LoadedModel, reference: LoadedModel, samples: list[Sample], s: GrowTrainSettings):
+    rows = locality_rows(copied.tokenizer, samples, plain=False)  # as measured in grow.md
+    order = batch_order(len(rows), max(1, s.batch_size // 2), s.steps, s.seed + 1)
+
+    def regularize(step: int) -> torch.Tensor:
+        batch = [rows[i] for i in order[step - 1]]
+        with torch.no_grad():
+            base = log_softmax(target_logits(reference, batch)[0].float(), dim=-1)
+        trained = log_softmax(target_logits(copied, batch)[0].float(), dim=-1)
+        return s.preserve_weight * kl_div(trained, base, log_target=True, reduction="batchmean")
+
+    return regularize
+
+
+def _loop(copied: LoadedModel, params, rows, evaluate, s: GrowTrainSettings, regularizer,
+          progress: bool) -> dict:  # fmt: skip
+    model = copied.model
+    optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
+    warmup = max(1, s.steps // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda i: min((i + 1) / warmup, max(0.0, (s.steps - i) / (s.steps - warmup + 1)))
+    )
+    model.eval()
+    best = BestState(evaluate(), 0, params)
+    before, losses, started, step = best.loss, [], time.perf_counter(), 0
+    bar = tqdm(batch_order(len(rows), s.batch_size, s.steps, s.seed), desc="train grown",
+               disable=not progress)  # fmt: skip
+    for step, indices in enumerate(bar, start=1):
+        model.train()
+        loss = batch_loss(copied, [rows[i] for i in indices])
+        optimizer.zero_grad(set_to_none=True)
+        total = loss + regularizer(step) if regularizer else loss
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+        timed_out = s.max_seconds is not None and time.perf_counter() - started > s.max_seconds
+        if step % s.eval_every == 0 or step == s.steps or timed_out:
+            model.eval()
+            best.offer(evaluate(), step, params)
+            bar.set_postfix(train=f"{losses[-1]:.3f}", heldout=f"{best.loss:.3f}")
+        if timed_out:
+            break
+    bar.close()
+    best.restore(params)
+    return {"heldout_loss_before": before, "heldout_loss_after": best.loss,
+            "heldout_ppl_before": math.exp(before), "heldout_ppl_after": math.exp(best.loss),
+            "best_step": best.step, "steps_run": step,
+            "train_seconds": time.perf_counter() - started,
+            "train_loss_first": losses[0] if losses else math.nan,
+            "train_loss_last": losses[-1] if losses else math.nan}  # fmt: skip
+
+
+def layer_slices(loaded: LoadedModel, layers: list[int]) -> dict[str, TrainSlice]:
+    """Every parameter of the given existing decoder layers (a full fine-tune of them)."""
+    family = loaded.family
+    layers = check_layers(layers, len(family.layer_modules(loaded.model)))
+    prefixes = tuple(f"{family.layers}.{i}." for i in layers)
+    return {n: TrainSlice() for n, _ in loaded.model.named_parameters() if n.startswith(prefixes)}
+
+
+def neuron_slices(
+    loaded: LoadedModel, layers: list[int], start: int, stop: int
+) -> dict[str, TrainSlice]:
+    """Existing FFN neurons start..stop of the given layers (their input rows and output
+    columns), e.g. as many old neurons as width growth would add."""
+    family = loaded.family
+    layers = check_layers(layers, len(family.layer_modules(loaded.model)))
+    named = dict(loaded.model.named_parameters())
+    slices = {}
+    for i in layers:
+        for name, dim in neuron_dims(family).items():
+            full = f"{family.layers}.{i}.{family.mlp}.{name}"
+            if full in named:
+                if not 0 <= start < stop <= named[full].shape[dim]:
+                    raise BrickworkError(f"neurons {start}..{stop} are out of range in layer {i}")
+                slices[full] = TrainSlice(dim, start, stop)
+    return slices
