@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.common import add_common, is_main_process, print_summary, shard
+from brickwork.cli.common import (
+    add_common,
+    close_process_group,
+    is_main_process,
+    print_summary,
+    shard,
+)
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -34,9 +40,12 @@ def cmd_profile(args: argparse.Namespace) -> None:
         command=args.command_line,
         progress=not args.quiet,
     )
-    if is_main_process():
-        out = profile.save(args.out)
-        print_summary(summarize(profile), out)
+    try:
+        if is_main_process():
+            out = profile.save(args.out)
+            print_summary(summarize(profile), out)
+    finally:
+        close_process_group()
 
 
 def cmd_merge_profiles(args: argparse.Namespace) -> None:

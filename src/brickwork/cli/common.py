@@ -21,6 +21,16 @@ def is_main_process() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
+def close_process_group() -> None:
+    """Under torchrun: wait for every rank, then shut gloo down (a process that exits with the
+    group still up can abort in its background thread)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def print_summary(summary: dict, out) -> None:
     speed = summary["tokens_per_second"]
     print(f"model {summary['model']} ({summary['fingerprint']})")
