@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from brickwork.errors import BrickworkError
 
 
 def replace_atomically(target: Path, write: Callable[[Path], object]) -> Path:
@@ -30,3 +33,23 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_versioned_json(folder: Path, name: str, what: str, fmt: str, version: int) -> dict:
+    """``folder/name``: a JSON object whose ``format`` is ``fmt`` and ``format_version`` is
+    ``version``; a missing, corrupt or foreign file is a one-line error naming ``what`` it is."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise BrickworkError(f"{folder} is not a {what}: {name} is missing")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BrickworkError(f"{path} is corrupt (not JSON)") from None
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        raise BrickworkError(f"{path} is not a {fmt} file")
+    if record.get("format_version") != version:
+        raise BrickworkError(
+            f"{folder} has {what} format version {record.get('format_version')!r}; "
+            f"this brickwork reads version {version}"
+        )
+    return record

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from brickwork.bricks.brick import Brick
 from brickwork.errors import BrickworkError
-from brickwork.io import sha256_file
+from brickwork.io import read_versioned_json, sha256_file
 
 FORMAT = "brickwork-brick"
 FORMAT_VERSION = 1
@@ -85,22 +85,7 @@ def write_brick_files(brick: Brick, folder: Path) -> None:
 
 def read_brick_meta(folder: str | Path) -> dict:
     """brick.json of a brick directory, checked for format and version."""
-    folder = Path(folder)
-    meta_file = folder / META_FILE
-    if not meta_file.is_file():
-        raise BrickworkError(f"{folder} is not a brick: {META_FILE} is missing")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BrickworkError(f"{meta_file} is corrupt (not JSON)") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise BrickworkError(f"{meta_file} is not a {FORMAT} file")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise BrickworkError(
-            f"{folder} has brick format version {meta.get('format_version')!r}; "
-            f"this brickwork reads version {FORMAT_VERSION}"
-        )
-    return meta
+    return read_versioned_json(Path(folder), META_FILE, "brick", FORMAT, FORMAT_VERSION)
 
 
 def verify_brick(folder: str | Path) -> list[str]:

@@ -23,6 +23,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
 from brickwork.errors import BrickworkError
+from brickwork.io import read_versioned_json
 from brickwork.models.families import Family, family_for
 from brickwork.models.load import LoadedModel, fingerprint, load_model
 from brickwork.ops.grow.experts import UpcycledMoE
@@ -132,18 +133,7 @@ def load_grown(folder: str | Path) -> GrownModel:
 
 
 def _read_record(folder: Path) -> dict:
-    path = folder / GROWN_FILE
-    if not path.is_file():
-        raise BrickworkError(f"{folder} is not a grown model: {GROWN_FILE} is missing")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BrickworkError(f"{path} is corrupt (not JSON)") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise BrickworkError(f"{path} is not a {FORMAT} file")
-    if record.get("format_version") != FORMAT_VERSION:
-        raise BrickworkError(f"{path} has format version {record.get('format_version')!r}")
-    return record
+    return read_versioned_json(folder, GROWN_FILE, "grown model", FORMAT, FORMAT_VERSION)
 
 
 def _blank(template: FfnWeights, width: int) -> FfnWeights:
