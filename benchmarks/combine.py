@@ -7,8 +7,8 @@ Needs the bricks and purpose embeddings that ``benchmarks/retrieval.py`` leaves 
    Frobenius distance of ΔW from Σ wᵢ·ΔWᵢ over all modules, and time.
 2. Merging 3 bricks (en->de, fr->en, GSM8K final answer): each parent's held-out response loss
    alone and in linear / TIES / DARE merges; the share of its improvement over the base it keeps.
-3. Subtraction: a rank-8 merge of en->de and fr->en, minus en->de (task arithmetic), and the base
-   minus en->de.
+3. Subtraction: a rank-8 merge of en->de and fr->en, minus en->de (task arithmetic), the same
+   merge minus the unrelated GSM8K brick (control), and the base minus en->de.
 4. Retrieve-then-compose on two unseen tasks (fr->de translation, MMLU high-school computer
    science): top-3 bricks by task-level retrieval, merged with uniform weights or weights from a
    CMA-ES search on 8 examples, beside the base model and 3 random bricks (uniform).
@@ -104,8 +104,10 @@ def merging(loaded, bricks, tests) -> None:
     alone = {b.name: loss_with(loaded, [b], tests[b.name]) for b in bricks}
     merges = {}
     for label, build in (
-        ("linear Σ (w=1)", lambda: merge_linear(bricks, [1.0] * 3, "lin")),
-        ("linear mean (w=1/3)", lambda: merge_linear(bricks, [1 / 3] * 3, "mean")),
+        ("linear Σ (w=1), exact rank 24", lambda: merge_linear(bricks, [1.0] * 3, "lin")),
+        ("linear Σ (w=1), SVD to rank 8",
+         lambda: merge_linear(bricks, [1.0] * 3, "lin8", rank=8)),
+        ("linear mean (w=1/3), exact", lambda: merge_linear(bricks, [1 / 3] * 3, "mean")),
         ("TIES (density 0.2, rank 24)", lambda: merge_ties(bricks, [1.0] * 3, "ties", density=0.2)),
         ("DARE (density 0.5, seed 0, rank 24)",
          lambda: merge_dare(bricks, [1.0] * 3, "dare", density=0.5, seed=0)),
@@ -138,8 +140,11 @@ def subtraction(loaded, bricks, tests) -> None:
     both = merge_linear([en_de, fr_en], [1.0, 1.0], "both", rank=8)
     minus = task_arithmetic([both, en_de], [1.0, -1.0], "minus")
     negated = task_arithmetic([en_de], [-1.0], "negated")
-    rows = {"base": [], "en->de brick": [en_de], "en->de + fr->en (rank 8)": [both],
-            "(en->de + fr->en) - en->de": [minus], "base - en->de": [negated]}  # fmt: skip
+    control = task_arithmetic([both, bricks[2]], [1.0, -1.0], "control")
+    rows = {"base": [], "en->de brick": [en_de], "fr->en brick": [fr_en],
+            "en->de + fr->en (rank 8)": [both], "(en->de + fr->en) - en->de": [minus],
+            "(en->de + fr->en) - gsm8k (control)": [control],
+            "base - en->de": [negated]}  # fmt: skip
     print("| model | mt-en-de loss | mt-fr-en loss |")
     print("|---|---|---|")
     for label, attached in rows.items():

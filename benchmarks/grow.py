@@ -6,8 +6,11 @@ neurons), against a full fine-tune of as many existing parameters (the two copie
 many existing neurons in the same layers). Captions 0-299 train, 300-339 pick the best step,
 340-439 are the held-out test (response loss; chrF of greedy translations of the first
 ``--generate``). Forgetting: the perplexity of the built-in suite's test references for its seven
-functionalities, before and after. Both arms keep close to the base with a KL term on the suite's
-*train* split (``--preserve-weight``; 0 turns it off).
+functionalities, before and after, also split into each reference's first tokens and the rest,
+with the mean predictive entropy and top-1 statistics (to tell forgetting from calibration). Both
+arms keep close to the base with a KL term on the suite's *train* split (``--preserve-weight``;
+0 turns it off; ``--no-kl-arm`` adds a grown arm without it). Training is ``--steps`` long,
+capped by ``--seconds`` per arm.
 
 ``--only continual``: three task bricks added one after another (en->de, en->fr, GSM8K answer
 format), a nearest-centroid router over the base model's mean prompt state; each task's held-out
@@ -23,12 +26,15 @@ import json
 import math
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from bricks import PROMPT, chrf, translation_samples, unrelated_losses
+from bricks import PROMPT, chrf, translation_samples
+from torch.nn.functional import cross_entropy
 
 from brickwork import load_builtin_suite, load_model
+from brickwork.analysis.loss import reference_batches
 from brickwork.bricks import attach
 from brickwork.bricks.train_eval import generate_answers, response_loss
 from brickwork.data import FUNCTIONALITIES, Sample
@@ -42,16 +48,60 @@ from brickwork.ops.grow.continual import (
 )
 from brickwork.ops.grow.train import GrowTrainSettings, layer_slices, neuron_slices, train_slices
 
+# the suite's reference tokens are split into the first few (the answer's start) and the rest
+HEAD_TOKENS = 4
+
+
+def suite_losses(loaded) -> dict:
+    """The built-in suite's test-reference loss, as ``bricks.unrelated_losses`` measures it
+    (per functionality, and overall token-weighted), split into each reference's first
+    HEAD_TOKENS tokens and the rest, in the same forward passes; also the mean predictive entropy,
+    the top-1 accuracy, and the loss on the tokens the model ranks first and on the others."""
+    samples = load_builtin_suite("test")
+    batches = reference_batches(loaded.tokenizer, samples, list(FUNCTIONALITIES))
+    total = torch.zeros(len(FUNCTIONALITIES), 2, dtype=torch.float64)
+    count = torch.zeros_like(total)
+    stats = torch.zeros(4, dtype=torch.float64)  # entropy, top-1 hits, NLL on hits, on misses
+    with torch.no_grad():
+        for b in batches:
+            hidden = loaded.model.base_model(input_ids=b.input_ids, attention_mask=b.attention,
+                                             use_cache=False).last_hidden_state  # fmt: skip
+            rows, pos = b.positions[:, 0], b.positions[:, 1]
+            logits = loaded.family.logits(loaded.model, hidden[rows, pos])
+            nll = cross_entropy(logits.float(), b.targets, reduction="none").double()
+            first = torch.full((b.input_ids.shape[0],), 1 << 30, dtype=pos.dtype)
+            first = first.scatter_reduce(0, rows, pos, "amin")
+            index = b.groups * 2 + (pos - first[rows] >= HEAD_TOKENS).long()
+            total.view(-1).index_add_(0, index, nll)
+            count.view(-1).index_add_(0, index, torch.ones_like(nll))
+            logp = logits.float().log_softmax(-1)
+            hit = logits.argmax(-1) == b.targets
+            stats += torch.stack([-(logp.exp() * logp).sum(-1).double().sum(), hit.sum(),
+                                  nll[hit].sum(), nll[~hit].sum()]).double()  # fmt: skip
+    n = float(count.sum())
+    entropy, hits, hit_nll, miss_nll = stats.tolist()
+    return {"per": (total.sum(1) / count.sum(1)).tolist(),
+            "overall": float(total.sum() / count.sum()),
+            "head": float(total[:, 0].sum() / count[:, 0].sum()),
+            "tail": float(total[:, 1].sum() / count[:, 1].sum()),
+            "per_head": (total[:, 0] / count[:, 0]).tolist(),
+            "per_tail": (total[:, 1] / count[:, 1]).tolist(),
+            "entropy": entropy / n, "top1": hits / n, "hit_loss": hit_nll / max(hits, 1),
+            "miss_loss": miss_nll / max(n - hits, 1)}  # fmt: skip
+
 
 def translation_metrics(loaded, model, test: list[Sample], n_generate: int) -> dict:
+    started = time.perf_counter()
     loss = response_loss(loaded, test)
     chosen = test[:n_generate]
+    # one batch: the same greedy outputs as batches of 8 (checked), in about half the time
     outputs = generate_answers(model, loaded.tokenizer, [s.prompt for s in chosen],
-                               max_new_tokens=40)  # fmt: skip
+                               max_new_tokens=40, batch_size=max(1, len(chosen)))  # fmt: skip
     outputs = [o.strip().split("\n")[0] for o in outputs]
-    per, overall = unrelated_losses(loaded)
+    suite = suite_losses(loaded)
     return {"loss": loss, "chrf": chrf(outputs, [s.reference for s in chosen]),
-            "suite_loss": overall, "suite_per": per, "example": outputs[0]}  # fmt: skip
+            "suite_loss": suite["overall"], "suite_per": suite["per"], "suite": suite,
+            "example": outputs[0], "eval_seconds": time.perf_counter() - started}  # fmt: skip
 
 
 def init_check(loaded, samples: list[Sample]) -> list[str]:
@@ -93,8 +143,9 @@ def growth_benchmark(loaded, args) -> list[str]:
     valid = translation_samples(args.data, 300, 40)
     test = translation_samples(args.data, 340, 100)
     base = translation_metrics(loaded, loaded.model, test, args.generate)
-    print("base", _growth_row("base model", base, base), flush=True)
-    checks = init_check(loaded, test[:4]) if args.only == "depth" else []
+    print("base", _growth_row("base model", base, base), f"eval {base['eval_seconds']:.0f} s",
+          {k: v for k, v in base["suite"].items() if "per_" not in k}, flush=True)  # fmt: skip
+    checks = init_check(loaded, test[:4]) if args.only == "depth" and not args.no_init_check else []
     if args.only == "depth":
         grown = grow_depth(loaded, args.positions)
         baseline = layer_slices(loaded, grown.history[-1]["copied_from"])
@@ -112,21 +163,34 @@ def growth_benchmark(loaded, args) -> list[str]:
                                  eval_every=args.eval_every, max_seconds=args.seconds,
                                  preserve_weight=args.preserve_weight)  # fmt: skip
     preserve = load_builtin_suite("train") if args.preserve_weight > 0 else None
-    arms = {"grown (only new parameters train)": grown.trainable}
+    # label -> (trainable slices, grown?, KL weight)
+    arms = {"grown (only new parameters train)": (grown.trainable, True, args.preserve_weight)}
+    if args.no_kl_arm and args.preserve_weight > 0:
+        arms["grown, no KL term"] = (grown.trainable, True, 0.0)
     if not args.no_baseline:
-        arms[f"baseline: {control}"] = baseline
+        arms[f"baseline: {control}"] = (baseline, False, args.preserve_weight)
     results, notes = {}, []
-    for label, trainable in arms.items():
-        source = grown.loaded if trainable is grown.trainable else loaded
-        trained, m = train_slices(source, trainable, train, valid, settings=settings,
-                                  preserve=preserve, reference=loaded)  # fmt: skip
+    for label, (trainable, is_grown, weight) in arms.items():
+        source = grown.loaded if is_grown else loaded
+        trained, m = train_slices(source, trainable, train, valid,
+                                  settings=replace(settings, preserve_weight=weight),
+                                  preserve=preserve if weight > 0 else None,
+                                  reference=loaded)  # fmt: skip
         results[label] = translation_metrics(trained, trained.model, test, args.generate)
-        print(_growth_row(label, results[label], base), m, flush=True)
+        print(_growth_row(label, results[label], base), flush=True)
+        print(
+            {k: v for k, v in m.items() if k != "settings"},
+            {k: v for k, v in results[label]["suite"].items() if "per_" not in k},
+            f"eval {results[label]['eval_seconds']:.0f} s",
+            flush=True,
+        )
+        kl = f"KL weight {weight:g}" if weight > 0 else "no KL term"
         notes.append(
-            f"- {label}: {m['trainable_parameters']:,} trainable parameters, "
-            f"{m['steps_run']} steps x batch 8 in {m['train_seconds']:.0f} s, best "
-            f"validation step {m['best_step']} (validation loss "
-            f"{m['heldout_loss_before']:.3f} -> {m['heldout_loss_after']:.3f})."
+            f"- {label}: {m['trainable_parameters']:,} trainable parameters, {kl}, "
+            f"{m['steps_run']} steps x batch 8 in {m['train_seconds']:.0f} s (validation "
+            f"included), best validation step {m['best_step']} (validation loss "
+            f"{m['heldout_loss_before']:.3f} -> {m['heldout_loss_after']:.3f}); evaluation "
+            f"{results[label]['eval_seconds']:.0f} s."
         )
         del trained
     table = _growth_table(what, base, results, notes, args)
@@ -146,16 +210,45 @@ def _growth_table(what: str, base: dict, results: dict, notes: list[str], args) 
               "| functionality | base | " + " | ".join(results) + " |",
               "|---|---|" + "---|" * len(results)]  # fmt: skip
     for i, f in enumerate(FUNCTIONALITIES):
-        cells = [f"{math.exp(r['suite_per'][i]):.3f}" for r in results.values()]
+        old = base["suite_per"][i]
+        cells = [f"{math.exp(r['suite_per'][i]):.3f} ({_change(r['suite_per'][i], old)})"
+                 for r in results.values()]  # fmt: skip
         lines.append(f"| {f} | {math.exp(base['suite_per'][i]):.3f} | " + " | ".join(cells) + " |")
+    lines += ["", f"Suite perplexity change on each reference's first {HEAD_TOKENS} tokens / on "
+              "the rest:", "", "| functionality | " + " | ".join(results) + " |",
+              "|---|" + "---|" * len(results)]  # fmt: skip
+    b = base["suite"]
+    for i, f in enumerate([*FUNCTIONALITIES, "all"]):
+        cells = []
+        for r in results.values():
+            q = r["suite"]
+            head, tail = (
+                (q["per_head"][i], q["per_tail"][i]) if f != "all" else (q["head"], q["tail"])
+            )
+            bh, bt = (b["per_head"][i], b["per_tail"][i]) if f != "all" else (b["head"], b["tail"])
+            cells.append(f"{_change(head, bh)} / {_change(tail, bt)}")
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    if "entropy" in b:
+        lines += ["", "Suite token statistics (all 7 functionalities' test references):", "",
+                  "| model | mean predictive entropy (nats) | top-1 accuracy | loss on top-1 hits "
+                  "| loss on the other tokens |", "|---|---|---|---|---|"]  # fmt: skip
+        for label, q in [("base model", b), *((k, r["suite"]) for k, r in results.items())]:
+            lines.append(f"| {label} | {q['entropy']:.3f} | {q['top1']:.2%} | "
+                         f"{q['hit_loss']:.3f} | {q['miss_loss']:.3f} |")  # fmt: skip
     lines += [
         "",
         *notes,
         "",
         f"Example (first test caption): base `{base['example']}`; "
-        + "; ".join(f"{k.split(' ')[0]} `{r['example']}`" for k, r in results.items()),
+        + "; ".join(
+            f"{k.split(' (')[0].split(':')[0]} `{r['example']}`" for k, r in results.items()
+        ),
     ]
     return lines
+
+
+def _change(loss: float, base: float) -> str:
+    return f"{math.exp(loss - base) - 1:+.2%}"
 
 
 def _growth_row(label: str, r: dict, base: dict) -> str:
@@ -208,46 +301,63 @@ def continual_benchmark(loaded, args) -> list[str]:
         print(f"learnt {name}: {learnt[name]:.2f} ({times[name]:.0f} s)", flush=True)
     final = {n: _routed_metric(system, loaded, n, t) if n != name else learnt[n]
              for n, t in tasks.items()}  # fmt: skip
-    base, merged = {}, {}
+    base, merged, last = {}, {}, {}
     for n, t in tasks.items():
-        prompts = [s.prompt for s in t["test"]]
-        base[n] = task_metric(n, generate_answers(loaded, loaded.tokenizer, prompts,
-                                                  t["tokens"]), t["test"])  # fmt: skip
+        base[n] = _metric(loaded, loaded, n, t)
         with attach(loaded, [task.brick for task in system.tasks]) as model:
-            merged[n] = task_metric(n, generate_answers(model, loaded.tokenizer, prompts,
-                                                        t["tokens"]), t["test"])  # fmt: skip
-    accuracy = _routing_accuracy(system, loaded, tasks)
+            merged[n] = _metric(model, loaded, n, t)
+        if n != name:  # control: no router, the newest brick answers everything
+            with attach(loaded, [system.tasks[-1].brick]) as model:
+                last[n] = _metric(model, loaded, n, t)
+    accuracy, confusion = _routing_accuracy(system, loaded, tasks)
+    names = list(tasks)
     lines = [
         "### Continual plugins: three tasks added one after another",
         "",
         f"| task (metric on {args.task_test} held-out) | base model | right after learned "
-        "| after the last addition | change | all bricks attached, no routing |",
-        "|---|---|---|---|---|---|",
+        "| after the last addition | change | control: newest brick for every prompt "
+        "| control: all bricks attached, no routing |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n in tasks:
+        control = f"{last[n]:.2f}" if n in last else "(is the newest)"
         lines.append(f"| {n} | {base[n]:.2f} | {learnt[n]:.2f} | {final[n]:.2f} | "
-                     f"{final[n] - learnt[n]:+.2f} | {merged[n]:.2f} |")  # fmt: skip
+                     f"{final[n] - learnt[n]:+.2f} | {control} | {merged[n]:.2f} |")  # fmt: skip
     lines += ["", f"Routing accuracy on all {sum(len(t['test']) for t in tasks.values())} "
               f"held-out prompts after the last addition: {accuracy['all']:.1%} "
-              f"({', '.join(f'{k} {v:.0%}' for k, v in accuracy.items() if k != 'all')}).",
-              "Brick training (s, incl. centroid): "
+              f"({', '.join(f'{k} {v:.0%}' for k, v in accuracy.items() if k != 'all')}); "
+              f"chance {1 / len(tasks):.0%}. Confusion (rows: true task, columns: routed to):",
+              "", "| true task, routed to: | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]  # fmt: skip
+    lines += [f"| {n} | " + " | ".join(str(c) for c in row) + " |"
+              for n, row in zip(names, confusion, strict=True)]  # fmt: skip
+    lines += ["", "Brick training (s, incl. centroid): "
               + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + "."]  # fmt: skip
     return lines
 
 
-def _routed_metric(system, loaded, name: str, task: dict) -> float:
-    answers, _ = routed_answers(system, loaded, [s.prompt for s in task["test"]], task["tokens"])
+def _metric(model, loaded, name: str, task: dict) -> float:
+    """The task's metric on its test prompts, answered (in one batch) by ``model``."""
+    prompts = [s.prompt for s in task["test"]]
+    answers = generate_answers(model, loaded.tokenizer, prompts, task["tokens"], len(prompts))
     return task_metric(name, answers, task["test"])
 
 
-def _routing_accuracy(system, loaded, tasks: dict) -> dict:
-    result, hits, total = {}, 0, 0
+def _routed_metric(system, loaded, name: str, task: dict) -> float:
+    prompts = [s.prompt for s in task["test"]]
+    answers, _ = routed_answers(system, loaded, prompts, task["tokens"], batch_size=len(prompts))
+    return task_metric(name, answers, task["test"])
+
+
+def _routing_accuracy(system, loaded, tasks: dict) -> tuple[dict, list[list[int]]]:
+    result, hits, total, confusion = {}, 0, 0, []
     for index, (name, task) in enumerate(tasks.items()):
         routes = route(system, prompt_embeddings(loaded, [s.prompt for s in task["test"]]))
+        confusion.append([routes.count(j) for j in range(len(system.tasks))])
         right = sum(r == index for r in routes)
         result[name] = right / len(routes)
         hits, total = hits + right, total + len(routes)
-    return {"all": hits / total, **result}
+    return {"all": hits / total, **result}, confusion
 
 
 def parse_args() -> argparse.Namespace:
@@ -270,6 +380,10 @@ def parse_args() -> argparse.Namespace:
         "--task-test", type=int, default=24, help="continual: test prompts per task"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the fine-tune baseline")
+    parser.add_argument("--no-init-check", action="store_true",
+                        help="depth: skip the output-at-init table")  # fmt: skip
+    parser.add_argument("--no-kl-arm", action="store_true",
+                        help="also train the grown model without the KL term")  # fmt: skip
     return parser.parse_args()
 
 

@@ -4,11 +4,16 @@ Builds one LoRA brick per task (17 tasks: 10 from the real data in ``--data`` an
 suite's 7 functionalities), cached in ``--work`` so reruns are cheap, then:
 
 1. gives every brick its purpose embedding from its **training** prompts;
-2. picks the embedding layer and pooling on validation instructions (held out from training),
-   then reports top-1 and top-3 accuracy on separate test instructions, beside a random ranking
-   and a TF-IDF nearest-centroid baseline over the same training prompts;
-3. times a query over 500 entries (the 17 embeddings replicated with noise), apart from the
-   query's single forward pass, which is timed separately.
+2. picks the scoring (``lda``, ``standardise`` or ``centre``, see ``brickwork.ops.route``) and
+   the number of training prompts per brick (24 or all 48) on validation instructions (held out
+   from training) at the library's default layer and pooling, then reports top-1 and top-3
+   accuracy on separate test instructions, beside a random ranking and a TF-IDF nearest-centroid
+   baseline over the same training prompts; a sweep over every layer and pooling is reported as
+   a sensitivity check (val and test side by side, not used for the choice). The base model's
+   states of every prompt are cached in ``--work``/features.safetensors (one forward pass each),
+   so reruns only redo the arithmetic;
+3. times a query over 500 entries (the 17 bricks' statistics replicated with noise), apart from
+   the query's single forward pass, which is timed separately, and saving/loading that index.
 
 Training stops after ``--train-minutes``; rerun to continue (trained bricks are kept).
 
@@ -31,10 +36,20 @@ from brickwork import load_builtin_suite, load_model
 from brickwork.bricks import BrickRepository
 from brickwork.bricks.train import train_task_brick
 from brickwork.data import FUNCTIONALITIES, Sample
-from brickwork.ops.route import RetrievalIndex, prompt_features, with_embedding
+from brickwork.ops.route import (
+    DEFAULT_LAYER,
+    DEFAULT_POOLING,
+    SCORINGS,
+    Purpose,
+    RetrievalIndex,
+    prompt_features,
+    with_embedding,
+)
 
-N_TRAIN, N_VAL, N_TEST = 48, 8, 20  # per task; embeddings use the first 24 training prompts
-N_EMBED = 24
+N_TRAIN, N_VAL, N_TEST = 48, 8, 20  # per task
+N_EMBED = 24  # training prompts per brick in the first cached split; the choice is made on val
+EMBED_CHOICES = (24, 48)  # 48: every training prompt
+SPLITS = ("embed", "embed2", "val", "test")  # embed2: the training prompts after the first 24
 MT = "Translate this {src} sentence into {dst}:\n{{input}}"
 LANG = {"en": "English", "de": "German", "fr": "French"}
 MMLU = "Answer with the letter of the correct option.\n{input}"
@@ -139,11 +154,29 @@ def train_bricks(loaded, tasks: list[Task], repo: BrickRepository, minutes: floa
     return True
 
 
-def accuracy(features: dict, tasks: list[Task], split: str, key) -> tuple:
-    """Top-1 and top-3 of nearest purpose embedding (centred cosine) for one (layer, pooling)."""
-    names = [t.name for t in tasks]
-    entries = [(t.name, "", features[t.name]["embed"][key].mean(0)) for t in tasks]
-    index = RetrievalIndex.build(entries, key[0], key[1], "x")
+def purposes(features: dict, tasks: list[Task], key, n_embed: int) -> list[Purpose]:
+    """Each brick's purpose statistics from its first ``n_embed`` training prompts."""
+    out = []
+    for task in tasks:
+        states = torch.cat([features[task.name]["embed"][key],
+                            features[task.name]["embed2"][key]])[:n_embed].double()  # fmt: skip
+        out.append(Purpose(task.name, "", states.mean(0), (states**2).mean(0), len(states),
+                           states))  # fmt: skip
+    return out
+
+
+def accuracy(features: dict, tasks: list[Task], splits: tuple[str, ...], config: tuple) -> dict:
+    """{split: (top-1, top-3, per-task top-1)} of the library's index for one (layer, pooling,
+    scoring, number of embedding prompts), instruction level (one query per instruction)."""
+    layer, pooling, scoring, n_embed = config
+    key = (layer, pooling)
+    index = RetrievalIndex.build(purposes(features, tasks, key, n_embed), layer, pooling, "x",
+                                 scoring)  # fmt: skip
+    assert index.scoring == scoring
+    return {split: _accuracy(index, features, tasks, split, key) for split in splits}
+
+
+def _accuracy(index, features, tasks, split, key) -> tuple:
     top1 = top3 = total = 0
     per_task = {}
     for task in tasks:
@@ -154,19 +187,33 @@ def accuracy(features: dict, tasks: list[Task], split: str, key) -> tuple:
             top3 += task.name in ranked
             total += 1
         per_task[task.name] = hits / len(features[task.name][split][key])
-    assert len(names) == len(entries)
     return top1 / total, top3 / total, per_task
 
 
-def tfidf_accuracy(tasks: list[Task]) -> tuple[float, float]:
+def task_level_accuracy(features: dict, tasks: list[Task], config: tuple, size: int = 4) -> float:
+    """Top-1 when a task is given as ``size`` test instructions averaged (task level)."""
+    layer, pooling, scoring, n_embed = config
+    key = (layer, pooling)
+    index = RetrievalIndex.build(purposes(features, tasks, key, n_embed), layer, pooling, "x",
+                                 scoring)  # fmt: skip
+    hits = total = 0
+    for task in tasks:
+        vectors = features[task.name]["test"][key]
+        for start in range(0, len(vectors) - size + 1, size):
+            best = index.query(vectors[start : start + size].mean(0), 1)[0].name
+            hits, total = hits + (best == task.name), total + 1
+    return hits / total
+
+
+def tfidf_accuracy(tasks: list[Task], n_embed: int) -> tuple[float, float]:
     """Control: TF-IDF nearest centroid over the same embedding (training) prompts."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.metrics.pairwise import cosine_similarity
 
     vectorizer = TfidfVectorizer(sublinear_tf=True).fit(
-        [s.prompt for t in tasks for s in t.train[:N_EMBED]])  # fmt: skip
+        [s.prompt for t in tasks for s in t.train[:n_embed]])  # fmt: skip
     centroids = torch.stack([torch.tensor(vectorizer.transform(
-        [s.prompt for s in t.train[:N_EMBED]]).mean(axis=0)).flatten() for t in tasks])  # fmt: skip
+        [s.prompt for s in t.train[:n_embed]]).mean(axis=0)).flatten() for t in tasks])  # fmt: skip
     top1 = top3 = total = 0
     for i, task in enumerate(tasks):
         scores = cosine_similarity(vectorizer.transform([s.prompt for s in task.test]), centroids)
@@ -176,45 +223,85 @@ def tfidf_accuracy(tasks: list[Task]) -> tuple[float, float]:
     return top1 / total, top3 / total
 
 
-def measure_retrieval(loaded, tasks: list[Task]) -> tuple[dict, tuple]:
-    """Accuracy for every (layer, pooling) on val and test; the config chosen on val."""
-    layers = list(range(len(loaded.family.layer_modules(loaded.model)) + 1))
-    layers[-1] = -1  # the final, normed state
-    features = {}
+def prompt_states(loaded, tasks: list[Task], cache: Path) -> dict:
+    """{task: {split: {(layer, pooling): [n, hidden]}}} for every layer, cached in ``cache``."""
+    from safetensors.torch import load_file, save_file
+
+    layers = list(range(len(loaded.family.layer_modules(loaded.model)))) + [-1]
+    stored = load_file(str(cache)) if cache.is_file() else {}
+    features = {t.name: {s: {} for s in SPLITS} for t in tasks}
     for task in tasks:
-        features[task.name] = {
-            split: prompt_features(loaded, [s.prompt for s in samples], layers)
-            for split, samples in (("embed", task.train[:N_EMBED]), ("val", task.val),
-                                   ("test", task.test))}  # fmt: skip
+        samples = {"embed": task.train[:N_EMBED], "embed2": task.train[N_EMBED:N_TRAIN],
+                   "val": task.val, "test": task.test}  # fmt: skip
+        for split in SPLITS:
+            keys = {(layer, pooling): f"{task.name}|{split}|{layer}|{pooling}"
+                    for layer in layers for pooling in ("mean", "last")}  # fmt: skip
+            if not all(k in stored for k in keys.values()):
+                computed = prompt_features(loaded, [s.prompt for s in samples[split]], layers)
+                stored.update({keys[k]: v.contiguous() for k, v in computed.items()})
+                save_file(stored, str(cache))
+            features[task.name][split] = {k: stored[name] for k, name in keys.items()}
+    return features
+
+
+def measure_retrieval(loaded, tasks: list[Task], cache: Path) -> tuple[dict, tuple, dict]:
+    """Accuracy for every (layer, pooling, scoring, n_embed) on val and test; the configuration
+    chosen on val among the scorings and prompt counts at the default layer and pooling (best
+    val top-1, then val top-3, then the order of SCORINGS, then more prompts)."""
+    features = prompt_states(loaded, tasks, cache)
     keys = list(features[tasks[0].name]["val"])
-    table = {key: {"val": accuracy(features, tasks, "val", key),
-                   "test": accuracy(features, tasks, "test", key)} for key in keys}  # fmt: skip
-    chosen = max(keys, key=lambda k: (table[k]["val"][0], table[k]["val"][1], k == (-1, "mean")))
-    return table, chosen
+    configs = [(*key, scoring, n) for key in keys for scoring in SCORINGS for n in EMBED_CHOICES]
+    table = {c: accuracy(features, tasks, ("val", "test"), c) for c in configs}
+    candidates = [c for c in configs if c[:2] == (DEFAULT_LAYER, DEFAULT_POOLING)]
+
+    def preference(c):
+        return (table[c]["val"][0], table[c]["val"][1], -SCORINGS.index(c[2]), c[3])
+
+    chosen = max(candidates, key=preference)
+    return table, chosen, features
 
 
-def embed_into_repository(loaded, tasks: list[Task], repo: BrickRepository, key) -> float:
+def embed_into_repository(loaded, tasks: list[Task], repo: BrickRepository, config) -> float:
     """Store every brick again with its purpose embedding (chosen setting); returns seconds."""
     started = time.perf_counter()
+    layer, pooling, _, n_embed = config
     for task in tasks:
         brick = repo.get(task.name)
-        described = with_embedding(loaded, brick, [s.prompt for s in task.train[:N_EMBED]],
-                                   task.description, layer=key[0], pooling=key[1],
+        described = with_embedding(loaded, brick, [s.prompt for s in task.train[:n_embed]],
+                                   task.description, layer=layer, pooling=pooling,
                                    template=task.template)  # fmt: skip
         repo.add(described, overwrite=True)
     return time.perf_counter() - started
 
 
-def measure_latency(loaded, repo: BrickRepository, tasks: list[Task], entries: int = 500) -> dict:
+def measure_latency(loaded, repo: BrickRepository, tasks: list[Task], work: Path,
+                    entries: int = 500) -> dict:  # fmt: skip
+    """Query time over ``entries`` bricks (the real bricks' prompt states replicated, each copy
+    shifted by its own small random vector),
+    saving and loading that index, the query's forward pass and loading the real index."""
+    from safetensors import safe_open
+
     index = RetrievalIndex.from_repository(repo, loaded.fingerprint)
     generator = torch.Generator().manual_seed(0)
-    real = index.matrix.float()
-    copies = (entries + len(real) - 1) // len(real)
-    vectors = real.repeat(copies, 1)[:entries]
-    vectors = vectors + 0.05 * torch.randn(vectors.shape, generator=generator)
-    names = [f"brick-{i}" for i in range(entries)]
-    big = RetrievalIndex.build([(n, "", v) for n, v in zip(names, vectors, strict=True)],
-                               index.layer, index.pooling, index.base_model)  # fmt: skip
+    real = []
+    for name in index.names:
+        with safe_open(str(repo.bricks_dir / name / "weights.safetensors"), framework="pt") as f:
+            real.append(f.get_tensor("brickwork.purpose_states").double())
+    fake = []
+    for i in range(entries):
+        states = real[i % len(real)]
+        noise = 0.05 * states.abs().mean() * torch.randn(states.shape[1], generator=generator,
+                                                         dtype=torch.float64)  # fmt: skip
+        states = states + noise
+        fake.append(Purpose(f"brick-{i}", "", states.mean(0), (states**2).mean(0), len(states),
+                            states))  # fmt: skip
+    t0 = time.perf_counter()
+    big = RetrievalIndex.build(fake, index.layer, index.pooling, index.base_model)
+    build = time.perf_counter() - t0
+    path = big.save(work / "index_500.safetensors")
+    t0 = time.perf_counter()
+    loaded_big = RetrievalIndex.load(path)
+    load_big = time.perf_counter() - t0
     queries = [t.test[0].prompt for t in tasks[:10]]
     forward = []
     for text in queries:
@@ -224,13 +311,15 @@ def measure_latency(loaded, repo: BrickRepository, tasks: list[Task], entries: i
     search = []
     for _ in range(200):
         t0 = time.perf_counter()
-        big.query(vector, 3)
+        loaded_big.query(vector, 3)
         search.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     RetrievalIndex.from_repository(repo, loaded.fingerprint)
     load = time.perf_counter() - t0
     return {"entries": entries, "query_ms": 1000 * statistics.median(search),
-            "forward_ms": 1000 * statistics.median(forward), "load_17_ms": 1000 * load}  # fmt: skip
+            "build_ms": 1000 * build, "load_index_ms": 1000 * load_big,
+            "forward_ms": 1000 * statistics.median(forward), "load_17_ms": 1000 * load,
+            "scoring": index.scoring}  # fmt: skip
 
 
 def main() -> None:
@@ -240,57 +329,82 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=12.0)
     parser.add_argument("--accuracy-only", action="store_true",
                         help="stop after the accuracy table (needs no bricks)")  # fmt: skip
+    parser.add_argument("--train-only", action="store_true",
+                        help="train the bricks (cached in --work), then stop")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model("smollm2-135m-instruct")
     tasks = build_tasks(Path(args.data))
-    repo = BrickRepository(Path(args.work) / "repo")
-    saved = Path(args.work, "retrieval.json")
-    if saved.is_file():  # the embeddings come from the base model: no need to measure twice
-        stored = json.loads(saved.read_text())
-        chosen = tuple(stored["chosen"])
-        table = {tuple(json.loads(k)): v for k, v in stored["table"].items()}
-    else:
-        table, chosen = measure_retrieval(loaded, tasks)
-        saved.write_text(json.dumps({"chosen": list(chosen), "table": {
-            json.dumps(list(k)): v for k, v in table.items()}}, indent=1))  # fmt: skip
-    report_accuracy(tasks, table, chosen, tfidf_accuracy(tasks))
+    work = Path(args.work)
+    repo = BrickRepository(work / "repo")
+    if not args.train_only:
+        table, chosen, features = measure_retrieval(loaded, tasks, work / "features.safetensors")
+        report_accuracy(tasks, table, chosen, features)
     if args.accuracy_only:
         return
     if not train_bricks(loaded, tasks, repo, args.train_minutes):
         print("training budget used up: rerun to train the remaining bricks")
         return
+    if args.train_only:
+        return
     seconds = embed_into_repository(loaded, tasks, repo, chosen)
-    report_latency(len(tasks), measure_latency(loaded, repo, tasks), seconds)
+    report_latency(len(tasks), measure_latency(loaded, repo, tasks, work), seconds, chosen[3])
 
 
-def report_accuracy(tasks, table, chosen, tfidf) -> None:
+def report_accuracy(tasks, table, chosen, features) -> None:
     n = len(tasks)
-    print(
-        f"\n{n} bricks, {N_EMBED} training prompts each for the embedding; "
-        f"{N_VAL} validation and {N_TEST} test instructions per task (held out)\n"
-    )
+    print(f"\n{n} bricks; {N_VAL} validation and {N_TEST} test instructions per task (held out); "
+          f"{len(table)} configurations compared on validation\n")  # fmt: skip
     print("| method | val top-1 | test top-1 | test top-3 | test top-1 / random |")
     print("|---|---|---|---|---|")
     print(f"| random ranking | {1 / n:.3f} | {1 / n:.3f} | {3 / n:.3f} | 1.00x |")
-    print(f"| TF-IDF nearest centroid (training prompts) | - | {tfidf[0]:.3f} | {tfidf[1]:.3f} "
-          f"| {tfidf[0] * n:.2f}x |")  # fmt: skip
-    shown = [chosen, (-1, "mean"), (-1, "last")] + [(x, "mean") for x in (8, 16, 24)]
-    for key in (k for k in dict.fromkeys(shown) if k in table):
-        mark = " (chosen on val)" if key == chosen else ""
-        val, test = table[key]["val"], table[key]["test"]
-        print(f"| embedding layer {key[0]}, {key[1]}{mark} | {val[0]:.3f} | {test[0]:.3f} | "
-              f"{test[1]:.3f} | {test[0] * n:.2f}x |")  # fmt: skip
+    for n_embed in EMBED_CHOICES:
+        tfidf = tfidf_accuracy(tasks, n_embed)
+        print(f"| TF-IDF nearest centroid ({n_embed} training prompts) | - | {tfidf[0]:.3f} | "
+              f"{tfidf[1]:.3f} | {tfidf[0] * n:.2f}x |")  # fmt: skip
+    default = [c for c in table if c[:2] == (DEFAULT_LAYER, DEFAULT_POOLING)]
+    for config in [chosen, *(c for c in default if c != chosen)]:
+        mark = " **(chosen on val)**" if config == chosen else ""
+        _row(table, config, mark, n)
+    best = {}  # the best configuration on val per (scoring, n_embed) over every layer/pooling
+    for config in table:
+        group = config[2:]
+        if group not in best or table[config]["val"][:2] > table[best[group]]["val"][:2]:
+            best[group] = config
+    print("\nsensitivity (not used for the choice): the best layer and pooling on val per "
+          "scoring and prompt count, and the previous run's setting\n")  # fmt: skip
+    print("| method | val top-1 | test top-1 | test top-3 | test top-1 / random |")
+    print("|---|---|---|---|---|")
+    for config in dict.fromkeys([*best.values(), (29, "mean", "centre", 24)]):
+        _row(table, config, "", n)
+    oracle = max(table, key=lambda c: table[c]["test"][0])
+    print(f"\nbest test top-1 of any of the {len(table)} configurations (oracle, for scale): "
+          f"{table[oracle]['test'][0]:.3f} ({oracle})")  # fmt: skip
     per_task = table[chosen]["test"][2]
     print("\nper task, test top-1 (chosen setting): " + ", ".join(
-        f"{name} {value:.2f}" for name, value in per_task.items()), flush=True)  # fmt: skip
+        f"{name} {value:.2f}" for name, value in per_task.items()))  # fmt: skip
+    real = [v for k, v in per_task.items() if not k.startswith("suite-")]
+    suite = [v for k, v in per_task.items() if k.startswith("suite-")]
+    print(f"mean over the {len(real)} real-data tasks: {sum(real) / len(real):.3f}; over the "
+          f"{len(suite)} built-in suite tasks: {sum(suite) / len(suite):.3f}")  # fmt: skip
+    print(f"task level (4 test instructions averaged per query), chosen setting: "
+          f"{task_level_accuracy(features, tasks, chosen):.3f}", flush=True)  # fmt: skip
 
 
-def report_latency(n: int, latency: dict, seconds: float) -> None:
-    print(f"\nembedding {n} bricks (with_embedding, {N_EMBED} prompts each): {seconds:.1f} s")
+def _row(table: dict, config: tuple, mark: str, n: int) -> None:
+    val, test = table[config]["val"], table[config]["test"]
+    print(f"| layer {config[0]}, {config[1]}, {config[2]}, {config[3]} prompts{mark} | "
+          f"{val[0]:.3f} | {test[0]:.3f} | {test[1]:.3f} | {test[0] * n:.2f}x |")  # fmt: skip
+
+
+def report_latency(n: int, latency: dict, seconds: float, n_embed: int) -> None:
+    print(f"\nembedding {n} bricks (with_embedding, {n_embed} prompts each): {seconds:.1f} s")
+    print(f"index scoring: {latency['scoring']}")
     print(f"query over {latency['entries']} entries: {latency['query_ms']:.3f} ms (median); "
-          f"the query's forward pass: {latency['forward_ms']:.1f} ms; loading the index of "
-          f"{n} bricks from the repository: {latency['load_17_ms']:.1f} ms")  # fmt: skip
+          f"building that index {latency['build_ms']:.1f} ms, loading it from safetensors "
+          f"{latency['load_index_ms']:.1f} ms; the query's forward pass: "
+          f"{latency['forward_ms']:.1f} ms; loading the index of {n} bricks from the repository: "
+          f"{latency['load_17_ms']:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":

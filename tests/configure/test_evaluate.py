@@ -42,3 +42,16 @@ def test_several_budgets_share_the_prefill_exactly(tiny_llama, tiny_samples):
                                                                    budget))  # fmt: skip
     torch.testing.assert_close(shared[1.0], mean_nll(tiny_llama, samples, groups), rtol=1e-4,
                                atol=1e-5)  # fmt: skip
+
+
+def test_sequence_oracle_scores_the_reference_too(tiny_llama, tiny_samples):
+    from brickwork.configure.prompted import prompted_losses_at
+
+    groups = ["coding", "math", "writing"]
+    samples = [s for s in tiny_samples if s.split == "test"]
+    oracle = prompted_losses_at(tiny_llama, samples, groups, [1.0, 0.25], oracle=True)
+    prompted = prompted_losses_at(tiny_llama, samples, groups, [0.25])
+    torch.testing.assert_close(oracle[1.0], mean_nll(tiny_llama, samples, groups), rtol=1e-4,
+                               atol=1e-5)  # fmt: skip
+    # Scoring on the reference as well picks other neurons, so other losses.
+    assert not torch.allclose(oracle[0.25], prompted[0.25])

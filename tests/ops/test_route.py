@@ -6,13 +6,15 @@ from dataclasses import replace
 import pytest
 import torch
 from peft import PeftModel
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from brickwork import BrickworkError
 from brickwork.bricks import BrickRepository, attach, load_brick, save_brick
 from brickwork.cli import main
 from brickwork.ops.route import (
     EMBEDDING_KEY,
+    SECOND_MOMENT_KEY,
+    STATES_KEY,
     RetrievalIndex,
     embed_prompts,
     prompt_features,
@@ -48,6 +50,8 @@ def test_embedding_is_the_mean_prompt_state(tiny_llama, described):
     expected = embed_prompts(tiny_llama, TASKS["digits"], layer=0).mean(dim=0)
     assert torch.allclose(brick.tensors[EMBEDDING_KEY], expected)
     assert brick.spec["purpose_embedding"]["n_prompts"] == len(TASKS["digits"])
+    states = embed_prompts(tiny_llama, TASKS["digits"], layer=0).double()
+    assert torch.allclose(brick.tensors[SECOND_MOMENT_KEY].double(), (states**2).mean(0), rtol=1e-5)
     assert brick.description == "a brick for digits"
     assert EMBEDDING_KEY not in make_lora(tiny_llama, "plain", 1).tensors  # input not mutated
 
@@ -89,6 +93,8 @@ def test_embedding_survives_save_and_peft_still_loads(tiny_llama, described, tmp
     folder = save_brick(brick, tmp_path / "digits")
     loaded = load_brick(folder)
     assert torch.equal(loaded.tensors[EMBEDDING_KEY], brick.tensors[EMBEDDING_KEY])
+    assert torch.equal(loaded.tensors[SECOND_MOMENT_KEY], brick.tensors[SECOND_MOMENT_KEY])
+    assert loaded.tensors[STATES_KEY].shape == (len(TASKS["digits"]), 32)
     assert loaded.description == brick.description
     assert loaded.spec["prompt_template"] == "Do it: {input}"
     assert not any(
@@ -153,6 +159,8 @@ def test_cli_retrieve(tiny_llama, tiny_model_dirs, described, tmp_path, capsys):
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[1] == "digits"
+    assert main([*argv, "--scoring", "centre"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[1] == "digits"
     assert main(["bricks", "retrieve", "--repo", str(repo.root)]) == 2
 
 
@@ -203,3 +211,86 @@ def test_cli_describe_adds_the_embedding(tiny_llama, tiny_model_dirs, tmp_path, 
     assert index.names == ("digits", "letters", "symbols")
     assert main(["describe", "nope", "--repo", str(repo.root), "--prompts", str(path),
                  "--description", "x", "--model", tiny_model_dirs["llama"]]) == 2  # fmt: skip
+
+
+def test_standardisation_uses_the_pooled_prompt_statistics(tiny_llama, described):
+    index = RetrievalIndex.from_bricks(described, scoring="standardise")
+    assert index.scoring == "standardise"
+    states = torch.cat([embed_prompts(tiny_llama, p, layer=0).double() for p in TASKS.values()])
+    mean, std = states.mean(0), states.std(0, unbiased=False)
+    assert torch.allclose(index.shift, mean, atol=1e-5)
+    assert torch.allclose(index.scale, std, atol=1e-4)
+    centroids = torch.stack([embed_prompts(tiny_llama, p, layer=0).double().mean(0)
+                             for p in TASKS.values()])  # fmt: skip
+    expected = (centroids - mean) / std
+    expected = expected / expected.norm(dim=1, keepdim=True)
+    assert torch.allclose(index.matrix, expected, atol=1e-4)
+    query = embed_prompts(tiny_llama, [QUERIES["digits"]], layer=0)[0]
+    z = (query.double() - mean) / std
+    scores = expected @ (z / z.norm())
+    assert index.query(query, 1)[0].score == pytest.approx(float(scores.max()), abs=1e-4)
+
+
+def test_lda_is_linear_discriminant_analysis_with_shrinkage(tiny_llama, described):
+    from sklearn.covariance import ledoit_wolf
+
+    index = RetrievalIndex.from_bricks(described)
+    assert index.scoring == "lda"
+    states = [embed_prompts(tiny_llama, p, layer=0).double() for p in TASKS.values()]
+    means = torch.stack([s.mean(0) for s in states])
+    residuals = torch.cat([s - s.mean(0) for s in states])
+    spread = residuals.pow(2).mean(0).sqrt()
+    shrunk = torch.from_numpy(ledoit_wolf((residuals / spread).numpy(), assume_centered=True)[0])
+    covariance = spread[:, None] * shrunk * spread[None]
+    query = embed_prompts(tiny_llama, [QUERIES["letters"]], layer=0)[0].double()
+    inverse = torch.linalg.inv(covariance)
+    discriminants = torch.stack([query @ inverse @ m - 0.5 * m @ inverse @ m for m in means])
+    posterior = torch.softmax(discriminants, 0)
+    matches = index.query(query.float(), 3)
+    assert [m.name for m in matches] == [list(TASKS)[i] for i in posterior.argsort(descending=True)]
+    expected = posterior.sort(descending=True).values.tolist()
+    assert [m.score for m in matches] == pytest.approx(expected, abs=1e-4)
+    assert sum(m.score for m in matches) == pytest.approx(1.0)
+
+
+def test_index_without_statistics_falls_back(tiny_llama, described):
+    no_states = [replace(b, tensors={k: v for k, v in b.tensors.items() if k != STATES_KEY})
+                 for b in described]  # fmt: skip
+    assert RetrievalIndex.from_bricks(no_states).scoring == "standardise"
+    one_each = [replace(b, tensors={**b.tensors, STATES_KEY: b.tensors[EMBEDDING_KEY][None]})
+                for b in described]  # fmt: skip
+    assert RetrievalIndex.from_bricks(one_each).scoring == "standardise"  # no within variation
+    old = [replace(b, tensors={k: v for k, v in b.tensors.items()
+                               if k not in (SECOND_MOMENT_KEY, STATES_KEY)})
+           for b in described]  # fmt: skip
+    index = RetrievalIndex.from_bricks(old)
+    assert index.scoring == "centre" and torch.equal(index.scale, torch.ones(32).double())
+    centre = RetrievalIndex.from_bricks(described, scoring="centre")
+    assert torch.allclose(index.matrix, centre.matrix)
+    assert retrieve(tiny_llama, old, QUERIES["symbols"], k=1)[0].name == "symbols"
+    with pytest.raises(BrickworkError, match="scoring"):
+        RetrievalIndex.from_bricks(described, scoring="whiten")
+
+
+def test_index_saves_to_safetensors_and_refuses_bad_queries(tiny_llama, described, tmp_path):
+    index = RetrievalIndex.from_bricks(described)
+    path = index.save(tmp_path / "index.safetensors")
+    again = RetrievalIndex.load(path)
+    assert again.names == index.names and again.descriptions == index.descriptions
+    assert torch.equal(again.matrix, index.matrix) and torch.equal(again.bias, index.bias)
+    assert (again.layer, again.pooling, again.scoring) == (0, "mean", "lda")
+    assert retrieve(tiny_llama, again, QUERIES["letters"], k=1)[0].name == "letters"
+    with pytest.raises(BrickworkError, match="NaN"):
+        index.query(torch.full((32,), float("nan")))
+    with pytest.raises(BrickworkError, match="shape"):
+        index.query(torch.zeros(5))
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other))
+    with pytest.raises(BrickworkError, match="not a brickwork retrieval index"):
+        RetrievalIndex.load(other)
+
+
+def test_single_brick_index_is_not_centred_away(tiny_llama, described):
+    index = RetrievalIndex.from_bricks(described[:1])
+    assert torch.isfinite(index.matrix).all() and float(index.matrix.norm()) == pytest.approx(1.0)
+    assert retrieve(tiny_llama, described[:1], "anything", k=3)[0].name == "digits"

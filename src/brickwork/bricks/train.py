@@ -133,8 +133,8 @@ def train_knowledge_brick(
     if preserve:
         provenance.update(preserve_hash=dataset_hash(preserve), preserve_weight=preserve_weight,
                           preserve_plain=preserve_plain)  # fmt: skip
-        rows = locality_rows(loaded.tokenizer, preserve, plain=preserve_plain)
-        regularizer = _kl_regularizer(loaded, rows, settings, preserve_weight)
+        locality = locality_rows(loaded.tokenizer, preserve, plain=preserve_plain)
+        regularizer = _kl_regularizer(loaded, locality, settings, preserve_weight)
     return _lora_brick(loaded, rows, lambda: rows_loss(loaded, eval_rows), name, purpose,
                        "lora-knowledge", settings, provenance, progress, regularizer)  # fmt: skip
 

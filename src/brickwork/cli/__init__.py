@@ -9,10 +9,10 @@ import argparse
 import shlex
 import sys
 
-from brickwork.cli import analysis, bricks, combine, configure, grow
+from brickwork.cli import analysis, bricks, combine, configure, grow, update
 from brickwork.errors import BrickworkError
 
-COMMAND_MODULES = (analysis, bricks, configure, combine, grow)
+COMMAND_MODULES = (analysis, bricks, configure, combine, grow, update)
 
 
 def build_parser() -> argparse.ArgumentParser:

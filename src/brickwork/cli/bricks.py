@@ -83,7 +83,7 @@ def _bricks_retrieve(repo, args) -> None:
     from brickwork.ops.route import retrieve
 
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    for match in retrieve(loaded, repo, args.name, k=args.k):
+    for match in retrieve(loaded, repo, args.name, k=args.k, scoring=args.scoring):
         print(f"{match.score:7.4f}  {match.name:<40} {match.description}")
 
 
@@ -115,6 +115,8 @@ def _add_bricks(commands) -> None:
     )
     bricks.add_argument("--overwrite", action="store_true", help="extract: replace same names")
     bricks.add_argument("-k", type=int, default=3, help="retrieve: how many bricks")
+    bricks.add_argument("--scoring", choices=("lda", "standardise", "centre"), default="lda",
+                        help="retrieve: how to score bricks (see brickwork.ops.route)")  # fmt: skip
     bricks.add_argument("--model", default=DEFAULT_MODEL, help="retrieve: the base model")
     bricks.add_argument("--trust-remote-code", action="store_true", help="retrieve")
     bricks.set_defaults(run=cmd_bricks)  # fmt: skip

@@ -84,7 +84,7 @@ def decode_speed(model, input_ids: torch.Tensor, new_tokens: int = 64, pad: int 
     return new_tokens / (time.perf_counter() - start)
 
 
-def prefill_speed(model, input_ids: torch.Tensor, repeats: int = 2) -> float:
+def prefill_speed(model, input_ids: torch.Tensor, repeats: int = 3) -> float:
     """Tokens/s of one forward pass over ``input_ids`` [B, T] (best of ``repeats``); the LM head
     runs on the last position only, as in generation's prefill."""
     best = float("inf")

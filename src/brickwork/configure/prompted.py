@@ -20,7 +20,7 @@ from brickwork.configure.compact import CompactModel, gather_ffn
 from brickwork.configure.select import prompt_scores, prompt_selection
 from brickwork.data.sample import Sample
 from brickwork.models.load import LoadedModel
-from brickwork.profile.capture import capture_activations
+from brickwork.profile.capture import capture_activations, record_activations
 
 MAX_PROMPT_TOKENS = 192  # as analysis/loss.py
 MAX_REFERENCE_TOKENS = 64
@@ -88,8 +88,13 @@ def prompted_losses(loaded: LoadedModel, samples: list[Sample], functionalities:
 
 def prompted_losses_at(loaded: LoadedModel, samples: list[Sample], functionalities: list[str],
                        budgets: list[float], prior_for=None, mix: float = 0.0,
-                       allocation: str = "uniform") -> dict[float, torch.Tensor]:  # fmt: skip
-    """``prompted_losses`` for several budgets, sharing each sample's dense prefill."""
+                       allocation: str = "uniform",
+                       oracle: bool = False) -> dict[float, torch.Tensor]:  # fmt: skip
+    """``prompted_losses`` for several budgets, sharing each sample's dense prefill.
+
+    ``oracle=True`` scores the neurons on the prompt *and the reference* (which a deployed model
+    cannot see): the ceiling of any selection that keeps one neuron set per sequence.
+    """
     total = {b: torch.zeros(len(functionalities), dtype=torch.float64) for b in budgets}
     count = torch.zeros(len(functionalities), dtype=torch.float64)
     for sample in samples:
@@ -99,6 +104,11 @@ def prompted_losses_at(loaded: LoadedModel, samples: list[Sample], functionaliti
         prefill = dense_prefill(loaded, ids)
         prior = prior_for(sample) if prior_for is not None else None
         tail = torch.cat([prefill.input_ids[:, -1:], reference[:, :-1]], dim=1)
+        if oracle:
+            whole = torch.cat([prefill.input_ids[:, :-1], tail], dim=1)
+            prefill.scores = prompt_scores(
+                [a[0] for a in record_activations(loaded.model, loaded.family, input_ids=whole)]
+            )
         f = functionalities.index(sample.functionality)
         for budget in budgets:
             compact = prompt_compact(loaded, prefill, budget, prior, mix, allocation=allocation)

@@ -1,0 +1,304 @@
+"""Knowledge editing on the default model: ROME-style rank-one edits, batch edits, injected
+neurons and a LoRA knowledge plugin, on the built-in counterfactual set, against the unedited
+model measured in the same process (docs/results/update.md).
+
+    .venv/bin/python benchmarks/update.py --filter          # keep the facts the model knows
+    .venv/bin/python benchmarks/update.py [--limit N] [--layer L] [--out runs/update.json]
+
+Every single edit is applied, measured and undone before the next, so each row of the table is
+the mean over independent single edits. Controls: ROME's update with its key direction replaced
+by a random direction of the same norm (``random key``), and ROME at one random other layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from brickwork.analysis.loss import reference_batches
+from brickwork.bricks import attach
+from brickwork.data import FUNCTIONALITIES, load_builtin_suite
+from brickwork.data.edits import EDITS_FILE, builtin_edits_path, load_edits
+from brickwork.models import load_model
+from brickwork.ops.update import EditSettings, attach_neurons, edit, inject, plugin
+from brickwork.ops.update.common import down_module
+from brickwork.ops.update.covariance import layer_statistics
+from brickwork.ops.update.evaluate import (
+    fact_metrics,
+    knows,
+    neighbourhood_reference,
+    suite_perplexity,
+    summarize,
+)
+from brickwork.ops.update.rome import fact_key, solve_update
+from brickwork.ops.update.store import delta_brick, edited_weight
+
+COLUMNS = (
+    "reliability",
+    "generalization",
+    "locality",
+    "reliability_first",
+    "generalization_first",
+    "locality_first",
+)
+
+
+def run_filter(loaded) -> None:
+    candidates = load_edits(builtin_edits_path("candidates.jsonl"))
+    kept = [f for f, ok in zip(candidates, knows(loaded, candidates), strict=True) if ok]
+    path = builtin_edits_path(EDITS_FILE)
+    path.write_text("".join(json.dumps(f) + "\n" for f in kept), encoding="utf-8")
+    by_relation = {}
+    for f in candidates:
+        total, ok = by_relation.get(f["relation"], (0, 0))
+        by_relation[f["relation"]] = (total + 1, ok + (f in kept))
+    print(
+        f"kept {len(kept)} of {len(candidates)} candidates (greedy continuation starts with "
+        f"the true object); per relation: {by_relation}"
+    )
+    print(f"wrote {path}")
+
+
+class Weights:
+    """Apply a delta brick's change to the weights in place, and put them back (no fingerprints:
+    edit()/apply_edit/rollback are tested separately; this keeps the benchmark fast)."""
+
+    def __init__(self, loaded, brick):
+        self.loaded, self.brick = loaded, brick
+
+    def __enter__(self):
+        weight = down_module(self.loaded, self.brick.spec["layer"]).weight
+        with torch.no_grad():
+            weight.copy_(edited_weight(self.loaded, self.brick))
+        return self.loaded.model
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            down_module(self.loaded, self.brick.spec["layer"]).weight.copy_(
+                self.brick.tensors["before"]
+            )
+
+
+def random_v(brick, seed: int) -> torch.Tensor:
+    """The rank-one update's key-side vector replaced by a random one of the same norm."""
+    v = brick.tensors["v"]
+    g = torch.randn(v.shape, generator=torch.Generator().manual_seed(seed))
+    return g * (v.norm(dim=1, keepdim=True) / g.norm(dim=1, keepdim=True))
+
+
+SUITE = {}
+
+
+def suite_ppl(loaded) -> float:
+    """Suite test-reference PPL, prompts cut to their last 96 tokens and references to 48 (the
+    full-length measure takes a minute per call on 2 shared cores)."""
+    if not SUITE:
+        samples = load_builtin_suite("test")
+        SUITE["batches"] = reference_batches(
+            loaded.tokenizer,
+            samples,
+            list(FUNCTIONALITIES),
+            max_prompt_tokens=96,
+            max_reference_tokens=48,
+        )
+    return suite_perplexity(loaded, SUITE["batches"])
+
+
+def measure(loaded, facts, reference, context, ppl_base, with_ppl: bool) -> dict:
+    with context as model:
+        rows = fact_metrics(loaded, facts, reference, model=model)
+        ppl = suite_ppl(loaded) if with_ppl else None
+    return {"rows": rows, "ppl_ratio": None if ppl is None else ppl / ppl_base}
+
+
+FIRST = "rome + first-token key"
+
+
+def subject_first(fact) -> bool:
+    return fact["prompt"].lower().startswith(fact["subject"].lower())
+
+
+def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
+    n_layers = len(loaded.family.layer_modules(loaded.model))
+    # One random other layer for the control (one more covariance to compute).
+    other_layer = random.Random(args.seed).choice([x for x in range(n_layers) if x != args.layer])
+    out = {
+        k: {"rows": [], "ppl": [], "seconds": [], "values": []}
+        for k in ("rome", FIRST, "random key", "random layer", "inject", "plugin")
+    }
+    settings = EditSettings(
+        layer=args.layer, steps=args.steps, covariance=args.covariance, first_token_key=True
+    )
+    cov = layer_statistics(loaded, args.layer)["cov"] if args.covariance == "corpus" else None
+    deadline = time.perf_counter() + 60 * args.max_minutes
+    for i, fact in enumerate(facts):
+        if time.perf_counter() > deadline:
+            log(f"stopped after {i} facts (--max-minutes {args.max_minutes})")
+            break
+        with_ppl = i < args.ppl_facts
+        started = time.perf_counter()
+        first = edit(loaded, [fact], f"edit-{i}", settings)
+        seconds = time.perf_counter() - started
+        delta = first.tensors["u"][:, :1]
+        # Plain ROME: the same value δ, only the prefixed key (one rank-one update).
+        key = fact_key(loaded, args.layer, fact["prompt"], fact["subject"])[:, None]
+        u, v = solve_update(key, delta, cov)
+        plain = variant(first, u, v)
+        for name in ("rome", FIRST):
+            out[name]["seconds"].append(seconds)
+        out["rome"]["values"].append(delta[:, 0])
+        runs = {
+            "rome": Weights(loaded, plain),
+            FIRST: Weights(loaded, first),
+            "random key": Weights(loaded, variant(plain, u, random_v(plain, i))),
+        }
+        started = time.perf_counter()
+        neurons = inject(loaded, [fact], f"inject-{i}", settings, values=delta)
+        out["inject"]["seconds"].append(time.perf_counter() - started)
+        runs["inject"] = attach_neurons(loaded, neurons)
+        if i < args.control_facts:
+            other = EditSettings(layer=other_layer, steps=args.steps, covariance=args.covariance)
+            started = time.perf_counter()
+            runs["random layer"] = Weights(loaded, edit(loaded, [fact], f"layer-{i}", other))
+            out["random layer"]["seconds"].append(time.perf_counter() - started)
+        if i < args.plugin_facts:
+            started = time.perf_counter()
+            lora = plugin(loaded, [fact], f"plugin-{i}", steps=args.plugin_steps)
+            out["plugin"]["seconds"].append(time.perf_counter() - started)
+            runs["plugin"] = attach(loaded, [lora])
+        for name, context in runs.items():
+            ppl_here = with_ppl and name in ("rome", FIRST, "inject", "plugin")
+            result = measure(loaded, [fact], reference, context, ppl_base, ppl_here)
+            out[name]["rows"] += result["rows"]
+            if result["ppl_ratio"] is not None:
+                out[name]["ppl"].append(result["ppl_ratio"])
+        r, f = out["rome"]["rows"][-1], out[FIRST]["rows"][-1]
+        log(
+            f"[{i + 1}/{len(facts)}] {fact['prompt']} -> {fact['target_new']}: rel "
+            f"{r['reliability']:.2f} gen {r['generalization']:.2f} ({f['generalization']:.2f}) "
+            f"loc {r['locality']:.2f} ({f['locality']:.2f}) ({seconds:.1f} s)"
+        )
+    return out
+
+
+def variant(brick, u, v):
+    """The brick with other factors (for in-process comparisons only)."""
+    tensors = {**brick.tensors, "u": u.float(), "v": v.float()}
+    return type(brick)(**{**brick.__dict__, "tensors": tensors})
+
+
+def batch_edit(loaded, facts, values, value_seconds, reference, ppl_base, args) -> dict:
+    """One update for all ``facts``, reusing their single-edit values δ (the same optimisation
+    at the same layer); the time adds the single edits' time to the batch solve. Both key
+    variants: prefixed keys only (ROME/MEMIT), and with the text-initial subject keys."""
+    cov = layer_statistics(loaded, args.layer)["cov"] if args.covariance == "corpus" else None
+    out = {}
+    for name, with_first in (("batch rome", False), (f"batch {FIRST}", True)):
+        started = time.perf_counter()
+        keys, vals = [], []
+        for f, delta in zip(facts, values.T, strict=True):
+            keys.append(fact_key(loaded, args.layer, f["prompt"], f["subject"]))
+            vals.append(delta)
+            if with_first and not subject_first(f):
+                keys.append(fact_key(loaded, args.layer, f["subject"], f["subject"], ("",)))
+                vals.append(delta)
+        u, v = solve_update(torch.stack(keys, 1), torch.stack(vals, 1), cov)
+        provenance = {"method": "batch-exact", "first_token_key": with_first}
+        brick = delta_brick(loaded, "batch", args.layer, u, v, "batch", facts, provenance)
+        seconds = time.perf_counter() - started + value_seconds
+        result = measure(loaded, facts, reference, Weights(loaded, brick), ppl_base, True)
+        out[name] = {"rows": result["rows"], "ppl": [result["ppl_ratio"]], "seconds": [seconds]}
+    started = time.perf_counter()
+    settings = EditSettings(layer=args.layer, covariance=args.covariance)
+    neurons = inject(loaded, facts, "batch-inject", settings, values=values)
+    seconds = time.perf_counter() - started + value_seconds
+    result = measure(loaded, facts, reference, attach_neurons(loaded, neurons), ppl_base, True)
+    out["batch inject"] = {
+        "rows": result["rows"],
+        "ppl": [result["ppl_ratio"]],
+        "seconds": [seconds],
+    }
+    return out
+
+
+def table(results: dict, base: dict) -> list[str]:
+    head = "| method | facts | " + " | ".join(COLUMNS) + " | suite PPL ratio (n) | s/edit |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    rows = {"unedited model": {"rows": base["rows"], "ppl": [1.0], "seconds": []}, **results}
+    for name, r in rows.items():
+        if not r["rows"]:
+            continue
+        s = summarize(r["rows"])
+        ppl = r["ppl"]
+        ppl_text = (
+            f"{sum(ppl) / len(ppl):.4f} (max {max(ppl):.4f}, n={len(ppl)})"
+            if ppl
+            else "not measured"
+        )
+        secs = f"{sum(r['seconds']) / len(r['seconds']):.1f}" if r["seconds"] else "-"
+        cells = " | ".join(f"{s[c]:.1%}" for c in COLUMNS)
+        lines.append(f"| {name} | {s['facts']} | {cells} | {ppl_text} | {secs} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--filter", action="store_true", help="rebuild counterfact.jsonl")
+    parser.add_argument("--limit", type=int, default=None, help="single edits on the first N")
+    parser.add_argument("--layer", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--covariance", default="corpus", choices=("corpus", "identity"))
+    parser.add_argument("--ppl-facts", type=int, default=10, help="suite PPL after the first N")
+    parser.add_argument("--control-facts", type=int, default=0, help="random-layer control")
+    parser.add_argument("--plugin-facts", type=int, default=20)
+    parser.add_argument("--plugin-steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-minutes", type=float, default=20.0, help="for the single edits")
+    parser.add_argument("--out", type=Path, default=Path("runs/update.json"))
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    loaded = load_model(args.model)
+    if args.filter:
+        run_filter(loaded)
+        return
+    facts = load_edits()
+    random.Random(args.seed).shuffle(facts)  # relations mixed, fixed order
+    single = facts[: args.limit] if args.limit else facts
+    reference = neighbourhood_reference(loaded, facts)
+    started = time.perf_counter()
+    ppl_base = suite_ppl(loaded)
+    print(f"{len(facts)} facts; suite PPL {ppl_base:.3f} ({time.perf_counter() - started:.1f} s)")
+    base = {"rows": fact_metrics(loaded, single, reference)}
+    results = single_edits(loaded, single, reference, ppl_base, args, print)
+    done = len(results["rome"]["rows"])
+    values = results["rome"].pop("values")
+    n = min(args.batch, done)
+    if n:
+        v = torch.stack(values[:n], 1)
+        secs = sum(results["rome"]["seconds"][:n])
+        results.update(batch_edit(loaded, single[:n], v, secs, reference, ppl_base, args))
+    for r in results.values():
+        r.pop("values", None)
+    lines = table(results, base)
+    print("\n".join(lines))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "suite_ppl": ppl_base,
+        "fingerprint": loaded.fingerprint,
+        "table": lines,
+        "results": results,
+    }
+    args.out.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Commands for updating bricks: locate (knowledge neurons, causal tracing), edit (ROME-style,
+batch, injected neurons), edit eval (the built-in counterfactual set) and edit apply|rollback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from brickwork.errors import BrickworkError
+
+
+def _load(args):
+    from brickwork.models import load_model
+
+    return load_model(args.model, trust_remote_code=args.trust_remote_code)
+
+
+def _settings(args):
+    from brickwork.ops.update import EditSettings
+
+    return EditSettings(
+        layer=args.layer,
+        steps=args.steps,
+        covariance=args.covariance,
+        covariance_tokens=args.covariance_tokens,
+        mode=args.mode,
+        first_token_key=args.first_token_key,
+    )
+
+
+def _save_model(loaded, out: str) -> None:
+    """Save the (edited) model as a Hugging Face directory, atomically."""
+    import os
+    import shutil
+    import tempfile
+
+    target = Path(out)
+    if target.exists():
+        raise BrickworkError(f"{target} already exists; choose a new --out")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        loaded.model.save_pretrained(tmp)
+        loaded.tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def cmd_locate(args: argparse.Namespace) -> None:
+    from brickwork.bricks import BrickRepository
+    from brickwork.ops.update import causal_trace, knowledge_neurons
+
+    loaded = _load(args)
+    bricks = []
+    if args.method in ("neurons", "both"):
+        brick = knowledge_neurons(
+            loaded,
+            [args.fact, *args.paraphrase],
+            args.answer,
+            f"{args.name}-neurons",
+            steps=args.ig_steps,
+        )
+        top = ", ".join(
+            f"L{r['layer']}:{r['neuron']} ({r['score']:.2g})" for r in brick.spec["ranking"][:10]
+        )
+        print(
+            f"knowledge neurons: {int(brick.tensors['mask'].sum())} shared by the prompts; "
+            f"top: {top}"
+        )
+        bricks.append(brick)
+    if args.method in ("trace", "both"):
+        if not args.subject:
+            raise BrickworkError("causal tracing needs --subject (the words to corrupt)")
+        brick = causal_trace(loaded, args.fact, args.subject, args.answer, f"{args.name}-trace")
+        s = brick.spec
+        scores = brick.tensors["mlp_scores"]
+        print(
+            f"causal trace: P(answer) clean {s['p_clean']:.3f}, corrupted {s['p_corrupt']:.3f}; "
+            f"best FFN layers: "
+            + ", ".join(f"{i} (+{float(scores[i]):.3f})" for i in s["ranking"][:5])
+        )
+        bricks.append(brick)
+    if args.repo:
+        repo = BrickRepository(args.repo)
+        for brick in bricks:
+            brick.provenance["command"] = args.command_line
+            repo.add(brick, overwrite=args.overwrite)
+        print(f"saved {', '.join(b.name for b in bricks)} in {args.repo}")
+
+
+def _facts(args) -> list[dict]:
+    from brickwork.data.edits import load_edits
+
+    if args.facts:
+        return load_edits(args.facts)
+    if not (args.fact and args.new and args.subject):
+        raise BrickworkError("give --fact, --subject and --new (or --facts FILE.jsonl)")
+    fact = {"prompt": args.fact, "subject": args.subject, "target_new": args.new}
+    if args.old:
+        fact["target_true"] = args.old
+    return [fact]
+
+
+def cmd_edit(args: argparse.Namespace) -> None:
+    action = getattr(args, "edit_action", None)
+    if action == "eval":
+        return cmd_edit_eval(args)
+    if action in ("apply", "rollback"):
+        return cmd_apply_rollback(args, action)
+    from brickwork.bricks import BrickRepository
+    from brickwork.ops.update import apply_edit, inject
+    from brickwork.ops.update.evaluate import greedy
+
+    if not args.repo:
+        raise BrickworkError("give --repo: every edit is stored as a brick")
+    facts, loaded = _facts(args), _load(args)
+    repo = BrickRepository(args.repo)
+    if args.method == "inject":
+        brick = inject(loaded, facts, args.name, _settings(args))
+    else:
+        from brickwork.ops.update import edit
+
+        brick = edit(loaded, facts, args.name, _settings(args))
+    brick.provenance["command"] = args.command_line
+    repo.add(brick, overwrite=args.overwrite)
+    print(
+        f"{brick.spec['update']} edit of layer {brick.spec['layer']} in "
+        f"{brick.metrics['seconds']:.1f} s; saved brick {brick.name!r} in {args.repo}"
+    )
+    if args.method == "inject":
+        from brickwork.ops.update import attach_neurons
+
+        with attach_neurons(loaded, brick):
+            said = greedy(loaded, [f["prompt"] for f in facts], 6)
+    else:
+        apply_edit(loaded, brick)
+        said = greedy(loaded, [f["prompt"] for f in facts], 6)
+    for f, tokens in zip(facts, said, strict=True):
+        print(f"  {f['prompt']} ->{loaded.tokenizer.decode(tokens)!r}")
+    if args.out:
+        if args.method == "inject":
+            raise BrickworkError("--out saves edited weights; injected neurons are a brick only")
+        _save_model(loaded, args.out)
+        print(f"saved the edited model to {args.out}")
+
+
+def cmd_apply_rollback(args: argparse.Namespace, action: str) -> None:
+    from brickwork.bricks import BrickRepository
+    from brickwork.ops.update import apply_edit, rollback
+
+    if not (args.repo and args.name and args.out):
+        raise BrickworkError(f"edit {action} needs --repo, --name and --out")
+    loaded, brick = _load(args), BrickRepository(args.repo, create=False).get(args.name)
+    (apply_edit if action == "apply" else rollback)(loaded, brick)
+    _save_model(loaded, args.out)
+    print(f"{action} {brick.name!r}: model {loaded.fingerprint} saved to {args.out}")
+
+
+def cmd_edit_eval(args: argparse.Namespace) -> None:
+    from brickwork.data.edits import load_edits
+    from brickwork.ops.update import edit
+    from brickwork.ops.update.evaluate import fact_metrics, neighbourhood_reference, summarize
+    from brickwork.ops.update.store import apply_edit, rollback
+
+    loaded, facts = _load(args), load_edits(args.facts)
+    facts = facts[: args.limit] if args.limit else facts
+    reference = neighbourhood_reference(loaded, facts)
+    before = summarize(fact_metrics(loaded, facts, reference))
+    rows, seconds = [], []
+    for i, fact in enumerate(facts):
+        brick = edit(loaded, [fact], f"eval-{i}", _settings(args))
+        apply_edit(loaded, brick)
+        rows += fact_metrics(loaded, [fact], reference)
+        rollback(loaded, brick)
+        seconds.append(brick.metrics["seconds"])
+    after = summarize(rows)
+    for key in ("reliability", "generalization", "locality"):
+        print(f"{key:<15} {before[key]:7.1%} -> {after[key]:7.1%}")
+    print(f"{len(facts)} single edits, {sum(seconds) / len(seconds):.1f} s per edit")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "before": before,
+            "after": after,
+            "rows": rows,
+            "seconds": seconds,
+            "command": args.command_line,
+            "fingerprint": loaded.fingerprint,
+        }
+        Path(args.out).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        print(f"saved {args.out}")
+
+
+def _model_options(command: argparse.ArgumentParser) -> None:
+    from brickwork.models import DEFAULT_MODEL
+
+    command.add_argument("--model", default=DEFAULT_MODEL)
+    command.add_argument("--trust-remote-code", action="store_true")
+
+
+def _edit_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--layer", type=int, default=8, help="FFN layer to edit")
+    command.add_argument("--steps", type=int, default=20, help="value optimisation steps")
+    command.add_argument("--covariance", choices=("corpus", "identity"), default="corpus")
+    command.add_argument("--covariance-tokens", type=int, default=20_000)
+    command.add_argument(
+        "--first-token-key",
+        action="store_true",
+        help="also edit the subject's key as a text's first token",
+    )
+    command.add_argument(
+        "--mode",
+        choices=("exact", "memit"),
+        default="exact",
+        help="batch update: exact constraints or MEMIT's soft form",
+    )
+
+
+def register(commands) -> None:
+    locate = commands.add_parser("locate", help="find the neurons and layers that hold a fact")
+    _model_options(locate)
+    locate.add_argument("--fact", required=True, help='the prompt, e.g. "The capital of France is"')
+    locate.add_argument("--answer", required=True, help="the answer the model gives, e.g. Paris")
+    locate.add_argument("--subject", help="the subject in the prompt (causal tracing corrupts it)")
+    locate.add_argument(
+        "--paraphrase",
+        action="append",
+        default=[],
+        help="another prompt for the same fact (repeatable)",
+    )
+    locate.add_argument("--method", choices=("neurons", "trace", "both"), default="both")
+    locate.add_argument("--ig-steps", type=int, default=16)
+    locate.add_argument("--repo", help="store the results as bricks here")
+    locate.add_argument("--name", default="located")
+    locate.add_argument("--overwrite", action="store_true")
+    locate.set_defaults(run=cmd_locate)
+
+    edit = commands.add_parser(
+        "edit", help="edit a fact in place (a delta brick), or: eval, apply, rollback"
+    )
+    _model_options(edit)
+    edit.add_argument("--fact", help='the prompt, e.g. "The capital of France is"')
+    edit.add_argument("--subject", help="the subject in the prompt, e.g. France")
+    edit.add_argument("--new", help="the new answer, e.g. Rome")
+    edit.add_argument("--old", help="the answer the model gives now (checked)")
+    edit.add_argument("--facts", help="a JSONL edit set instead (several facts: batch edit)")
+    edit.add_argument("--method", choices=("rome", "inject"), default="rome")
+    edit.add_argument("--repo", help="brick repository for the delta brick")
+    edit.add_argument("--name", default="edit")
+    edit.add_argument("--overwrite", action="store_true")
+    edit.add_argument("--out", help="also save the edited model directory here")
+    _edit_options(edit)
+    edit.set_defaults(run=cmd_edit)
+    actions = edit.add_subparsers(dest="edit_action")
+    evaluate = actions.add_parser("eval", help="single edits over the built-in counterfactual set")
+    _model_options(evaluate)
+    _edit_options(evaluate)
+    evaluate.add_argument("--facts", help="a JSONL edit set (default: the built-in one)")
+    evaluate.add_argument("--limit", type=int, help="only the first N facts")
+    evaluate.add_argument("--out", help="write the per-fact results as JSON")
+    for action in ("apply", "rollback"):
+        command = actions.add_parser(action, help=f"{action} a stored edit and save the model")
+        _model_options(command)
+        command.add_argument("--repo", required=True)
+        command.add_argument("--name", required=True, help="the edit brick")
+        command.add_argument("--out", required=True, help="new model directory")

@@ -1,0 +1,104 @@
+"""Shared pieces of the update operations: tokenising facts, finding the subject, batching and
+the hooks that read or change one layer's FFN output projection (the "down" projection)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+
+# Short neutral prefixes: a fact's key is averaged over them (ROME's "random prefixes"), so the
+# edit does not depend on the prompt being the first thing in the context.
+CONTEXTS = (
+    "",
+    "Here is a fact. ",
+    "I read this in a book. ",
+    "Quick note: ",
+    "The following is true. ",
+    "From the encyclopedia: ",
+)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text)["input_ids"]
+
+
+def target_ids(tokenizer, target: str) -> list[int]:
+    """The tokens of `` target`` as a continuation (leading space, no special tokens)."""
+    ids = tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise BrickworkError(f"the target {target!r} is empty")
+    return ids
+
+
+def subject_index(tokenizer, text: str, subject: str) -> int:
+    """Index of the last token of the last occurrence of ``subject`` in ``text``."""
+    start = text.lower().rfind(subject.lower())
+    if not subject.strip() or start < 0:
+        raise BrickworkError(f"the subject {subject!r} does not occur in {text!r}")
+    end = start + len(subject)
+    offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
+    inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < end]
+    return inside[-1]
+
+
+def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def down_module(loaded: LoadedModel, layer: int) -> torch.nn.Module:
+    layers = loaded.family.layer_modules(loaded.model)
+    if not 0 <= layer < len(layers):
+        raise BrickworkError(f"layer {layer} is out of range: the model has {len(layers)} layers")
+    return loaded.family.down_proj(layers[layer])
+
+
+def ffn_module(loaded: LoadedModel, layer: int) -> torch.nn.Module:
+    down_module(loaded, layer)  # range check
+    return loaded.family.ffn(loaded.family.layer_modules(loaded.model)[layer])
+
+
+@contextmanager
+def read_inputs(module: torch.nn.Module, store: list) -> Iterator[None]:
+    """Append the module's input [B, T, d] of every forward pass to ``store``."""
+    handle = module.register_forward_pre_hook(lambda m, args: store.append(args[0].detach()))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def add_at(
+    module: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor, delta: torch.Tensor
+) -> Iterator[None]:
+    """Add ``delta`` [d] to the module's output at positions (rows[i], cols[i])."""
+
+    def hook(m, args, output):
+        output = output.clone()
+        output[rows, cols] = output[rows, cols] + delta.to(output.dtype)
+        return output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def check_base(loaded: LoadedModel, base_model: str, what: str) -> None:
+    if base_model != loaded.fingerprint:
+        raise BrickworkError(
+            f"{what} was made for base model {base_model}, not this model ({loaded.fingerprint})"
+        )

@@ -1,0 +1,116 @@
+"""Key statistics of one layer's FFN output projection, from a small built-in corpus.
+
+C = E[k kᵀ] over the corpus tokens, k the input of the down projection (the neuron activations),
+is ROME's covariance: a rank-one edit along C⁻¹k* changes the output for keys like k* and as
+little as possible for the keys the model usually sees. A sample of the FFN's *inputs* (the
+residual stream after the pre-FFN norm) is kept as well, to set the firing threshold of injected
+neurons. Cached as safetensors per model fingerprint and layer under the brickwork cache dir.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from brickwork.io import replace_atomically
+from brickwork.models.load import LoadedModel, cache_root
+from brickwork.ops.update.common import down_module, ffn_module
+
+DEFAULT_TOKENS = 20_000
+MAX_TEXT_TOKENS = 256
+INPUT_SAMPLE = 4096  # FFN inputs kept for injection thresholds
+
+
+class _Stop(Exception):
+    """Raised by a hook once the edited layer has run: the rest of the model is not needed."""
+
+
+def corpus_texts() -> list[str]:
+    """Built-in text: the suite's train-split prompts and references, and the fictional facts."""
+    from brickwork.data import load_builtin_suite
+    from brickwork.data.facts import fact_documents, load_new_facts
+
+    texts = [f"{s.prompt}\n{s.reference or ''}" for s in load_builtin_suite("train")]
+    texts += fact_documents(load_new_facts())
+    random.Random(0).shuffle(texts)  # every functionality within the first tokens
+    return texts
+
+
+def cache_path(loaded: LoadedModel, layer: int, tokens: int) -> Path:
+    key = hashlib.sha256(loaded.fingerprint.encode()).hexdigest()[:16]
+    return cache_root() / "update" / "covariance" / key / f"layer{layer:03d}-{tokens}.safetensors"
+
+
+def layer_statistics(
+    loaded: LoadedModel,
+    layer: int,
+    tokens: int = DEFAULT_TOKENS,
+    texts: list[str] | None = None,
+    cache: bool = True,
+) -> dict:
+    """{"cov": E[k kᵀ] [d_ff, d_ff], "inputs": FFN inputs [n, d_model], "tokens": count}."""
+    path = cache_path(loaded, layer, tokens)
+    if cache and texts is None and path.is_file():
+        stats = load_file(str(path))
+        return {"cov": stats["cov"], "inputs": stats["inputs"], "tokens": int(stats["count"])}
+    stats = _compute(loaded, layer, tokens, texts or corpus_texts())
+    if cache and texts is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            "cov": stats["cov"],
+            "inputs": stats["inputs"],
+            "count": torch.tensor(stats["tokens"]),
+        }
+        meta = {"fingerprint": loaded.fingerprint, "layer": str(layer)}
+        replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    return stats
+
+
+def _compute(loaded: LoadedModel, layer: int, tokens: int, texts: list[str]) -> dict:
+    keys, inputs = [], []
+
+    def grab_key(module, args):
+        keys.append(args[0].detach()[0].double())
+
+    def stop(module, args, output):
+        raise _Stop
+
+    down, ffn = down_module(loaded, layer), ffn_module(loaded, layer)
+    handles = [
+        ffn.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach()[0].float())),
+        down.register_forward_pre_hook(grab_key),
+    ]
+    handles.append(down.register_forward_hook(stop))
+    seen = 0
+    try:
+        for text in texts:
+            ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"][:, :MAX_TEXT_TOKENS]
+            try:
+                with torch.no_grad():
+                    loaded.model(input_ids=ids, use_cache=False)
+            except _Stop:
+                pass
+            seen += ids.shape[1]
+            if seen >= tokens:
+                break
+    finally:
+        for handle in handles:
+            handle.remove()
+    k = torch.cat(keys)
+    x = torch.cat(inputs)
+    generator = torch.Generator().manual_seed(0)
+    sample = x[torch.randperm(len(x), generator=generator)[:INPUT_SAMPLE]]
+    return {"cov": (k.T @ k / len(k)).float(), "inputs": sample.contiguous(), "tokens": len(k)}
+
+
+def inverse(cov: torch.Tensor | None, d: int, ridge: float = 1e-3) -> torch.Tensor:
+    """(C + ridge·mean(diag C)·I)⁻¹ in float64; the identity when ``cov`` is None."""
+    if cov is None:
+        return torch.eye(d, dtype=torch.float64)
+    c = cov.double()
+    c = c + ridge * c.diagonal().mean() * torch.eye(len(c), dtype=torch.float64)
+    return torch.linalg.inv(c)

@@ -1,0 +1,141 @@
+"""Edit metrics, in the style of EasyEdit (teacher-forced, top-1 per token):
+
+- reliability: on the edited prompt, the share of the new target's tokens that are the model's
+  top-1 prediction given the prompt and the target's earlier tokens (mean over facts);
+- generalization: the same on the fact's paraphrases;
+- locality: on the neighbourhood prompts (other subjects), the share of the unedited model's
+  greedy next ``LOCALITY_TOKENS`` tokens that are still top-1 after the edit;
+- ``first``: the stricter first-token variant (the target's first token is top-1);
+- suite perplexity: of the built-in suite's test references (chat template), token-weighted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from brickwork.models.load import LoadedModel
+from brickwork.ops.update.common import encode, pad, target_ids
+
+LOCALITY_TOKENS = 3
+BATCH = 16
+
+
+def _top1(loaded: LoadedModel, model: Callable, rows: list[tuple[list[int], list[int]]]):
+    """For each (context, continuation): whether each continuation token is top-1."""
+    out = []
+    for i in range(0, len(rows), BATCH):
+        chunk = rows[i : i + BATCH]
+        ids, mask = pad([c + t[:-1] for c, t in chunk], loaded.tokenizer.pad_token_id)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        for b, (c, t) in enumerate(chunk):
+            picked = logits[b, len(c) - 1 : len(c) - 1 + len(t)].argmax(-1)
+            out.append((picked == torch.tensor(t)).tolist())
+    return out
+
+
+def target_scores(
+    loaded: LoadedModel, prompts: list[str], targets: list[str], model: Callable | None = None
+) -> list[list[bool]]:
+    """Per prompt, whether each token of its target is the top-1 prediction (teacher-forced)."""
+    tok = loaded.tokenizer
+    rows = [(encode(tok, p), target_ids(tok, t)) for p, t in zip(prompts, targets, strict=True)]
+    return _top1(loaded, model or loaded.model, rows)
+
+
+def greedy(
+    loaded: LoadedModel, prompts: list[str], n: int = LOCALITY_TOKENS, model: Callable | None = None
+) -> list[list[int]]:
+    """The next ``n`` greedy tokens of every prompt (no cache; prompts are short)."""
+    model = model or loaded.model
+    out = []
+    for i in range(0, len(prompts), BATCH):
+        rows = [encode(loaded.tokenizer, p) for p in prompts[i : i + BATCH]]
+        new = [[] for _ in rows]
+        for _ in range(n):
+            ids, mask = pad(
+                [r + g for r, g in zip(rows, new, strict=True)], loaded.tokenizer.pad_token_id
+            )
+            with torch.no_grad():
+                logits = model(input_ids=ids, attention_mask=mask).logits
+            for b, (r, g) in enumerate(zip(rows, new, strict=True)):
+                g.append(int(logits[b, len(r) + len(g) - 1].argmax()))
+        out += new
+    return out
+
+
+def knows(loaded: LoadedModel, facts: list[dict], n: int = 8) -> list[bool]:
+    """Whether the greedy continuation of each fact's prompt starts with its ``target_true``."""
+    continuations = greedy(loaded, [f["prompt"] for f in facts], n)
+    return [
+        loaded.tokenizer.decode(c).strip().lower().startswith(f["target_true"].strip().lower())
+        for f, c in zip(facts, continuations, strict=True)
+    ]
+
+
+def neighbourhood_reference(loaded: LoadedModel, facts: list[dict]) -> dict[str, list[int]]:
+    """The unedited model's greedy tokens for every neighbourhood prompt (locality reference)."""
+    prompts = sorted({p for f in facts for p in f["neighborhood"]})
+    return dict(zip(prompts, greedy(loaded, prompts), strict=True))
+
+
+def fact_metrics(
+    loaded: LoadedModel,
+    facts: list[dict],
+    reference: dict[str, list[int]],
+    model: Callable | None = None,
+) -> list[dict]:
+    """Reliability, generalization and locality (token-level and first-token) per fact."""
+    tok, rows, spans = loaded.tokenizer, [], []
+    for f in facts:
+        new = target_ids(tok, f["target_new"])
+        prompts = [f["prompt"], *f["paraphrases"]]
+        start = len(rows)
+        rows += [(encode(tok, p), new) for p in prompts]
+        rows += [(encode(tok, p), reference[p]) for p in f["neighborhood"]]
+        spans.append((start, len(prompts), len(f["neighborhood"])))
+    hits = _top1(loaded, model or loaded.model, rows)
+    out = []
+    for f, (start, n_prompts, n_neigh) in zip(facts, spans, strict=True):
+        edit, para = hits[start], hits[start + 1 : start + n_prompts]
+        neigh = hits[start + n_prompts : start + n_prompts + n_neigh]
+        out.append(
+            {
+                "id": f.get("id", f["prompt"]),
+                "reliability": _mean(edit),
+                "reliability_first": float(edit[0]),
+                "generalization": _mean([_mean(h) for h in para]),
+                "generalization_first": _mean([float(h[0]) for h in para]),
+                "locality": _mean([_mean(h) for h in neigh]),
+                "locality_first": _mean([float(h[0]) for h in neigh]),
+            }
+        )
+    return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    keys = [k for k in rows[0] if k != "id"] if rows else []
+    return {k: _mean([r[k] for r in rows]) for k in keys} | {"facts": len(rows)}
+
+
+def _mean(values) -> float:
+    values = [float(v) for v in values]
+    return sum(values) / len(values) if values else math.nan
+
+
+def suite_perplexity(loaded: LoadedModel, batches=None) -> float:
+    """Token-weighted perplexity of the built-in suite's test references."""
+    from brickwork.analysis.loss import functionality_losses, reference_batches
+    from brickwork.data import FUNCTIONALITIES, load_builtin_suite
+
+    if batches is None:
+        samples = load_builtin_suite("test")
+        batches = reference_batches(loaded.tokenizer, samples, list(FUNCTIONALITIES))
+    losses = functionality_losses(loaded, batches, len(FUNCTIONALITIES))
+    counts = torch.zeros(len(FUNCTIONALITIES), dtype=torch.float64)
+    for batch in batches:
+        counts.index_add_(0, batch.groups, torch.ones(len(batch.groups), dtype=torch.float64))
+    return math.exp(float((losses * counts).sum() / counts.sum()))

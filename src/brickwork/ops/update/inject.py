@@ -1,0 +1,179 @@
+"""Injecting knowledge as new customized bricks instead of editing weights.
+
+- ``inject``: T-Patcher-style new FFN neurons (Huang et al. 2023), one per fact, in one layer.
+  Neuron i reads the FFN input x (the normed residual stream) and adds a_i(x)·δ_i to the FFN
+  output, with a_i(x) = relu((cos(x, k_i) - t_i) / (c_i - t_i)): k_i is the fact's FFN input at
+  the subject's last token (averaged over prefixes), c_i its mean cosine there (so a_i ≈ 1 on
+  the fact), and the threshold t_i sits above the highest cosine seen on the built-in corpus,
+  so the neuron is silent elsewhere. δ_i is the same optimised value as ROME's (``fact_value``).
+  Keys and thresholds are set in closed form, not trained; the base weights never change, and
+  removing the brick (leaving ``attach_neurons``) restores the model exactly.
+- ``plugin``: a small LoRA knowledge brick trained on the new statement behind the same
+  prefixes (``brickwork.bricks.train.train_knowledge_brick``); attach it with ``bricks.attach``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch.nn.functional import normalize, relu
+
+import brickwork
+from brickwork.bricks.brick import Brick, check_name
+from brickwork.errors import BrickworkError
+from brickwork.models.load import LoadedModel
+from brickwork.ops.update.common import (
+    CONTEXTS,
+    check_base,
+    encode,
+    ffn_module,
+    pad,
+    read_inputs,
+    subject_index,
+)
+from brickwork.ops.update.covariance import layer_statistics
+from brickwork.ops.update.rome import EditSettings, fact_value
+
+MARGIN = 0.05  # threshold = max(corpus cosine + MARGIN, MIN_THRESHOLD), below c_i
+MIN_THRESHOLD = 0.5
+
+
+def ffn_inputs(loaded: LoadedModel, layer: int, fact: dict) -> torch.Tensor:
+    """The FFN input [len(CONTEXTS), d_model] at the subject's last token, behind each prefix."""
+    texts = [c + fact["prompt"] for c in CONTEXTS]
+    rows = [encode(loaded.tokenizer, t) for t in texts]
+    cols = [subject_index(loaded.tokenizer, t, fact["subject"]) for t in texts]
+    ids, mask = pad(rows, loaded.tokenizer.pad_token_id)
+    seen: list[torch.Tensor] = []
+    with torch.no_grad(), read_inputs(ffn_module(loaded, layer), seen):
+        loaded.model(input_ids=ids, attention_mask=mask)
+    return seen[0][torch.arange(len(rows)), torch.tensor(cols)].float()
+
+
+def inject(
+    loaded: LoadedModel,
+    facts: list[dict],
+    name: str,
+    settings: EditSettings | None = None,
+    values: torch.Tensor | None = None,
+) -> Brick:
+    """A brick of ``len(facts)`` new neurons for layer ``settings.layer``; ``values``
+    [d_model, n] reuses δs already optimised for these facts at that layer (e.g. by ``edit``)."""
+    settings = settings or EditSettings()
+    settings.check()
+    check_name(name)
+    if not facts:
+        raise BrickworkError("no facts to inject")
+    started = time.perf_counter()
+    corpus = normalize(
+        layer_statistics(loaded, settings.layer, settings.covariance_tokens)["inputs"].float(),
+        dim=-1,
+    )
+    given, keys, thresholds, scales, values = values, [], [], [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        for i, fact in enumerate(facts):
+            x = normalize(ffn_inputs(loaded, settings.layer, fact), dim=-1)
+            key = normalize(x.mean(0), dim=0)
+            on = float((x @ key).mean())
+            off = float((corpus @ key).max())
+            t = max(off + MARGIN, MIN_THRESHOLD)
+            if on <= off:
+                raise BrickworkError(
+                    f"layer {settings.layer}: the key of {fact['prompt']!r} is no more similar "
+                    "to itself than to some corpus token, so a neuron cannot single it out; "
+                    "try another layer"
+                )
+            if t >= on:
+                t = (off + on) / 2  # the fact's own key is barely above the corpus: split
+            keys.append(key)
+            thresholds.append(t)
+            scales.append(1.0 / (on - t))
+            values.append(
+                fact_value(loaded, fact, settings)[0].float()
+                if given is None
+                else given[:, i].float()
+            )
+    tensors = {
+        "keys": torch.stack(keys),
+        "thresholds": torch.tensor(thresholds),
+        "scales": torch.tensor(scales),
+        "values": torch.stack(values, 1),
+    }
+    spec = {
+        "update": "inject",
+        "layer": settings.layer,
+        "neurons": len(facts),
+        "facts": [{k: f[k] for k in ("prompt", "subject", "target_new")} for f in facts],
+    }
+    provenance = {
+        "method": "inject-neurons",
+        "settings": settings.to_json(),
+        "base_model_source": loaded.source,
+        "brickwork_version": brickwork.__version__,
+    }
+    return Brick(
+        name,
+        "layer",
+        "customized",
+        "knowledge injection",
+        loaded.fingerprint,
+        tensors=tensors,
+        spec=spec,
+        provenance=provenance,
+        metrics={"seconds": time.perf_counter() - started},
+        description="; ".join(f"{f['prompt']} -> {f['target_new']}" for f in facts),
+    )
+
+
+@contextmanager
+def attach_neurons(loaded: LoadedModel, brick: Brick) -> Iterator[torch.nn.Module]:
+    """Run the model with the brick's neurons added to its layer's FFN; removed on exit."""
+    if brick.spec.get("update") != "inject":
+        raise BrickworkError(f"brick {brick.name!r} is not an injected-neurons brick")
+    check_base(loaded, brick.base_model, f"brick {brick.name!r}")
+    t = brick.tensors
+    keys, values = t["keys"], t["values"]
+
+    def hook(module, args, output):
+        x = normalize(args[0].float(), dim=-1)
+        act = relu((x @ keys.T - t["thresholds"]) * t["scales"])
+        return output + (act @ values.T).to(output.dtype)
+
+    handle = ffn_module(loaded, brick.spec["layer"]).register_forward_hook(hook)
+    try:
+        yield loaded.model
+    finally:
+        handle.remove()
+
+
+def plugin(
+    loaded: LoadedModel,
+    facts: list[dict],
+    name: str,
+    *,
+    steps: int = 30,
+    rank: int = 4,
+    lr: float = 3e-3,
+    seed: int = 0,
+) -> Brick:
+    """A LoRA knowledge brick trained on each new statement behind the prefixes."""
+    from brickwork.bricks.train import train_knowledge_brick
+
+    documents = [f"{c}{f['prompt']} {f['target_new']}" for f in facts for c in CONTEXTS]
+    return train_knowledge_brick(
+        loaded,
+        documents,
+        name,
+        "knowledge injection",
+        rank=rank,
+        steps=steps,
+        lr=lr,
+        batch_size=len(CONTEXTS),
+        seed=seed,
+        eval_every=steps,
+        progress=False,
+    )

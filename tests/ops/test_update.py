@@ -1,0 +1,262 @@
+"""Knowledge editing on tiny random models: rank-one and batch updates, delta bricks that roll
+back bit-identically, injected neurons, locating, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from brickwork.bricks import BrickRepository
+from brickwork.data.edits import load_edits
+from brickwork.errors import BrickworkError
+from brickwork.models import load_model
+from brickwork.ops.update import (
+    EditSettings,
+    apply_edit,
+    attach_neurons,
+    causal_trace,
+    edit,
+    inject,
+    knowledge_neurons,
+    rollback,
+    solve_update,
+)
+from brickwork.ops.update.common import down_module, subject_index
+from brickwork.ops.update.covariance import cache_path, layer_statistics
+from brickwork.ops.update.evaluate import target_scores
+from brickwork.ops.update.locate import integrated_gradients
+from brickwork.ops.update.rome import fact_key
+
+# The subject ends the prompt, so a tiny random model's edit reaches the next-token prediction.
+FACT = {
+    "prompt": "Paris is in France",
+    "subject": "France",
+    "target_new": "zq",
+    "paraphrases": ["We went to France"],
+    "neighborhood": ["Rome is in Italy"],
+}
+# Tiny random models have tiny FFN outputs: let the value move freely.
+SETTINGS = EditSettings(layer=1, steps=40, lr=0.5, clamp=1e4, norm_weight=0.0, kl_weight=0.0)
+
+
+@pytest.fixture
+def tiny(tiny_model_dirs, tmp_path, monkeypatch):
+    monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path / "cache"))
+    return load_model(tiny_model_dirs["llama"])
+
+
+def _state(loaded):
+    return {k: v.clone() for k, v in loaded.model.state_dict().items()}
+
+
+def test_subject_index_finds_last_subject_token(tiny):
+    tok = tiny.tokenizer  # one token per byte, after <bos>
+    assert subject_index(tok, "Paris is in France", "France") == len("Paris is in France")
+    assert subject_index(tok, "ab France cd", "france") == len("ab France")
+    with pytest.raises(BrickworkError, match="does not occur"):
+        subject_index(tok, "Paris is in France", "Spain")
+
+
+def test_solve_update_meets_constraints_and_is_rome_for_one_fact():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 12, generator=g, dtype=torch.float64)
+    cov = x.T @ x / 200
+    keys, residuals = torch.randn(12, 3, generator=g), torch.randn(5, 3, generator=g)
+    u, v = solve_update(keys, residuals, cov)
+    assert torch.allclose((u @ v) @ keys.double(), residuals.double(), atol=1e-8)
+    u1, v1 = solve_update(keys[:, :1], residuals[:, :1], cov)
+    c_inv_k = (
+        torch.linalg.inv(cov + 1e-3 * cov.diagonal().mean() * torch.eye(12)) @ keys[:, 0].double()
+    )
+    rome = torch.outer(residuals[:, 0].double(), c_inv_k) / (keys[:, 0].double() @ c_inv_k)
+    assert torch.allclose(u1 @ v1, rome, atol=1e-8)
+    u2, v2 = solve_update(keys, residuals, cov, mode="memit", lam=1e-6)  # λ→0: exact again
+    assert torch.allclose((u2 @ v2) @ keys.double(), residuals.double(), atol=1e-4)
+
+
+def test_edit_applies_writes_the_fact_and_rolls_back_bit_identically(tiny, tmp_path):
+    state, fingerprint = _state(tiny), tiny.fingerprint
+    assert not any(target_scores(tiny, [FACT["prompt"]], ["zq"])[0])
+    brick = edit(tiny, [FACT], "france-zq", SETTINGS)
+    assert all(torch.equal(state[k], v) for k, v in tiny.model.state_dict().items())  # untouched
+    repo = BrickRepository(tmp_path / "repo")
+    repo.add(brick)
+    stored = repo.get("france-zq")  # round trip through safetensors
+    apply_edit(tiny, stored)
+    assert tiny.fingerprint == brick.spec["result_fingerprint"] != fingerprint
+    assert target_scores(tiny, [FACT["prompt"]], ["zq"])[0][0]  # first new token is top-1
+    # The rank-one constraint: the edited projection maps k* to W k* + δ.
+    key = fact_key(tiny, 1, FACT["prompt"], FACT["subject"]).float()
+    old = state["model.layers.1.mlp.down_proj.weight"]
+    out = down_module(tiny, 1)(key)
+    assert torch.allclose(out, old @ key + stored.tensors["u"][:, 0], atol=1e-4)
+    rollback(tiny, stored)
+    assert tiny.fingerprint == fingerprint
+    assert all(torch.equal(state[k], v) for k, v in tiny.model.state_dict().items())
+
+
+def test_batch_edit_and_identity_covariance(tiny):
+    facts = [FACT, {"prompt": "Bern is in Swiss", "subject": "Swiss", "target_new": "yy"}]
+    settings = EditSettings(**{**SETTINGS.to_json(), "covariance": "identity"})
+    brick = edit(tiny, facts, "two", settings)
+    assert brick.spec["update"] == "batch" and brick.spec["rank"] == 2
+    apply_edit(tiny, brick)
+    hits = target_scores(tiny, [f["prompt"] for f in facts], ["zq", "yy"])
+    rollback(tiny, brick)
+    assert all(h[0] for h in hits)
+
+
+def test_first_token_key_adds_the_text_initial_subject(tiny):
+    settings = EditSettings(**{**SETTINGS.to_json(), "first_token_key": True})
+    fact = {"prompt": "We saw France", "subject": "France", "target_new": "zq"}
+    assert edit(tiny, [fact], "two-keys", settings).spec["rank"] == 2
+    starts = {"prompt": "France is", "subject": "France", "target_new": "zq"}
+    assert edit(tiny, [starts], "one-key", settings).spec["rank"] == 1  # already covered
+
+
+def test_wrong_base_and_out_of_order_rollback_are_refused(tiny, tiny_model_dirs):
+    brick = edit(tiny, [FACT], "e", SETTINGS)
+    other = load_model(tiny_model_dirs["mistral"])
+    with pytest.raises(BrickworkError, match="made for base model"):
+        apply_edit(other, brick)
+    with pytest.raises(BrickworkError, match="cannot roll back"):
+        rollback(tiny, brick)  # never applied
+    apply_edit(tiny, brick)
+    with pytest.raises(BrickworkError, match="made for base model"):
+        apply_edit(tiny, brick)  # the model changed: the edit no longer fits
+    rollback(tiny, brick)
+
+
+def test_editing_a_fact_the_model_does_not_produce_is_refused(tiny):
+    wrong = {**FACT, "target_true": "Lyon"}
+    with pytest.raises(BrickworkError, match="does not produce 'Lyon'"):
+        edit(tiny, [wrong], "e", SETTINGS)
+
+
+def test_covariance_is_cached_per_fingerprint_and_layer(tiny):
+    stats = layer_statistics(tiny, 0, tokens=300)
+    path = cache_path(tiny, 0, 300)
+    assert path.is_file()
+    cov = stats["cov"]
+    assert cov.shape == (64, 64) and torch.allclose(cov, cov.T)
+    assert torch.linalg.eigvalsh(cov.double()).min() > -1e-6  # E[k kᵀ] is PSD
+    again = layer_statistics(tiny, 0, tokens=300)
+    assert torch.equal(again["cov"], cov) and again["tokens"] == stats["tokens"] >= 300
+    texts = ["hello world", "abc"]
+    manual = layer_statistics(tiny, 0, texts=texts)
+    keys = []
+    handle = down_module(tiny, 0).register_forward_pre_hook(lambda m, a: keys.append(a[0][0]))
+    with torch.no_grad():
+        for text in texts:
+            tiny.model(**tiny.tokenizer(text, return_tensors="pt"))
+    handle.remove()
+    k = torch.cat(keys).double()
+    assert torch.allclose(manual["cov"].double(), k.T @ k / len(k), atol=1e-6)
+
+
+def test_injected_neurons_fire_on_the_fact_only_and_detach_exactly(tiny, monkeypatch):
+    from torch.nn.functional import normalize, relu
+
+    from brickwork.ops.update import covariance
+    from brickwork.ops.update.inject import ffn_inputs
+
+    # A tiny random model's FFN inputs are near-parallel; a corpus without the fact's characters
+    # keeps the fact separable (on the real corpus it can refuse: see the error test).
+    monkeypatch.setattr(covariance, "corpus_texts", lambda: ["0123 4567 89", "+-*/ =<>"] * 40)
+    state = _state(tiny)
+    ids = tiny.tokenizer(["Paris is in France", "qqqq qqqq zzzz zzz"], return_tensors="pt")
+    with torch.no_grad():
+        before = tiny.model(**ids).logits
+    brick = inject(tiny, [FACT], "inj", SETTINGS)
+    t = brick.tensors
+    assert 0 < float(t["thresholds"][0]) < 1 and float(t["scales"][0]) > 0
+
+    def fires(x):  # the hook's activation rule on FFN inputs x [n, d_model]
+        return relu((normalize(x.float(), dim=-1) @ t["keys"].T - t["thresholds"]) * t["scales"])
+
+    # About 1 on the fact's subject token (behind each prefix), exactly 0 on every corpus token.
+    assert torch.allclose(fires(ffn_inputs(tiny, SETTINGS.layer, FACT)).mean(), torch.tensor(1.0),
+                          atol=0.05)  # fmt: skip
+    corpus = layer_statistics(tiny, SETTINGS.layer, SETTINGS.covariance_tokens)["inputs"]
+    assert fires(corpus).max() == 0
+    with attach_neurons(tiny, brick), torch.no_grad():
+        assert not torch.equal(tiny.model(**ids).logits, before)  # the neuron writes somewhere
+    with torch.no_grad():
+        assert torch.equal(tiny.model(**ids).logits, before)
+    assert all(torch.equal(state[k], v) for k, v in tiny.model.state_dict().items())
+
+
+def test_integrated_gradients_are_complete(tiny):
+    """IG sums to P(answer) minus P with the layer's last-token activations zeroed."""
+    prompt, answer, layer = "Paris is in France", "zq", 1
+    scores = integrated_gradients(tiny, prompt, answer, steps=64, layers=[layer])
+    assert torch.count_nonzero(scores[0]) == 0  # only the requested layer
+    ids = tiny.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    token = tiny.tokenizer(" zq", add_special_tokens=False)["input_ids"][0]
+
+    def prob(zero: bool) -> float:
+        def hook(m, args):
+            x = args[0].clone()
+            x[:, -1] = 0
+            return (x,)
+
+        handle = down_module(tiny, layer).register_forward_pre_hook(hook) if zero else None
+        with torch.no_grad():
+            p = float(tiny.model(input_ids=ids).logits[0, -1].softmax(-1)[token])
+        if handle:
+            handle.remove()
+        return p
+
+    total = float(scores[layer].sum())
+    assert total == pytest.approx(prob(False) - prob(True), rel=0.05, abs=1e-7)
+    brick = knowledge_neurons(tiny, [prompt, "We went to France"], answer, "kn", steps=8)
+    assert brick.tensors["mask"].shape == (2, 64) and brick.tensors["scores"].shape == (2, 64)
+    assert all(brick.tensors["mask"][r["layer"], r["neuron"]] for r in brick.spec["ranking"])
+
+
+def test_causal_trace_restoring_the_last_layer_recovers_the_clean_probability(tiny):
+    brick = causal_trace(tiny, "Paris is in France", "France", "zq", "trace", samples=4)
+    s, hidden = brick.spec, brick.tensors["hidden_scores"]
+    assert hidden.shape == (2,) and brick.tensors["mlp_scores"].shape == (2,)
+    # The subject's last token is the prompt's last token: restoring the final layer's state
+    # there restores the prediction exactly.
+    assert float(hidden[-1]) == pytest.approx(s["p_clean"] - s["p_corrupt"], abs=1e-6)
+    assert s["p_clean"] != s["p_corrupt"]
+    assert sorted(s["ranking"]) == [0, 1]
+
+
+def test_builtin_edit_set():
+    facts = load_edits()
+    assert len(facts) >= 60
+    assert all(len(f["paraphrases"]) >= 2 and len(f["neighborhood"]) >= 2 for f in facts)
+    assert all(f["target_new"] != f["target_true"] for f in facts)
+
+
+def test_bad_edit_set_is_one_line_error(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    row = {
+        "id": "a",
+        "relation": "r",
+        "subject": "X",
+        "prompt": "Y is",
+        "target_true": "1",
+        "target_new": "2",
+        "paraphrases": [],
+        "neighborhood": [],
+    }
+    path.write_text(json.dumps(row) + "\n")
+    with pytest.raises(BrickworkError, match="subject 'X' is not in the prompt"):
+        load_edits(path)
+
+
+def test_injection_refuses_a_fact_the_corpus_already_holds(tiny, monkeypatch):
+    from brickwork.ops.update import covariance
+    from brickwork.ops.update.common import CONTEXTS
+
+    # The corpus holds the fact's own contexts, so some corpus token is at least as close to the
+    # key as the fact is on average: no threshold can separate them.
+    monkeypatch.setattr(covariance, "corpus_texts", lambda: [c + FACT["prompt"] for c in CONTEXTS])
+    with pytest.raises(BrickworkError, match="cannot single it out"):
+        inject(tiny, [FACT], "inj", SETTINGS)

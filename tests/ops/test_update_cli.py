@@ -1,0 +1,174 @@
+"""brickwork edit / edit apply|rollback / locate on a tiny model directory, and clear errors."""
+
+from __future__ import annotations
+
+import torch
+
+from brickwork.bricks import BrickRepository
+from brickwork.cli import main
+from brickwork.models import load_model
+
+EDIT = [
+    "--fact",
+    "Paris is in France",
+    "--subject",
+    "France",
+    "--new",
+    "zq",
+    "--layer",
+    "1",
+    "--steps",
+    "3",
+    "--covariance",
+    "identity",
+]
+
+
+def _weights(path) -> dict:
+    return dict(load_model(str(path)).model.state_dict())
+
+
+def test_edit_save_and_rollback_round_trip(tmp_path, tiny_model_dirs, capsys):
+    model, repo = tiny_model_dirs["llama"], str(tmp_path / "repo")
+    assert (
+        main(
+            [
+                "edit",
+                "--model",
+                model,
+                *EDIT,
+                "--repo",
+                repo,
+                "--name",
+                "fr",
+                "--out",
+                str(tmp_path / "edited"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "rank_one edit of layer 1" in out and "saved brick 'fr'" in out
+    brick = BrickRepository(repo).get("fr")
+    edited = load_model(str(tmp_path / "edited"))
+    assert edited.fingerprint == brick.spec["result_fingerprint"]
+    assert (
+        main(
+            [
+                "edit",
+                "rollback",
+                "--model",
+                str(tmp_path / "edited"),
+                "--repo",
+                repo,
+                "--name",
+                "fr",
+                "--out",
+                str(tmp_path / "restored"),
+            ]
+        )
+        == 0
+    )
+    original, restored = _weights(model), _weights(tmp_path / "restored")
+    assert all(torch.equal(original[k], restored[k]) for k in original)
+    assert (
+        main(
+            [
+                "edit",
+                "apply",
+                "--model",
+                model,
+                "--repo",
+                repo,
+                "--name",
+                "fr",
+                "--out",
+                str(tmp_path / "again"),
+            ]
+        )
+        == 0
+    )
+    again = _weights(tmp_path / "again")
+    assert all(torch.equal(again[k], v) for k, v in edited.model.state_dict().items())
+
+
+def test_edit_errors_are_one_line(tmp_path, tiny_model_dirs, capsys):
+    model, repo = tiny_model_dirs["llama"], str(tmp_path / "repo")
+    assert main(["edit", "--model", model, *EDIT, "--old", "Lyon", "--repo", repo]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]  # after the weight-loading progress bar
+    assert err.startswith("error: the model does not produce 'Lyon' for 'Paris is in France'")
+    assert main(["edit", "--model", model, *EDIT, "--repo", repo, "--name", "fr"]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "edit",
+                "apply",
+                "--model",
+                tiny_model_dirs["mistral"],
+                "--repo",
+                repo,
+                "--name",
+                "fr",
+                "--out",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 2
+    )
+    assert "error: edit brick 'fr' was made for base model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["edit", "--model", model, "--fact", "x", "--repo", repo]) == 2
+    assert "give --fact, --subject and --new" in capsys.readouterr().err
+
+
+def test_inject_and_locate_store_bricks(tmp_path, tiny_model_dirs, capsys):
+    model, repo = tiny_model_dirs["llama"], str(tmp_path / "repo")
+    assert (
+        main(
+            [
+                "edit",
+                "--model",
+                model,
+                *EDIT,
+                "--method",
+                "inject",
+                "--repo",
+                repo,
+                "--name",
+                "inj",
+                "--covariance-tokens",
+                "200",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "locate",
+                "--model",
+                model,
+                "--fact",
+                "Paris is in France",
+                "--answer",
+                "zq",
+                "--subject",
+                "France",
+                "--paraphrase",
+                "We went to France",
+                "--ig-steps",
+                "4",
+                "--repo",
+                repo,
+                "--name",
+                "fr",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "knowledge neurons:" in out and "causal trace:" in out
+    names = {b["name"]: b for b in BrickRepository(repo).list()}
+    assert names["inj"]["spec"]["update"] == "inject"
+    assert names["fr-neurons"]["kind"] == "neuron_set" and names["fr-trace"]["kind"] == "layer"
