@@ -205,17 +205,22 @@ def test_preserve_keeps_other_behaviour_closer_to_the_base(tiny_llama, tiny_samp
     assert drift[False] < drift[True] / 4
 
 
-def test_preserve_still_learns_the_documents(tiny_llama, tiny_samples):
-    keep = select_split(tiny_samples, "train")
-    learnt = {}
-    for preserve in (None, keep):
-        brick = train_knowledge_brick(tiny_llama, DOCS, "facts", "new facts", preserve=preserve,
-                                      **dict(FAST, steps=24, lr=2e-2))  # fmt: skip
-        learnt[preserve is None] = brick.metrics["heldout_loss_after"]
-        before = brick.metrics["heldout_loss_before"]  # the loss on DOCS (no held-out given)
-    # The KL term constrains other text; the LM loss still trains on DOCS, not on ``keep``.
-    assert learnt[True] < before - 0.3
-    assert learnt[False] < learnt[True] + 0.5 * (before - learnt[True])
+def test_preserve_still_trains_on_the_documents(tiny_llama, tiny_samples, monkeypatch):
+    import brickwork.bricks.train as train_module
+
+    trained = []
+    real = train_module.batch_loss
+
+    def recording(loaded, rows):
+        trained.extend(rows)
+        return real(loaded, rows)
+
+    monkeypatch.setattr(train_module, "batch_loss", recording)
+    train_knowledge_brick(tiny_llama, DOCS, "facts", "new facts",
+                          preserve=select_split(tiny_samples, "train"), **FAST)  # fmt: skip
+    # The LM loss sees only the documents; the preserve rows enter through the KL term alone.
+    documents = document_rows(tiny_llama.tokenizer, DOCS)
+    assert trained and all(row in documents for row in trained)
 
 
 def test_document_rows_plain_and_chat(tiny_llama):
