@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -19,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from brickwork.bricks.brick import Brick
 from brickwork.errors import BrickworkError
-from brickwork.io import read_versioned_json, sha256_file
+from brickwork.io import read_versioned_json, replace_dir_atomically, sha256_file
 
 FORMAT = "brickwork-brick"
 FORMAT_VERSION = 1
@@ -33,21 +32,7 @@ EXTRA_PREFIX = "brickwork."
 
 def save_brick(brick: Brick, target: str | Path) -> Path:
     """Write ``brick`` as a directory at ``target`` (replacing an older one only when complete)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    try:
-        write_brick_files(brick, tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    replace_dir_atomically(Path(target), lambda tmp: write_brick_files(brick, tmp))
     return target
 
 

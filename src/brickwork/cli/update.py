@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from brickwork.errors import BrickworkError
+from brickwork.io import replace_dir_atomically
 
 
 def _load(args):
@@ -31,22 +32,15 @@ def _settings(args):
 
 def _save_model(loaded, out: str) -> None:
     """Save the (edited) model as a Hugging Face directory, atomically."""
-    import os
-    import shutil
-    import tempfile
-
     target = Path(out)
     if target.exists():
         raise BrickworkError(f"{target} already exists; choose a new --out")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+
+    def write(tmp: Path) -> None:
         loaded.model.save_pretrained(tmp)
         loaded.tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    replace_dir_atomically(target, write)
 
 
 def cmd_locate(args: argparse.Namespace) -> None:

@@ -13,9 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -26,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from brickwork.errors import BrickworkError
+from brickwork.io import replace_dir_atomically
 from brickwork.models.families import Family, family_for
 from brickwork.models.load import LoadedModel, fingerprint
 
@@ -152,9 +150,8 @@ def save_compact(compact: CompactModel, out_dir: str | Path) -> Path:
     target = Path(out_dir)
     if target.exists() and not (target / COMPACT_FILE).is_file():
         raise BrickworkError(f"{target} exists and is not a compact model directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
+
+    def write(tmp: Path) -> None:
         compact.loaded.model.save_pretrained(tmp, safe_serialization=True)
         compact.loaded.tokenizer.save_pretrained(tmp)
         tensors = {f"layer{i:03d}": k.contiguous() for i, k in enumerate(compact.kept)}
@@ -165,13 +162,8 @@ def save_compact(compact: CompactModel, out_dir: str | Path) -> Path:
                 "widths": compact.widths, "fraction": compact.fraction, "info": compact.info,
                 "source": compact.loaded.source}  # fmt: skip
         (tmp / COMPACT_FILE).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return target
+
+    return replace_dir_atomically(target, write)
 
 
 def load_compact(path: str | Path) -> CompactModel:

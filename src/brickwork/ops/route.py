@@ -47,6 +47,7 @@ from brickwork.bricks.format import EXTRA_PREFIX, WEIGHTS_FILE
 from brickwork.bricks.repository import BrickRepository
 from brickwork.data.sample import Sample, dataset_hash
 from brickwork.errors import BrickworkError
+from brickwork.io import replace_atomically
 from brickwork.models.load import LoadedModel
 
 EMBEDDING_KEY = f"{EXTRA_PREFIX}purpose_embedding"
@@ -308,11 +309,10 @@ class RetrievalIndex:
         tensors = {"matrix": self.matrix, "shift": self.shift, "scale": self.scale}
         if self.bias is not None:
             tensors["bias"] = self.bias
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"index": json.dumps(meta)})  # fmt: skip
-        tmp.replace(path)
-        return path
+        tensors = {k: v.contiguous() for k, v in tensors.items()}
+        return replace_atomically(
+            path, lambda tmp: save_file(tensors, str(tmp), metadata={"index": json.dumps(meta)})
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> RetrievalIndex:

@@ -11,9 +11,6 @@ from the config, reshapes the recorded layers, then loads the weights and checks
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -23,7 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
 from brickwork.errors import BrickworkError
-from brickwork.io import read_versioned_json
+from brickwork.io import read_versioned_json, replace_dir_atomically
 from brickwork.models.families import Family, family_for
 from brickwork.models.load import LoadedModel, fingerprint, load_model
 from brickwork.ops.grow.experts import UpcycledMoE
@@ -71,9 +68,8 @@ def save_grown(grown: GrownModel, target: str | Path) -> Path:
     target = Path(target)
     if target.exists() and not (target / GROWN_FILE).is_file():
         raise BrickworkError(f"{target} exists and is not a grown model: refusing to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    try:
+
+    def write(tmp: Path) -> None:
         grown.loaded.model.save_pretrained(tmp)
         grown.loaded.tokenizer.save_pretrained(tmp)
         (tmp / GROWN_BRICK).mkdir()
@@ -84,21 +80,8 @@ def save_grown(grown: GrownModel, target: str | Path) -> Path:
                   "trainable": {k: v.to_json() for k, v in grown.trainable.items()},
                   "trainable_parameters": grown.trainable_count()}  # fmt: skip
         (tmp / GROWN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
-        _swap_in(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return target
 
-
-def _swap_in(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, target)
+    return replace_dir_atomically(target, write)
 
 
 def is_grown(path: str | Path) -> bool:
