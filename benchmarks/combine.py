@@ -5,33 +5,47 @@ Needs the bricks and purpose embeddings that ``benchmarks/retrieval.py`` leaves 
 1. Exactness: our exact linear merge, and its rank-8 SVD re-compression, against PEFT's
    ``add_weighted_adapter`` ("linear", "cat", "svd") on the same two bricks and weights: relative
    Frobenius distance of ΔW from Σ wᵢ·ΔWᵢ over all modules, and time.
-2. Merging 3 bricks (en->de, fr->en, GSM8K final answer): each parent's held-out response loss
-   alone and in linear / TIES / DARE merges; the share of its improvement over the base it keeps.
+2. Merging the ``--parents`` bricks (default en->de, fr->en, GSM8K final answer): each parent's
+   held-out response loss alone and in linear / TIES / DARE merges; the share of its improvement
+   over the base it keeps, and the interference (merged minus parent alone).
 3. Subtraction: a rank-8 merge of en->de and fr->en, minus en->de (task arithmetic), the same
    merge minus the unrelated GSM8K brick (control), and the base minus en->de.
-4. Retrieve-then-compose on two unseen tasks (fr->de translation, MMLU high-school computer
-   science): top-3 bricks by task-level retrieval, merged with uniform weights or weights from a
-   CMA-ES search on 8 examples, beside the base model and 3 random bricks (uniform).
+4. Retrieve-then-compose on three unseen tasks (Multi30k fr->de and de->fr, MMLU high-school
+   computer science; no brick was trained on them): the top-3 bricks by task-level retrieval
+   from 8 search examples, merged with uniform weights or with weights from a CMA-ES search on
+   those 8 examples, evaluated on 40 other held-out examples beside the base model and 3 random
+   bricks (uniform; mean of 3 draws among the bricks trained >= 16 steps); response loss, and
+   letter accuracy for MMLU.
 5. Stitching: French captions -> English (fr->en brick) -> German (en->de brick), chosen by the
    planner from the descriptions, against the base model translating directly; chrF.
+6. Stitching: French questions (hand-written in this file: 20 well-known facts, 10 one-step
+   arithmetic problems) -> fr->en brick -> an answering step (the base model, or the brick the
+   planner picks), against the base model answering the French question directly; accuracy.
 
     .venv/bin/python benchmarks/combine.py [--data ../shared/data] [--work /tmp/combine_work]
+        [--only SECTION] [--parents BRICK ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
 import time
 from pathlib import Path
 
 import torch
 from bricks import chrf
-from retrieval import LANG, MT, N_TEST, _samples, mmlu_pairs
+from retrieval import LANG, MMLU, MT, _samples, mmlu_pairs
 
 from brickwork import load_model
 from brickwork.bricks import BrickRepository, attach
-from brickwork.bricks.train_eval import response_loss
+from brickwork.bricks.train_eval import (
+    answer_matches,
+    response_loss,
+    response_rows,
+    target_logits,
+)
 from brickwork.data import Sample
 from brickwork.ops.combine import (
     lora_deltas,
@@ -45,7 +59,9 @@ from brickwork.ops.route import retrieve
 from brickwork.ops.stitch import Step, plan_chain, run_pipeline, step_for
 
 PARENTS = ("mt-en-de", "mt-fr-en", "gsm8k")
-N_SEARCH = 8
+N_SEARCH = 8  # examples the coefficient search (and task-level retrieval) may see
+N_UNSEEN_TEST = 40  # other held-out examples per unseen task
+SEARCH_BUDGET = 20  # CMA-ES evaluations
 
 
 def loss_with(loaded, bricks, samples) -> float:
@@ -99,39 +115,43 @@ def exactness(loaded, bricks) -> None:
 
 
 def merging(loaded, bricks, tests) -> None:
-    print("\n## 2. Merging 3 bricks: held-out response loss (nats/token) per parent task\n")
-    base = {n: loss_with(loaded, [], s) for n, s in tests.items()}
+    n, rank = len(bricks), sum(b.spec["peft_config"]["r"] for b in bricks)
+    print(f"\n## 2. Merging {n} bricks: held-out response loss (nats/token) per parent task\n")
+    base = {name: loss_with(loaded, [], s) for name, s in tests.items()}
     alone = {b.name: loss_with(loaded, [b], tests[b.name]) for b in bricks}
     merges = {}
     for label, build in (
-        ("linear Σ (w=1), exact rank 24", lambda: merge_linear(bricks, [1.0] * 3, "lin")),
+        (f"linear Σ (w=1), exact rank {rank}", lambda: merge_linear(bricks, [1.0] * n, "lin")),
         ("linear Σ (w=1), SVD to rank 8",
-         lambda: merge_linear(bricks, [1.0] * 3, "lin8", rank=8)),
-        ("linear mean (w=1/3), exact", lambda: merge_linear(bricks, [1 / 3] * 3, "mean")),
-        ("TIES (density 0.2, rank 24)", lambda: merge_ties(bricks, [1.0] * 3, "ties", density=0.2)),
-        ("DARE (density 0.5, seed 0, rank 24)",
-         lambda: merge_dare(bricks, [1.0] * 3, "dare", density=0.5, seed=0)),
+         lambda: merge_linear(bricks, [1.0] * n, "lin8", rank=8)),
+        (f"linear mean (w=1/{n}), exact", lambda: merge_linear(bricks, [1 / n] * n, "mean")),
+        (f"TIES (density 0.2, rank {rank})",
+         lambda: merge_ties(bricks, [1.0] * n, "ties", density=0.2)),
+        (f"DARE (density 0.5, seed 0, rank {rank})",
+         lambda: merge_dare(bricks, [1.0] * n, "dare", density=0.5, seed=0)),
     ):  # fmt: skip
         t0 = time.perf_counter()
         merged = build()
         seconds = time.perf_counter() - t0
         error = merged.metrics.get("recompression_error")
-        merges[label] = ({n: loss_with(loaded, [merged], s) for n, s in tests.items()}, seconds,
-                         error)  # fmt: skip
-    names = list(tests)
+        merges[label] = ({name: loss_with(loaded, [merged], s) for name, s in tests.items()},
+                         seconds, error)  # fmt: skip
+    names = [b.name for b in bricks]
     print(
         "| model | " + " | ".join(names) + " | kept share of each gain | build s | re-compr. err |"
     )
     print("|---|" + "---|" * (len(names) + 3))
-    print("| base | " + " | ".join(f"{base[n]:.3f}" for n in names) + " | - | - | - |")
-    print(
-        "| parent alone | " + " | ".join(f"{alone[n]:.3f}" for n in names) + " | 1, 1, 1 | - | - |"
-    )
+    print("| base | " + " | ".join(f"{base[x]:.3f}" for x in names) + " | - | - | - |")
+    print("| parent alone | " + " | ".join(f"{alone[x]:.3f}" for x in names) +
+          f" | {', '.join(['1'] * n)} | - | - |")  # fmt: skip
     for label, (losses, seconds, error) in merges.items():
-        kept = [(base[n] - losses[n]) / (base[n] - alone[n]) for n in names]
+        kept = [(base[x] - losses[x]) / (base[x] - alone[x]) for x in names]
         err = f"{error:.3f}" if error is not None else "exact"
-        print(f"| {label} | " + " | ".join(f"{losses[n]:.3f}" for n in names) +
+        print(f"| {label} | " + " | ".join(f"{losses[x]:.3f}" for x in names) +
               f" | {', '.join(f'{k:.2f}' for k in kept)} | {seconds:.1f} | {err} |")  # fmt: skip
+    for label, (losses, _, _) in merges.items():
+        print(f"interference (merged - parent alone), {label}: " +
+              " / ".join(f"{losses[x] - alone[x]:+.3f}" for x in names))  # fmt: skip
 
 
 def subtraction(loaded, bricks, tests) -> None:
@@ -153,39 +173,91 @@ def subtraction(loaded, bricks, tests) -> None:
 
 
 def unseen_tasks(data: Path) -> dict[str, list[Sample]]:
-    fr = (data / "multi30k_test2016.fr.txt").read_text().splitlines()
-    de = (data / "multi30k_test2016.de.txt").read_text().splitlines()
-    template = MT.format(src=LANG["fr"], dst=LANG["de"])
-    pairs = [(fr[i].strip(), de[i].strip()) for i in range(800, 800 + N_SEARCH + N_TEST)]
-    cs = mmlu_pairs(data, "high_school_computer_science")[: N_SEARCH + N_TEST]
-    mmlu = "Answer with the letter of the correct option.\n{input}"
-    return {"mt-fr-de": _samples("mt-fr-de", template, pairs),
-            "mmlu-hs-computer-science": _samples("mmlu-cs", mmlu, cs)}  # fmt: skip
+    """Three tasks no brick was trained on: two Multi30k directions absent from the repository
+    (captions 800- and 850-, disjoint from the bricks' ranges) and an MMLU subject absent from
+    it. Each has N_SEARCH search examples, then N_UNSEEN_TEST held-out ones."""
+    lines = {k: (data / f"multi30k_test2016.{k}.txt").read_text().splitlines() for k in LANG}
+    size = N_SEARCH + N_UNSEEN_TEST
+
+    def captions(src: str, dst: str, start: int) -> list[Sample]:
+        pairs = [(lines[src][i].strip(), lines[dst][i].strip()) for i in range(start, start + size)]
+        return _samples(f"mt-{src}-{dst}", MT.format(src=LANG[src], dst=LANG[dst]), pairs)
+
+    cs = mmlu_pairs(data, "high_school_computer_science")[:size]
+    return {"mmlu-hs-computer-science": _samples("mmlu-cs", MMLU, cs),
+            "mt-fr-de": captions("fr", "de", 800),
+            "mt-de-fr": captions("de", "fr", 850)}  # fmt: skip
 
 
-def compose(loaded, repo: BrickRepository, data: Path) -> None:
-    print("\n## 4. Retrieve-then-compose on unseen tasks (held-out response loss)\n")
-    names = [m["name"] for m in repo.list()]
-    print(
-        "| unseen task | retrieved (top-3) | base | random 3, uniform | top-3 uniform | "
-        "top-3 CMA-ES weights | searched weights | best / base |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+def letter_accuracy(loaded, samples: list[Sample]) -> float:
+    """MMLU accuracy: the option letter (A-D) with the highest next-token logit at the start of
+    the answer, against the reference letter (the same rule for every model compared)."""
+    tokenizer = loaded.tokenizer
+    letters = [tokenizer(x, add_special_tokens=False)["input_ids"][0] for x in "ABCD"]
+    rows = [(context, target[:1]) for context, target in response_rows(tokenizer, samples)]
+    hits = 0
+    with torch.no_grad():
+        for i in range(0, len(rows), 8):
+            logits, targets = target_logits(loaded, rows[i : i + 8])
+            picked = torch.tensor(letters)[logits[:, letters].argmax(dim=1).cpu()]
+            hits += int((picked == targets.cpu()).sum())
+    return hits / len(rows)
+
+
+def scores(loaded, bricks, samples) -> tuple[float, float | None]:
+    """(held-out response loss, letter accuracy for MMLU tasks else None) with ``bricks``."""
+    with attach(loaded, bricks):
+        loss = response_loss(loaded, samples)
+        mmlu = samples[0].functionality.startswith("mmlu")
+        return loss, letter_accuracy(loaded, samples) if mmlu else None
+
+
+def compose(loaded, repo: BrickRepository, data: Path, k: int = 3, draws: int = 3) -> None:
+    print(f"\n## 4. Retrieve-then-compose on unseen tasks ({N_SEARCH} search examples, "
+          f"{N_UNSEEN_TEST} other held-out examples)\n")  # fmt: skip
+    # the random control draws among the bricks trained for >= 16 steps, the ones that changed
+    # the model measurably (4-step bricks are nearly the base model: a too-easy control)
+    trained = [m["name"] for m in repo.list() if m["provenance"]["parameters"]["steps"] >= 16]
+    print(f"random-control pool ({len(trained)} bricks trained >= 16 steps): {', '.join(trained)}")
+    rows, accuracy = [], []
     rng = random.Random(0)
     for task, samples in unseen_tasks(data).items():
+        t0 = time.perf_counter()
         search, test = samples[:N_SEARCH], samples[N_SEARCH:]
-        matches = retrieve(loaded, repo, [s.prompt for s in search], k=3)
+        matches = retrieve(loaded, repo, [s.prompt for s in search], k=k)
         top = [repo.get(m.name) for m in matches]
-        control = [repo.get(n) for n in rng.sample(names, 3)]
-        base = loss_with(loaded, [], test)
-        random_uniform = loss_with(loaded, [merge_linear(control, [1 / 3] * 3, "r")], test)
-        uniform = loss_with(loaded, [merge_linear(top, [1 / 3] * 3, "u")], test)
-        found = search_weights(loaded, top, search, budget=16, seed=0)
-        searched = loss_with(loaded, [merge_linear(top, found.weights, "s")], test)
+        base = scores(loaded, [], test)
+        controls = [scores(loaded, [merge_linear([repo.get(n) for n in rng.sample(trained, k)],
+                                                 [1 / k] * k, "r")], test)
+                    for _ in range(draws)]  # fmt: skip
+        uniform = scores(loaded, [merge_linear(top, [1 / k] * k, "u")], test)
+        found = search_weights(loaded, top, search, budget=SEARCH_BUDGET, seed=0)
+        searched = scores(loaded, [merge_linear(top, found.weights, "s")], test)
+        random_loss = sum(c[0] for c in controls) / draws
         weights = ", ".join(f"{w:.2f}" for w in found.weights)
-        print(f"| {task} | {', '.join(m.name for m in matches)} | {base:.3f} | "
-              f"{random_uniform:.3f} | {uniform:.3f} | {searched:.3f} | {weights} | "
-              f"{min(uniform, searched) / base:.3f}x |")  # fmt: skip
+        rows.append(
+            f"| {task} | {', '.join(f'{m.name} ({m.score:.2f})' for m in matches)} | "
+            f"{base[0]:.3f} | {random_loss:.3f} ({min(c[0] for c in controls):.3f}-"
+            f"{max(c[0] for c in controls):.3f}) | {uniform[0]:.3f} | {searched[0]:.3f} | "
+            f"{weights} | {uniform[0] / base[0]:.3f}x | {searched[0] / base[0]:.3f}x |"
+        )
+        print(rows[-1], flush=True)
+        print(f"  search loss on the {N_SEARCH} search examples: uniform {found.start_loss:.3f} "
+              f"-> best {found.loss:.3f} in {found.evaluations} evaluations; "
+              f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        if base[1] is not None:
+            random_acc = sum(c[1] for c in controls) / draws
+            accuracy.append(f"| {task} | {base[1]:.3f} | {random_acc:.3f} | {uniform[1]:.3f} | "
+                            f"{searched[1]:.3f} |")  # fmt: skip
+    print("\n| unseen task | retrieved (top-3, posterior) | base | random 3, uniform: mean "
+          "(range) of 3 draws | top-3 uniform | top-3 CMA-ES weights | searched weights | "
+          "uniform / base | CMA-ES / base |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(f"\nletter accuracy on the {N_UNSEEN_TEST} held-out questions (chance 0.25)\n")
+    print("| unseen task | base | random 3, uniform (mean) | top-3 uniform | top-3 CMA-ES |")
+    print("|---|---|---|---|---|")
+    print("\n".join(accuracy))
 
 
 PLANS = {
@@ -234,11 +306,137 @@ def stitching(loaded, repo: BrickRepository, data: Path, n: int = 12) -> None:
                   f"(reference {german[0]!r})")  # fmt: skip
 
 
+# Hand-written for this benchmark (benchmark data, not from ../shared/data): well-known facts and
+# one-step arithmetic word problems, in French with an English original and the accepted answers
+# (English and French spellings, so answering in either language counts).
+FRENCH_KNOWLEDGE = [
+    ("Quelle est la capitale de l'Italie ?", "What is the capital of Italy?", ("Rome",)),
+    ("Quelle est la capitale du Japon ?", "What is the capital of Japan?", ("Tokyo",)),
+    ("Quelle est la capitale de l'Espagne ?", "What is the capital of Spain?", ("Madrid",)),
+    ("Quelle est la capitale de l'Allemagne ?", "What is the capital of Germany?", ("Berlin",)),
+    ("Qui a écrit la pièce Roméo et Juliette ?", "Who wrote the play Romeo and Juliet?",
+     ("Shakespeare",)),
+    ("Quelle est la plus grande planète du système solaire ?",
+     "What is the largest planet in the solar system?", ("Jupiter",)),
+    ("Sur quel continent se trouve l'Égypte ?", "On which continent is Egypt?",
+     ("Africa", "Afrique")),
+    ("Combien de continents y a-t-il sur Terre ?", "How many continents are there on Earth?",
+     ("7", "seven", "sept")),
+    ("Quel est le plus grand océan du monde ?", "What is the largest ocean in the world?",
+     ("Pacific", "Pacifique")),
+    ("Qui a peint la Joconde ?", "Who painted the Mona Lisa?", ("Leonardo", "Léonard", "Vinci")),
+    ("Quelle est la langue officielle du Brésil ?", "What is the official language of Brazil?",
+     ("Portuguese", "portugais")),
+    ("Quel animal est appelé le roi de la jungle ?",
+     "Which animal is called the king of the jungle?", ("lion",)),
+    ("Quel gaz les plantes absorbent-elles pour la photosynthèse ?",
+     "Which gas do plants absorb for photosynthesis?",
+     ("carbon dioxide", "CO2", "dioxyde de carbone")),
+    ("Combien de côtés a un triangle ?", "How many sides does a triangle have?",
+     ("3", "three", "trois")),
+    ("Quelle est la planète la plus proche du Soleil ?", "Which planet is closest to the Sun?",
+     ("Mercury", "Mercure")),
+    ("Quel est le plus long fleuve d'Afrique ?", "What is the longest river in Africa?",
+     ("Nile", "Nil")),
+    ("Dans quel pays se trouve la tour Eiffel ?", "In which country is the Eiffel Tower?",
+     ("France",)),
+    ("De quelle couleur est le ciel par temps clair ?", "What color is the sky on a clear day?",
+     ("blue", "bleu")),
+    ("À quelle température l'eau gèle-t-elle en degrés Celsius ?",
+     "At what temperature in degrees Celsius does water freeze?", ("0", "zero", "zéro")),
+    ("Qui a été le premier homme à marcher sur la Lune ?",
+     "Who was the first man to walk on the Moon?", ("Armstrong",)),
+]  # fmt: skip
+FRENCH_MATH = [
+    ("Marie a 12 pommes et en donne 5 à son frère. Combien de pommes lui reste-t-il ?",
+     "Marie has 12 apples and gives 5 to her brother. How many apples does she have left?", 7),
+    ("Un livre coûte 8 euros. Combien coûtent 3 livres ?",
+     "A book costs 8 euros. How much do 3 books cost?", 24),
+    ("Paul a 5 boîtes de 6 crayons. Combien de crayons a-t-il en tout ?",
+     "Paul has 5 boxes of 6 pencils. How many pencils does he have in total?", 30),
+    ("Il y a 30 élèves dans une classe et 12 sont des garçons. Combien y a-t-il de filles ?",
+     "There are 30 students in a class and 12 are boys. How many are girls?", 18),
+    ("Un train roule à 60 km par heure pendant 2 heures. Quelle distance parcourt-il ?",
+     "A train travels at 60 km per hour for 2 hours. How far does it travel?", 120),
+    ("Sophie a 20 euros et achète un jouet à 14 euros. Combien d'argent lui reste-t-il ?",
+     "Sophie has 20 euros and buys a toy for 14 euros. How much money does she have left?", 6),
+    ("Un jardin a 7 rangées de 8 fleurs. Combien de fleurs y a-t-il ?",
+     "A garden has 7 rows of 8 flowers. How many flowers are there?", 56),
+    ("Tom partage 36 bonbons également entre 4 amis. Combien de bonbons reçoit chaque ami ?",
+     "Tom shares 36 candies equally among 4 friends. How many candies does each friend get?", 9),
+    ("Une boulangerie vend 45 croissants le matin et 35 l'après-midi. Combien de croissants "
+     "vend-elle en tout ?", "A bakery sells 45 croissants in the morning and 35 in the "
+     "afternoon. How many croissants does it sell in total?", 80),
+    ("Léa lit 15 pages par jour. Combien de pages lit-elle en 4 jours ?",
+     "Léa reads 15 pages a day. How many pages does she read in 4 days?", 60),
+]  # fmt: skip
+QA_SETS = {  # name: (questions, answer template, planner instruction, answer tokens)
+    "knowledge": (FRENCH_KNOWLEDGE, "Answer this question in a few words.\n{input}",
+                  "Translate the French question into English, then answer the general "
+                  "knowledge question", 32),
+    "math": (FRENCH_MATH, "Solve this math word problem.\n{input}", "Translate the French "
+             "question into English, then solve the math word problem", 96),
+}  # fmt: skip
+
+
+def correct(answer: str, expected) -> bool:
+    """Knowledge: an accepted answer occurs as whole words; math: the last number is right."""
+    if isinstance(expected, int):
+        numbers = re.findall(r"-?\d+(?:\.\d+)?", answer.replace(",", ""))
+        return bool(numbers) and float(numbers[-1]) == expected
+    return any(answer_matches(a, answer) for a in expected)
+
+
+def stitching_questions(loaded, repo: BrickRepository) -> None:
+    print("\n## 6. Stitching: French question -> fr->en translation -> answer (accuracy)\n")
+    metas, fr_en = repo.list(), repo.get("mt-fr-en")
+    to_english = MT.format(src=LANG["fr"], dst=LANG["en"])
+    for kind, (questions, template, instruction, tokens) in QA_SETS.items():
+        plan = plan_chain(instruction, metas)
+        print(f"{kind}: planned chain for {instruction!r}: " +
+              " -> ".join(f"{p.brick} ({p.score:.2f})" for p in plan))  # fmt: skip
+        answerer = [step_for(repo.get(p.brick)) for p in plan[1:]]
+        french, english = [q[0] for q in questions], [q[1] for q in questions]
+        runs = {
+            "base, French question directly": (french, [Step(None, template)]),
+            "base translates, base answers": (french, [Step(None, to_english),
+                                                       Step(None, template)]),
+            "fr->en brick translates, base answers": (french, [step_for(fr_en),
+                                                               Step(None, template)]),
+            "planned chain": (french, [step_for(repo.get(p.brick)) for p in plan]),
+            "reference: base, English original": (english, [Step(None, template)]),
+        }  # fmt: skip
+        if answerer:
+            runs["reference: planned answer brick, English original"] = (english, answerer)
+        print(f"\n| {kind} ({len(questions)} questions) | accuracy | vs base direct | "
+              "seconds |\n|---|---|---|---|")  # fmt: skip
+        base = None
+        for label, (inputs, steps) in runs.items():
+            t0 = time.perf_counter()
+            outputs = run_pipeline(loaded, steps, inputs, max_new_tokens=tokens, full_last=True)
+            hits = [correct(a, q[2]) for a, q in zip(outputs[-1], questions, strict=True)]
+            accuracy = sum(hits) / len(hits)
+            base = accuracy if base is None else base
+            ratio = f"{accuracy / base:.2f}x" if base else "-"
+            print(f"| {label} | {sum(hits)}/{len(hits)} = {accuracy:.2f} | {ratio} | "
+                  f"{time.perf_counter() - t0:.0f} |", flush=True)  # fmt: skip
+            if len(steps) > 1:
+                print(f"|   e.g. {inputs[0]!r} -> {outputs[0][0]!r} -> "
+                      f"{outputs[-1][0][:80]!r} | | | |")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="/tmp/combine_work")
-    parser.add_argument("--only", choices=("exact", "merge", "subtract", "compose", "stitch"))
+    parser.add_argument("--only", choices=("exact", "merge", "subtract", "compose", "stitch",
+                                           "stitch-qa"))  # fmt: skip
+    parser.add_argument(
+        "--parents",
+        nargs="+",
+        default=list(PARENTS),
+        help="the bricks merged in section 2 (the first two: section 1 and 3)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     from retrieval import build_tasks
@@ -246,13 +444,14 @@ def main() -> None:
     data = Path(args.data)
     loaded = load_model("smollm2-135m-instruct")
     repo = BrickRepository(Path(args.work) / "repo", create=False)
-    bricks = [repo.get(n) for n in PARENTS]
-    tests = {t.name: t.test for t in build_tasks(data) if t.name in PARENTS}
+    bricks = [repo.get(n) for n in args.parents]
+    tests = {t.name: t.test for t in build_tasks(data) if t.name in args.parents}
     sections = {"exact": lambda: exactness(loaded, bricks[:2]),
                 "merge": lambda: merging(loaded, bricks, tests),
                 "subtract": lambda: subtraction(loaded, bricks, tests),
                 "compose": lambda: compose(loaded, repo, data),
-                "stitch": lambda: stitching(loaded, repo, data)}  # fmt: skip
+                "stitch": lambda: stitching(loaded, repo, data),
+                "stitch-qa": lambda: stitching_questions(loaded, repo)}  # fmt: skip
     for name, run in sections.items():
         if args.only in (None, name):
             t0 = time.perf_counter()

@@ -16,6 +16,8 @@ suite's 7 functionalities), cached in ``--work`` so reruns are cheap, then:
    the query's single forward pass, which is timed separately, and saving/loading that index.
 
 Training stops after ``--train-minutes``; rerun to continue (trained bricks are kept).
+``--retrain TASK=STEPS ...`` retrains those bricks with more steps (rank 8), keeping their purpose
+embeddings (e.g. in a copy of the repository, as docs/results/combine.md's second run does).
 
     .venv/bin/python benchmarks/retrieval.py [--data ../shared/data] [--work /tmp/combine_work]
 """
@@ -39,7 +41,10 @@ from brickwork.data import FUNCTIONALITIES, Sample
 from brickwork.ops.route import (
     DEFAULT_LAYER,
     DEFAULT_POOLING,
+    EMBEDDING_KEY,
     SCORINGS,
+    SECOND_MOMENT_KEY,
+    STATES_KEY,
     Purpose,
     RetrievalIndex,
     prompt_features,
@@ -134,24 +139,51 @@ def build_tasks(data: Path) -> list[Task]:
     return tasks + [suite_task(f) for f in FUNCTIONALITIES]
 
 
-def train_bricks(loaded, tasks: list[Task], repo: BrickRepository, minutes: float) -> bool:
-    """Train (or reuse) one brick per task; False when the time budget ran out first."""
+def train_bricks(loaded, tasks: list[Task], repo: BrickRepository, minutes: float,
+                 retrain: dict[str, int] | None = None) -> bool:  # fmt: skip
+    """Train (or reuse) one brick per task; False when the time budget ran out first.
+
+    ``retrain`` {task: steps}: (re)train those tasks' bricks with that many steps at rank 8 unless
+    the stored brick already has them; a replaced brick's purpose embedding (base-model states of
+    the same training prompts, independent of the LoRA) is carried over to the new one."""
+    retrain = retrain or {}
     started, have = time.perf_counter(), {m["name"] for m in repo.list()}
     for task in tasks:
-        if task.name in have:
+        if task.name in have and (task.name not in retrain or
+                                  _steps(repo.get(task.name)) == retrain[task.name]):  # fmt: skip
             continue
         if time.perf_counter() - started > minutes * 60:
             return False
-        steps = REAL.get(task.name, 4)
-        rank = 8 if task.name in REAL else 4
+        steps = retrain.get(task.name, REAL.get(task.name, 4))
+        rank = 8 if task.name in REAL or task.name in retrain else 4
+        every = min(steps, 8) if task.name in retrain else steps  # retrained: best of val checks
         brick = train_task_brick(loaded, task.train, task.val, task.name, task.description,
-                                 rank=rank, steps=steps, lr=2e-3, eval_every=steps,
+                                 rank=rank, steps=steps, lr=2e-3, eval_every=every,
                                  target_modules=TARGETS, progress=False)  # fmt: skip
-        repo.add(brick)
+        if task.name in have:
+            brick = _with_purpose_of(repo.get(task.name), brick)
+        repo.add(brick, overwrite=task.name in have)
         print(f"trained {task.name}: {steps} steps, {brick.metrics['train_seconds']:.0f} s, "
               f"held-out loss {brick.metrics['heldout_loss_before']:.3f} -> "
               f"{brick.metrics['heldout_loss_after']:.3f}", flush=True)  # fmt: skip
     return True
+
+
+def _steps(brick) -> int:
+    return brick.provenance["parameters"]["steps"]
+
+
+def _with_purpose_of(old, new):
+    """``new`` carrying ``old``'s purpose embedding, description and prompt template."""
+    from dataclasses import replace
+
+    keys = (EMBEDDING_KEY, SECOND_MOMENT_KEY, STATES_KEY)
+    if EMBEDDING_KEY not in old.tensors:
+        return new
+    spec = {**new.spec, **{k: old.spec[k] for k in ("purpose_embedding", "prompt_template")
+                           if k in old.spec}}  # fmt: skip
+    return replace(new, tensors={**new.tensors, **{k: old.tensors[k] for k in keys}}, spec=spec,
+                   description=old.description)  # fmt: skip
 
 
 def purposes(features: dict, tasks: list[Task], key, n_embed: int) -> list[Purpose]:
@@ -331,7 +363,10 @@ def main() -> None:
                         help="stop after the accuracy table (needs no bricks)")  # fmt: skip
     parser.add_argument("--train-only", action="store_true",
                         help="train the bricks (cached in --work), then stop")  # fmt: skip
+    parser.add_argument("--retrain", nargs="*", default=[], metavar="TASK=STEPS",
+                        help="(re)train these bricks with this many steps (rank 8)")  # fmt: skip
     args = parser.parse_args()
+    retrain = {k: int(v) for k, v in (item.split("=") for item in args.retrain)}
     torch.set_num_threads(2)
     loaded = load_model("smollm2-135m-instruct")
     tasks = build_tasks(Path(args.data))
@@ -342,7 +377,7 @@ def main() -> None:
         report_accuracy(tasks, table, chosen, features)
     if args.accuracy_only:
         return
-    if not train_bricks(loaded, tasks, repo, args.train_minutes):
+    if not train_bricks(loaded, tasks, repo, args.train_minutes, retrain):
         print("training budget used up: rerun to train the remaining bricks")
         return
     if args.train_only:

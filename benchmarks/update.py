@@ -3,10 +3,14 @@ neurons and a LoRA knowledge plugin, on the built-in counterfactual set, against
 model measured in the same process (docs/results/update.md).
 
     .venv/bin/python benchmarks/update.py --filter          # keep the facts the model knows
-    .venv/bin/python benchmarks/update.py [--limit N] [--layer L] [--out runs/update.json]
+    .venv/bin/python benchmarks/update.py --split dev [--variants ...] [--layer L]   # choose
+    .venv/bin/python benchmarks/update.py --split test [--out runs/update/results.json]
 
-Every single edit is applied, measured and undone before the next, so each row of the table is
-the mean over independent single edits. Controls: ROME's update with its key direction replaced
+The seeded order's first ``--dev`` facts are for choosing settings, the rest for the results.
+Each fact's ``keep`` anchors are statements of the same relation about subjects that occur in
+none of its evaluation prompts (from the candidate pool). Every single edit is applied,
+measured and undone before the next, so each row of the table is the mean over independent
+single edits. Controls: ROME's update with its key direction replaced
 by a random direction of the same norm (``random key``), and ROME at one random other layer.
 """
 
@@ -23,7 +27,7 @@ import torch
 from brickwork.analysis.loss import reference_batches
 from brickwork.bricks import attach
 from brickwork.data import FUNCTIONALITIES, load_builtin_suite
-from brickwork.data.edits import EDITS_FILE, builtin_edits_path, load_edits
+from brickwork.data.edits import CANDIDATES_FILE, EDITS_FILE, builtin_edits_path, load_edits
 from brickwork.models import load_model
 from brickwork.ops.update import EditSettings, attach_neurons, edit, inject, plugin
 from brickwork.ops.update.common import down_module
@@ -45,6 +49,7 @@ COLUMNS = (
     "reliability_first",
     "generalization_first",
     "locality_first",
+    "locality_unrelated",
 )
 
 
@@ -116,49 +121,71 @@ def measure(loaded, facts, reference, context, ppl_base, with_ppl: bool) -> dict
     return {"rows": rows, "ppl_ratio": None if ppl is None else ppl / ppl_base}
 
 
-FIRST = "rome + first-token key"
+# Named ROME variants: (with the fact's keep anchors, with the text-initial subject key).
+VARIANTS = {
+    "rome": (False, False),
+    "rome + keep": (True, False),
+    "rome + first-token key": (False, True),
+    "rome + keep + first-token key": (True, True),
+}
 
 
-def subject_first(fact) -> bool:
-    return fact["prompt"].lower().startswith(fact["subject"].lower())
+def keep_anchors(fact: dict, pool: list[dict], n: int) -> list[str]:
+    """Up to ``n`` statements of the same relation about subjects that appear nowhere in the
+    fact's own evaluation prompts (so locality is measured on prompts the edit never saw)."""
+    seen = " ".join([fact["prompt"], *fact["paraphrases"], *fact["neighborhood"]]).lower()
+    return [
+        f"{c['prompt']} {c['target_true']}"
+        for c in pool
+        if c["relation"] == fact["relation"] and c["subject"].lower() not in seen
+    ][:n]
+
+
+def unrelated_prompts(fact: dict, facts: list[dict], n: int, rng: random.Random) -> list[str]:
+    """``n`` neighbourhood prompts of facts of other relations (EasyEdit-style locality)."""
+    others = sorted(
+        {p for f in facts if f["relation"] != fact["relation"] for p in f["neighborhood"]}
+    )
+    return rng.sample(others, n)
 
 
 def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
     n_layers = len(loaded.family.layer_modules(loaded.model))
     # One random other layer for the control (one more covariance to compute).
     other_layer = random.Random(args.seed).choice([x for x in range(n_layers) if x != args.layer])
-    out = {
-        k: {"rows": [], "ppl": [], "seconds": [], "values": []}
-        for k in ("rome", FIRST, "random key", "random layer", "inject", "plugin")
+    names = [*args.variants, "random key", "random layer", "inject", "plugin"]
+    out = {k: {"rows": [], "ppl": [], "seconds": [], "values": []} for k in names}
+    settings = {
+        name: EditSettings(
+            layer=args.layer,
+            steps=args.steps,
+            covariance=args.covariance,
+            first_token_key=VARIANTS[name][1],
+            keep_weight=args.keep_weight,
+        )
+        for name in args.variants
     }
-    settings = EditSettings(
-        layer=args.layer, steps=args.steps, covariance=args.covariance, first_token_key=True
-    )
-    cov = layer_statistics(loaded, args.layer)["cov"] if args.covariance == "corpus" else None
+    first = args.variants[0]  # the variant whose δ the controls, injection and batch reuse
+    preserve = load_builtin_suite("train") if args.plugin_preserve else None
     deadline = time.perf_counter() + 60 * args.max_minutes
     for i, fact in enumerate(facts):
         if time.perf_counter() > deadline:
             log(f"stopped after {i} facts (--max-minutes {args.max_minutes})")
             break
         with_ppl = i < args.ppl_facts
+        runs = {}
+        for name, s in settings.items():
+            given = {**fact, "keep": fact["keep"] if VARIANTS[name][0] else []}
+            started = time.perf_counter()
+            brick = edit(loaded, [given], f"edit-{i}", s)
+            out[name]["seconds"].append(time.perf_counter() - started)
+            out[name]["values"].append(brick.tensors["u"][:, 0])
+            runs[name] = Weights(loaded, brick)
+            if name == first:
+                delta = brick.tensors["u"][:, :1]
+                runs["random key"] = Weights(loaded, variant(brick, delta, random_v(brick, i)))
         started = time.perf_counter()
-        first = edit(loaded, [fact], f"edit-{i}", settings)
-        seconds = time.perf_counter() - started
-        delta = first.tensors["u"][:, :1]
-        # Plain ROME: the same value δ, only the prefixed key (one rank-one update).
-        key = fact_key(loaded, args.layer, fact["prompt"], fact["subject"])[:, None]
-        u, v = solve_update(key, delta, cov)
-        plain = variant(first, u, v)
-        for name in ("rome", FIRST):
-            out[name]["seconds"].append(seconds)
-        out["rome"]["values"].append(delta[:, 0])
-        runs = {
-            "rome": Weights(loaded, plain),
-            FIRST: Weights(loaded, first),
-            "random key": Weights(loaded, variant(plain, u, random_v(plain, i))),
-        }
-        started = time.perf_counter()
-        neurons = inject(loaded, [fact], f"inject-{i}", settings, values=delta)
+        neurons = inject(loaded, [fact], f"inject-{i}", settings[first], values=delta)
         out["inject"]["seconds"].append(time.perf_counter() - started)
         runs["inject"] = attach_neurons(loaded, neurons)
         if i < args.control_facts:
@@ -168,21 +195,21 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
             out["random layer"]["seconds"].append(time.perf_counter() - started)
         if i < args.plugin_facts:
             started = time.perf_counter()
-            lora = plugin(loaded, [fact], f"plugin-{i}", steps=args.plugin_steps)
+            lora = plugin(loaded, [fact], f"plugin-{i}", steps=args.plugin_steps, preserve=preserve)
             out["plugin"]["seconds"].append(time.perf_counter() - started)
             runs["plugin"] = attach(loaded, [lora])
         for name, context in runs.items():
-            ppl_here = with_ppl and name in ("rome", FIRST, "inject", "plugin")
+            ppl_here = with_ppl and name not in ("random key", "random layer")
             result = measure(loaded, [fact], reference, context, ppl_base, ppl_here)
             out[name]["rows"] += result["rows"]
             if result["ppl_ratio"] is not None:
                 out[name]["ppl"].append(result["ppl_ratio"])
-        r, f = out["rome"]["rows"][-1], out[FIRST]["rows"][-1]
-        log(
-            f"[{i + 1}/{len(facts)}] {fact['prompt']} -> {fact['target_new']}: rel "
-            f"{r['reliability']:.2f} gen {r['generalization']:.2f} ({f['generalization']:.2f}) "
-            f"loc {r['locality']:.2f} ({f['locality']:.2f}) ({seconds:.1f} s)"
+        cells = " | ".join(
+            f"{n}: {out[n]['rows'][-1]['reliability']:.2f}/"
+            f"{out[n]['rows'][-1]['generalization']:.2f}/{out[n]['rows'][-1]['locality']:.2f}"
+            for n in [*args.variants, "inject"]
         )
+        log(f"[{i + 1}/{len(facts)}] {fact['prompt']} -> {fact['target_new']}: {cells}")
     return out
 
 
@@ -193,26 +220,18 @@ def variant(brick, u, v):
 
 
 def batch_edit(loaded, facts, values, value_seconds, reference, ppl_base, args) -> dict:
-    """One update for all ``facts``, reusing their single-edit values δ (the same optimisation
-    at the same layer); the time adds the single edits' time to the batch solve. Both key
-    variants: prefixed keys only (ROME/MEMIT), and with the text-initial subject keys."""
+    """One update for all ``facts`` (prefixed keys), reusing their single-edit values δ (the
+    same optimisation at the same layer), and the same facts as injected neurons; the time
+    adds the single edits' time to the batch step."""
     cov = layer_statistics(loaded, args.layer)["cov"] if args.covariance == "corpus" else None
+    started = time.perf_counter()
+    keys = [fact_key(loaded, args.layer, f["prompt"], f["subject"]) for f in facts]
+    u, v = solve_update(torch.stack(keys, 1), values, cov)
+    brick = delta_brick(loaded, "batch", args.layer, u, v, "batch", facts, {"method": "batch"})
+    seconds = time.perf_counter() - started + value_seconds
     out = {}
-    for name, with_first in (("batch rome", False), (f"batch {FIRST}", True)):
-        started = time.perf_counter()
-        keys, vals = [], []
-        for f, delta in zip(facts, values.T, strict=True):
-            keys.append(fact_key(loaded, args.layer, f["prompt"], f["subject"]))
-            vals.append(delta)
-            if with_first and not subject_first(f):
-                keys.append(fact_key(loaded, args.layer, f["subject"], f["subject"], ("",)))
-                vals.append(delta)
-        u, v = solve_update(torch.stack(keys, 1), torch.stack(vals, 1), cov)
-        provenance = {"method": "batch-exact", "first_token_key": with_first}
-        brick = delta_brick(loaded, "batch", args.layer, u, v, "batch", facts, provenance)
-        seconds = time.perf_counter() - started + value_seconds
-        result = measure(loaded, facts, reference, Weights(loaded, brick), ppl_base, True)
-        out[name] = {"rows": result["rows"], "ppl": [result["ppl_ratio"]], "seconds": [seconds]}
+    result = measure(loaded, facts, reference, Weights(loaded, brick), ppl_base, True)
+    out["batch rome"] = {"rows": result["rows"], "ppl": [result["ppl_ratio"]], "seconds": [seconds]}
     started = time.perf_counter()
     settings = EditSettings(layer=args.layer, covariance=args.covariance)
     neurons = inject(loaded, facts, "batch-inject", settings, values=values)
@@ -250,7 +269,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--filter", action="store_true", help="rebuild counterfact.jsonl")
+    parser.add_argument("--split", choices=("dev", "test"), default="test")
+    parser.add_argument("--dev", type=int, default=20, help="the first N (seeded order) are dev")
     parser.add_argument("--limit", type=int, default=None, help="single edits on the first N")
+    parser.add_argument(
+        "--variants", default="rome,rome + keep + first-token key", help=f"of {list(VARIANTS)}"
+    )
+    parser.add_argument("--keep", type=int, default=3, help="keep anchors per fact")
+    parser.add_argument("--keep-weight", type=float, default=100.0)
+    parser.add_argument("--plugin-preserve", action="store_true", help="plugin KL on the suite")
     parser.add_argument("--layer", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--covariance", default="corpus", choices=("corpus", "identity"))
@@ -268,21 +295,33 @@ def main() -> None:
     if args.filter:
         run_filter(loaded)
         return
+    args.variants = [v.strip() for v in args.variants.split(",")]
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
     facts = load_edits()
     random.Random(args.seed).shuffle(facts)  # relations mixed, fixed order
+    facts = facts[: args.dev] if args.split == "dev" else facts[args.dev :]
+    pool = load_edits(builtin_edits_path(CANDIDATES_FILE))
+    random.Random(args.seed + 1).shuffle(pool)
+    rng = random.Random(args.seed + 2)
+    for f in facts:
+        f["keep"] = keep_anchors(f, pool, args.keep)
+        f["unrelated"] = unrelated_prompts(f, facts, 3, rng)
     single = facts[: args.limit] if args.limit else facts
     reference = neighbourhood_reference(loaded, facts)
     started = time.perf_counter()
     ppl_base = suite_ppl(loaded)
-    print(f"{len(facts)} facts; suite PPL {ppl_base:.3f} ({time.perf_counter() - started:.1f} s)")
+    seconds = time.perf_counter() - started
+    print(f"{args.split}: {len(facts)} facts; suite PPL {ppl_base:.3f} ({seconds:.1f} s)")
     base = {"rows": fact_metrics(loaded, single, reference)}
     results = single_edits(loaded, single, reference, ppl_base, args, print)
-    done = len(results["rome"]["rows"])
-    values = results["rome"].pop("values")
+    done = len(results[args.variants[0]]["rows"])
+    values = results[args.variants[0]]["values"]
     n = min(args.batch, done)
     if n:
         v = torch.stack(values[:n], 1)
-        secs = sum(results["rome"]["seconds"][:n])
+        secs = sum(results[args.variants[0]]["seconds"][:n])
         results.update(batch_edit(loaded, single[:n], v, secs, reference, ppl_base, args))
     for r in results.values():
         r.pop("values", None)

@@ -32,11 +32,19 @@ TINY_CONFIGS = {
 }  # fmt: skip
 
 
+def _byte_characters() -> dict[int, str]:
+    """GPT-2's byte -> character map, the one ByteLevel uses. (``ByteLevel.alphabet()`` is the
+    same characters in a hash-set order that changes from process to process, which made token
+    ids, and so every tiny-model result, differ between runs.)"""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    shifted = [b for b in range(256) if b not in printable]
+    return {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(shifted)}
+
+
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
     """A byte-level tokenizer (one token per byte) that prepends <bos>."""
-    byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
-    vocab = dict(sorted(byte_vocab.items(), key=lambda kv: kv[1]))
-    vocab = {ch: i for i, ch in enumerate(vocab)}
+    vocab = {ch: byte for byte, ch in _byte_characters().items()}  # token id = byte value
     vocab.update({"<bos>": 256, "<pad>": 257, "<eos>": 258})
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

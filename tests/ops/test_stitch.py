@@ -70,6 +70,17 @@ def test_each_step_feeds_its_output_to_the_next(tiny_llama, library):
     assert outputs[1] == [first_line(a) or "(empty)" for a in second]
 
 
+def test_full_last_keeps_the_whole_final_answer(tiny_llama, library):
+    steps = [step_for(library[0]), Step(None, "Again: {input}")]
+    lines = run_pipeline(tiny_llama, steps, ["bonjour"], max_new_tokens=12)
+    full = run_pipeline(tiny_llama, steps, ["bonjour"], max_new_tokens=12, full_last=True)
+    assert full[0] == lines[0]  # earlier steps still pass (and report) their first line
+    answer = generate_answers(tiny_llama, tiny_llama.tokenizer, [f"Again: {lines[0][0]}"],
+                              max_new_tokens=12)[0]  # fmt: skip
+    assert full[1] == [answer.strip()]
+    assert lines[1] == [first_line(answer) or "(empty)"]
+
+
 def test_stitch_plans_and_runs(tiny_llama, library):
     plan, outputs = stitch(tiny_llama, library, "translate French to English", ["salut"],
                            max_new_tokens=4)  # fmt: skip

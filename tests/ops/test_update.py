@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
 
 from brickwork.bricks import BrickRepository
 from brickwork.data.edits import load_edits
@@ -23,11 +24,24 @@ from brickwork.ops.update import (
     rollback,
     solve_update,
 )
-from brickwork.ops.update.common import down_module, subject_index
+from brickwork.ops.update.common import (
+    down_module,
+    encode,
+    pad,
+    subject_index,
+    target_ids,
+    through_update,
+)
 from brickwork.ops.update.covariance import cache_path, layer_statistics
-from brickwork.ops.update.evaluate import target_scores
+from brickwork.ops.update.evaluate import (
+    fact_metrics,
+    neighbourhood_reference,
+    summarize,
+    target_scores,
+)
 from brickwork.ops.update.locate import integrated_gradients
-from brickwork.ops.update.rome import fact_key
+from brickwork.ops.update.rome import fact_key, key_side
+from tests.tiny import _LLAMA_LIKE, tiny_tokenizer
 
 # The subject ends the prompt, so a tiny random model's edit reaches the next-token prediction.
 FACT = {
@@ -37,14 +51,42 @@ FACT = {
     "paraphrases": ["We went to France"],
     "neighborhood": ["Rome is in Italy"],
 }
+D_FF = 256  # the FFN width of the tiny model these tests edit (``sharp_llama``)
 # Tiny random models have tiny FFN outputs: let the value move freely.
 SETTINGS = EditSettings(layer=1, steps=40, lr=0.5, clamp=1e4, norm_weight=0.0, kl_weight=0.0)
 
 
+@pytest.fixture(scope="module")
+def sharp_llama(tmp_path_factory) -> str:
+    """A tiny llama with 10x the default init scale and a 256-wide FFN: its logits have the
+    range an edit needs to win top-1 by a clear margin, and its FFN keys are specific enough
+    for an update through one key to leave other tokens nearly alone (with a 64-wide FFN every
+    token's key overlaps the subject's by 0.3-0.6, and the margins are float noise)."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(
+        LlamaConfig(**{**_LLAMA_LIKE, "intermediate_size": D_FF}, initializer_range=0.2)
+    )
+    path = tmp_path_factory.mktemp("sharp_llama")
+    model.eval().save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return str(path)
+
+
 @pytest.fixture
-def tiny(tiny_model_dirs, tmp_path, monkeypatch):
+def tiny(sharp_llama, tmp_path, monkeypatch):
     monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path / "cache"))
-    return load_model(tiny_model_dirs["llama"])
+    return load_model(sharp_llama)
+
+
+def _target_nll(loaded, fact) -> float:
+    """Mean NLL of the fact's new target after its prompt."""
+    prompt, target = (
+        encode(loaded.tokenizer, fact["prompt"]),
+        target_ids(loaded.tokenizer, fact["target_new"]),
+    )
+    with torch.no_grad():
+        logits = loaded.model(input_ids=torch.tensor([prompt + target[:-1]])).logits[0]
+    return float(torch.nn.functional.cross_entropy(logits[len(prompt) - 1 :], torch.tensor(target)))
 
 
 def _state(loaded):
@@ -78,7 +120,7 @@ def test_solve_update_meets_constraints_and_is_rome_for_one_fact():
 
 def test_edit_applies_writes_the_fact_and_rolls_back_bit_identically(tiny, tmp_path):
     state, fingerprint = _state(tiny), tiny.fingerprint
-    assert not any(target_scores(tiny, [FACT["prompt"]], ["zq"])[0])
+    before = _target_nll(tiny, FACT)
     brick = edit(tiny, [FACT], "france-zq", SETTINGS)
     assert all(torch.equal(state[k], v) for k, v in tiny.model.state_dict().items())  # untouched
     repo = BrickRepository(tmp_path / "repo")
@@ -86,7 +128,7 @@ def test_edit_applies_writes_the_fact_and_rolls_back_bit_identically(tiny, tmp_p
     stored = repo.get("france-zq")  # round trip through safetensors
     apply_edit(tiny, stored)
     assert tiny.fingerprint == brick.spec["result_fingerprint"] != fingerprint
-    assert target_scores(tiny, [FACT["prompt"]], ["zq"])[0][0]  # first new token is top-1
+    assert _target_nll(tiny, FACT) < before - 1.0  # measured 5.84 -> 4.03 nats
     # The rank-one constraint: the edited projection maps k* to W k* + δ.
     key = fact_key(tiny, 1, FACT["prompt"], FACT["subject"]).float()
     old = state["model.layers.1.mlp.down_proj.weight"]
@@ -100,12 +142,16 @@ def test_edit_applies_writes_the_fact_and_rolls_back_bit_identically(tiny, tmp_p
 def test_batch_edit_and_identity_covariance(tiny):
     facts = [FACT, {"prompt": "Bern is in Swiss", "subject": "Swiss", "target_new": "yy"}]
     settings = EditSettings(**{**SETTINGS.to_json(), "covariance": "identity"})
+    before = [_target_nll(tiny, f) for f in facts]
     brick = edit(tiny, facts, "two", settings)
     assert brick.spec["update"] == "batch" and brick.spec["rank"] == 2
+    keys = torch.stack([fact_key(tiny, 1, f["prompt"], f["subject"]) for f in facts], 1).float()
+    delta = brick.tensors["u"] @ brick.tensors["v"] @ keys  # every key maps to its own δ
+    assert torch.allclose(delta, brick.tensors["u"], atol=1e-3 * float(delta.abs().max()))
     apply_edit(tiny, brick)
-    hits = target_scores(tiny, [f["prompt"] for f in facts], ["zq", "yy"])
+    after = [_target_nll(tiny, f) for f in facts]
     rollback(tiny, brick)
-    assert all(h[0] for h in hits)
+    assert all(a < b - 1.0 for a, b in zip(after, before, strict=True))  # 5.8, 6.3 -> 3.9, 4.7
 
 
 def test_first_token_key_adds_the_text_initial_subject(tiny):
@@ -140,7 +186,7 @@ def test_covariance_is_cached_per_fingerprint_and_layer(tiny):
     path = cache_path(tiny, 0, 300)
     assert path.is_file()
     cov = stats["cov"]
-    assert cov.shape == (64, 64) and torch.allclose(cov, cov.T)
+    assert cov.shape == (D_FF, D_FF) and torch.allclose(cov, cov.T)
     assert torch.linalg.eigvalsh(cov.double()).min() > -1e-6  # E[k kᵀ] is PSD
     again = layer_statistics(tiny, 0, tokens=300)
     assert torch.equal(again["cov"], cov) and again["tokens"] == stats["tokens"] >= 300
@@ -212,7 +258,7 @@ def test_integrated_gradients_are_complete(tiny):
     total = float(scores[layer].sum())
     assert total == pytest.approx(prob(False) - prob(True), rel=0.05, abs=1e-7)
     brick = knowledge_neurons(tiny, [prompt, "We went to France"], answer, "kn", steps=8)
-    assert brick.tensors["mask"].shape == (2, 64) and brick.tensors["scores"].shape == (2, 64)
+    assert brick.tensors["mask"].shape == (2, D_FF) == brick.tensors["scores"].shape
     assert all(brick.tensors["mask"][r["layer"], r["neuron"]] for r in brick.spec["ranking"])
 
 
@@ -249,6 +295,12 @@ def test_bad_edit_set_is_one_line_error(tmp_path):
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(BrickworkError, match="subject 'X' is not in the prompt"):
         load_edits(path)
+    row["prompt"] = "X is"
+    path.write_text(json.dumps({**row, "keep": ["Z is 3"]}) + "\n")
+    assert load_edits(path)[0]["keep"] == ["Z is 3"]  # optional
+    path.write_text(json.dumps({**row, "keep": "Z is 3"}) + "\n")
+    with pytest.raises(BrickworkError, match="'keep' must be a list of strings"):
+        load_edits(path)
 
 
 def test_injection_refuses_a_fact_the_corpus_already_holds(tiny, monkeypatch):
@@ -260,3 +312,51 @@ def test_injection_refuses_a_fact_the_corpus_already_holds(tiny, monkeypatch):
     monkeypatch.setattr(covariance, "corpus_texts", lambda: [c + FACT["prompt"] for c in CONTEXTS])
     with pytest.raises(BrickworkError, match="cannot single it out"):
         inject(tiny, [FACT], "inj", SETTINGS)
+
+
+def test_value_is_optimised_through_the_update_itself(tiny):
+    """The hook the value optimisation runs under equals applying ΔW = δ wᵀ to the weight."""
+    keys = torch.stack([fact_key(tiny, 1, FACT["prompt"], FACT["subject"])], 1)
+    w = key_side(keys, layer_statistics(tiny, 1)["cov"], SETTINGS)
+    assert torch.allclose(w @ keys.double(), torch.ones(1, dtype=torch.float64), atol=1e-6)
+    delta = torch.randn(
+        down_module(tiny, 1).weight.shape[0], generator=torch.Generator().manual_seed(0)
+    )
+    ids = tiny.tokenizer("Rome is in Italy, France", return_tensors="pt")["input_ids"]
+    with torch.no_grad(), through_update(down_module(tiny, 1), w, delta):
+        hooked = tiny.model(input_ids=ids).logits
+    weight = down_module(tiny, 1).weight
+    before = weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(torch.outer(delta, w.float()))
+        edited = tiny.model(input_ids=ids).logits
+        weight.copy_(before)
+    assert torch.allclose(hooked, edited, atol=1e-4)
+
+
+def test_keep_texts_hold_their_predictions(tiny):
+    keep = ["Rome is in Italy", "Bern is in Swiss"]
+    drift = {}
+    for weight in (0.0, 1000.0):  # a tiny random model needs a strong weight to show it
+        settings = EditSettings(**{**SETTINGS.to_json(), "keep_weight": weight})
+        brick = edit(tiny, [{**FACT, "keep": keep}], f"keep-{int(weight)}", settings)
+        assert brick.spec["facts"][0]["keep"] == keep
+        ids, mask = pad([tiny.tokenizer(t)["input_ids"] for t in keep], 0)
+        with torch.no_grad():
+            base = tiny.model(input_ids=ids, attention_mask=mask).logits.log_softmax(-1)
+            apply_edit(tiny, brick)
+            after = tiny.model(input_ids=ids, attention_mask=mask).logits.log_softmax(-1)
+            rollback(tiny, brick)
+        drift[weight] = float(((base.exp() * (base - after)).sum(-1) * mask).sum())
+        assert not any(target_scores(tiny, [FACT["prompt"]], ["zq"])[0])  # rolled back
+    assert drift[1000.0] < drift[0.0] / 4, drift  # measured 0.03 vs 0.37
+
+
+def test_fact_metrics_on_the_unedited_model(tiny):
+    fact = {**FACT, "unrelated": ["Bern is in Swiss"]}
+    reference = neighbourhood_reference(tiny, [fact])
+    assert set(reference) == {"Rome is in Italy", "Bern is in Swiss"}
+    row = fact_metrics(tiny, [fact], reference)[0]
+    assert row["locality"] == row["locality_unrelated"] == row["locality_first"] == 1.0
+    assert "locality_unrelated" not in fact_metrics(tiny, [FACT], reference)[0]
+    assert summarize([row, fact_metrics(tiny, [FACT], reference)[0]])["locality_unrelated"] == 1.0

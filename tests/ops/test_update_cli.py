@@ -37,6 +37,8 @@ def test_edit_save_and_rollback_round_trip(tmp_path, tiny_model_dirs, capsys):
                 "--model",
                 model,
                 *EDIT,
+                "--keep",
+                "Rome is in Italy",
                 "--repo",
                 repo,
                 "--name",
@@ -50,6 +52,7 @@ def test_edit_save_and_rollback_round_trip(tmp_path, tiny_model_dirs, capsys):
     out = capsys.readouterr().out
     assert "rank_one edit of layer 1" in out and "saved brick 'fr'" in out
     brick = BrickRepository(repo).get("fr")
+    assert brick.spec["facts"][0]["keep"] == ["Rome is in Italy"]
     edited = load_model(str(tmp_path / "edited"))
     assert edited.fingerprint == brick.spec["result_fingerprint"]
     assert (

@@ -27,6 +27,7 @@ def _settings(args):
         covariance_tokens=args.covariance_tokens,
         mode=args.mode,
         first_token_key=args.first_token_key,
+        keep_weight=args.keep_weight,
     )
 
 
@@ -93,6 +94,8 @@ def _facts(args) -> list[dict]:
     if not (args.fact and args.new and args.subject):
         raise BrickworkError("give --fact, --subject and --new (or --facts FILE.jsonl)")
     fact = {"prompt": args.fact, "subject": args.subject, "target_new": args.new}
+    if args.keep:
+        fact["keep"] = args.keep
     if args.old:
         fact["target_true"] = args.old
     return [fact]
@@ -211,6 +214,7 @@ def _edit_options(command: argparse.ArgumentParser) -> None:
         default="exact",
         help="batch update: exact constraints or MEMIT's soft form",
     )
+    command.add_argument("--keep-weight", type=float, default=100.0, help="weight of the keep KL")
 
 
 def register(commands) -> None:
@@ -240,6 +244,13 @@ def register(commands) -> None:
     edit.add_argument("--subject", help="the subject in the prompt, e.g. France")
     edit.add_argument("--new", help="the new answer, e.g. Rome")
     edit.add_argument("--old", help="the answer the model gives now (checked)")
+    edit.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        help='a text whose predictions must not change, e.g. "The capital of Italy is Rome" '
+        "(repeatable; in a --facts file: a 'keep' list per fact)",
+    )
     edit.add_argument("--facts", help="a JSONL edit set instead (several facts: batch edit)")
     edit.add_argument("--method", choices=("rome", "inject"), default="rome")
     edit.add_argument("--repo", help="brick repository for the delta brick")

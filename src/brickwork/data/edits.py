@@ -3,7 +3,9 @@
 Each row: ``id``, ``relation``, ``subject`` (as it appears in the prompts), ``prompt`` (plain
 completion style), ``target_true`` (what the model says now), ``target_new`` (the counterfactual),
 ``paraphrases`` (other prompts for the same fact) and ``neighborhood`` (prompts of the same
-relation about other subjects, whose predictions an edit must not change).
+relation about other subjects, whose predictions an edit must not change) and, optionally,
+``keep`` (texts whose predictions the edit is optimised not to change; keep them apart from the
+neighbourhood prompts used for evaluation).
 
 ``candidates.jsonl`` holds every written candidate; ``counterfact.jsonl`` the ones the default
 model's greedy continuation gets right (written by ``benchmarks/update.py --filter``).
@@ -21,6 +23,7 @@ CANDIDATES_FILE = "candidates.jsonl"
 EDITS_FILE = "counterfact.jsonl"
 _TEXT_FIELDS = ("id", "relation", "subject", "prompt", "target_true", "target_new")
 _LIST_FIELDS = ("paraphrases", "neighborhood")
+_OPTIONAL_LIST_FIELDS = ("keep",)
 
 
 def builtin_edits_path(name: str = EDITS_FILE) -> Path:
@@ -37,8 +40,9 @@ def load_edits(path: str | Path | None = None) -> list[dict]:
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        row = parse_object(line, where, _TEXT_FIELDS, set(_TEXT_FIELDS) | set(_LIST_FIELDS))
-        for field in _LIST_FIELDS:
+        allowed = set(_TEXT_FIELDS) | set(_LIST_FIELDS) | set(_OPTIONAL_LIST_FIELDS)
+        row = parse_object(line, where, _TEXT_FIELDS, allowed)
+        for field in _LIST_FIELDS + tuple(f for f in _OPTIONAL_LIST_FIELDS if f in row):
             value = row.get(field)
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise BrickworkError(f"{where}: {field!r} must be a list of strings")

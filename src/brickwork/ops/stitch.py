@@ -47,9 +47,12 @@ def step_for(brick: Brick) -> Step:
 
 def run_pipeline(
     loaded: LoadedModel, steps: list[Step], inputs: list[str], *, max_new_tokens: int = 48,
-    batch_size: int = 8,
+    batch_size: int = 8, full_last: bool = False,
 ) -> list[list[str]]:  # fmt: skip
-    """Run every input through the steps in order; returns each step's outputs [step][input]."""
+    """Run every input through the steps in order; returns each step's outputs [step][input].
+
+    Each step passes the first line of its answers on; with ``full_last`` the last step's
+    outputs are its whole answers (stripped), e.g. to score an answer after some reasoning."""
     if not steps:
         raise BrickworkError("a pipeline needs at least one step")
     if not inputs or any(not isinstance(t, str) or not t.strip() for t in inputs):
@@ -58,13 +61,15 @@ def run_pipeline(
         if "{input}" not in step.template:
             raise BrickworkError(f"step {step.name!r}: the template must contain '{{input}}'")
     texts, outputs = list(inputs), []
-    for step in steps:
+    for number, step in enumerate(steps, 1):
         prompts = [step.template.replace("{input}", text) for text in texts]
         with attach(loaded, [step.brick] if step.brick is not None else []) as model:
             answers = generate_answers(model, loaded.tokenizer, prompts, max_new_tokens,
                                        batch_size)  # fmt: skip
         texts = [first_line(a) or "(empty)" for a in answers]
-        outputs.append(texts)
+        outputs.append(
+            [a.strip() for a in answers] if full_last and number == len(steps) else texts
+        )
     return outputs
 
 

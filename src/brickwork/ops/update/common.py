@@ -80,15 +80,13 @@ def read_inputs(module: torch.nn.Module, store: list) -> Iterator[None]:
 
 
 @contextmanager
-def add_at(
-    module: torch.nn.Module, rows: torch.Tensor, cols: torch.Tensor, delta: torch.Tensor
-) -> Iterator[None]:
-    """Add ``delta`` [d] to the module's output at positions (rows[i], cols[i])."""
+def through_update(module: torch.nn.Module, w: torch.Tensor, delta: torch.Tensor) -> Iterator[None]:
+    """Run ``module`` (a down projection) as if its weight had the rank-one update δ wᵀ: every
+    token's output gains (w·x)·δ, x its input."""
+    w = w.float()
 
     def hook(m, args, output):
-        output = output.clone()
-        output[rows, cols] = output[rows, cols] + delta.to(output.dtype)
-        return output
+        return output + ((args[0].float() @ w)[..., None] * delta).to(output.dtype)
 
     handle = module.register_forward_hook(hook)
     try:

@@ -12,7 +12,7 @@ from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.covariance import layer_statistics
 from brickwork.ops.update.evaluate import greedy
-from brickwork.ops.update.rome import EditSettings, fact_key, fact_value, solve_update
+from brickwork.ops.update.rome import EditSettings, fact_update, solve_update
 from brickwork.ops.update.store import delta_brick
 
 
@@ -38,22 +38,19 @@ def check_facts(loaded: LoadedModel, facts: list[dict]) -> list[str]:
     return outputs
 
 
-def fact_keys_values(loaded: LoadedModel, facts: list[dict], settings: EditSettings):
-    """Keys [d_ff, n], values δ [d_model, n] and per-fact optimisation records."""
+def fact_keys_values(
+    loaded: LoadedModel, facts: list[dict], settings: EditSettings, cov: torch.Tensor | None
+):
+    """Keys [d_ff, m], values δ [d_model, m] (a fact's δ once per key) and per-fact records."""
     keys, values, records = [], [], []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         for f in facts:
-            keys.append(fact_key(loaded, settings.layer, f["prompt"], f["subject"]))
-            delta, record = fact_value(loaded, f, settings)
-            values.append(delta)
+            mine, delta, record = fact_update(loaded, f, settings, cov)
+            keys.append(mine)
+            values += [delta] * mine.shape[1]
             records.append(record)
-            if settings.first_token_key and not f["prompt"].lower().startswith(
-                f["subject"].lower()
-            ):
-                keys.append(fact_key(loaded, settings.layer, f["subject"], f["subject"], ("",)))
-                values.append(delta)
-    return torch.stack(keys, 1), torch.stack(values, 1), records
+    return torch.cat(keys, 1), torch.stack(values, 1), records
 
 
 def edit(
@@ -64,7 +61,8 @@ def edit(
     check: bool = True,
 ) -> Brick:
     """A delta brick that writes ``facts`` (dicts with prompt, subject, target_new and optionally
-    target_true) into one layer's FFN output projection. Apply it with ``apply_edit``."""
+    target_true, and ``keep``: texts whose predictions the edit must not change) into one
+    layer's FFN output projection. Apply it with ``apply_edit``."""
     settings = settings or EditSettings()
     settings.check()
     check_name(name)
@@ -72,10 +70,10 @@ def edit(
         raise BrickworkError("no facts to edit")
     started = time.perf_counter()
     said = check_facts(loaded, facts) if check else None
-    keys, values, records = fact_keys_values(loaded, facts, settings)
     cov = None
     if settings.covariance == "corpus":
         cov = layer_statistics(loaded, settings.layer, settings.covariance_tokens)["cov"]
+    keys, values, records = fact_keys_values(loaded, facts, settings, cov)
     u, v = solve_update(keys, values, cov, settings.mode, settings.memit_lambda)
     seconds = time.perf_counter() - started
     provenance = {

@@ -3,8 +3,10 @@
 - reliability: on the edited prompt, the share of the new target's tokens that are the model's
   top-1 prediction given the prompt and the target's earlier tokens (mean over facts);
 - generalization: the same on the fact's paraphrases;
-- locality: on the neighbourhood prompts (other subjects), the share of the unedited model's
-  greedy next ``LOCALITY_TOKENS`` tokens that are still top-1 after the edit;
+- locality: on the neighbourhood prompts (the same relation, other subjects), the share of the
+  unedited model's greedy next ``LOCALITY_TOKENS`` tokens that are still top-1 after the edit;
+- locality_unrelated: the same on a fact's optional ``unrelated`` prompts (other relations, as
+  in EasyEdit's ZsRE locality);
 - ``first``: the stricter first-token variant (the target's first token is top-1);
 - suite perplexity: of the built-in suite's test references (chat template), token-weighted.
 """
@@ -78,7 +80,7 @@ def knows(loaded: LoadedModel, facts: list[dict], n: int = 8) -> list[bool]:
 
 def neighbourhood_reference(loaded: LoadedModel, facts: list[dict]) -> dict[str, list[int]]:
     """The unedited model's greedy tokens for every neighbourhood prompt (locality reference)."""
-    prompts = sorted({p for f in facts for p in f["neighborhood"]})
+    prompts = sorted({p for f in facts for p in [*f["neighborhood"], *f.get("unrelated", [])]})
     return dict(zip(prompts, greedy(loaded, prompts), strict=True))
 
 
@@ -92,33 +94,32 @@ def fact_metrics(
     tok, rows, spans = loaded.tokenizer, [], []
     for f in facts:
         new = target_ids(tok, f["target_new"])
-        prompts = [f["prompt"], *f["paraphrases"]]
-        start = len(rows)
-        rows += [(encode(tok, p), new) for p in prompts]
-        rows += [(encode(tok, p), reference[p]) for p in f["neighborhood"]]
-        spans.append((start, len(prompts), len(f["neighborhood"])))
-    hits = _top1(loaded, model or loaded.model, rows)
+        groups = [[f["prompt"]], f["paraphrases"], f["neighborhood"], f.get("unrelated", [])]
+        spans.append([len(g) for g in groups])
+        rows += [(encode(tok, p), new) for p in groups[0] + groups[1]]
+        rows += [(encode(tok, p), reference[p]) for p in groups[2] + groups[3]]
+    hits = iter(_top1(loaded, model or loaded.model, rows))
     out = []
-    for f, (start, n_prompts, n_neigh) in zip(facts, spans, strict=True):
-        edit, para = hits[start], hits[start + 1 : start + n_prompts]
-        neigh = hits[start + n_prompts : start + n_prompts + n_neigh]
-        out.append(
-            {
-                "id": f.get("id", f["prompt"]),
-                "reliability": _mean(edit),
-                "reliability_first": float(edit[0]),
-                "generalization": _mean([_mean(h) for h in para]),
-                "generalization_first": _mean([float(h[0]) for h in para]),
-                "locality": _mean([_mean(h) for h in neigh]),
-                "locality_first": _mean([float(h[0]) for h in neigh]),
-            }
-        )
+    for f, sizes in zip(facts, spans, strict=True):
+        edit, para, neigh, unrelated = ([next(hits) for _ in range(n)] for n in sizes)
+        row = {
+            "id": f.get("id", f["prompt"]),
+            "reliability": _mean(edit[0]),
+            "reliability_first": float(edit[0][0]),
+            "generalization": _mean([_mean(h) for h in para]),
+            "generalization_first": _mean([float(h[0]) for h in para]),
+            "locality": _mean([_mean(h) for h in neigh]),
+            "locality_first": _mean([float(h[0]) for h in neigh]),
+        }
+        if unrelated:
+            row["locality_unrelated"] = _mean([_mean(h) for h in unrelated])
+        out.append(row)
     return out
 
 
 def summarize(rows: list[dict]) -> dict:
     keys = [k for k in rows[0] if k != "id"] if rows else []
-    return {k: _mean([r[k] for r in rows]) for k in keys} | {"facts": len(rows)}
+    return {k: _mean([r[k] for r in rows if k in r]) for k in keys} | {"facts": len(rows)}
 
 
 def _mean(values) -> float:

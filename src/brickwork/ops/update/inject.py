@@ -5,7 +5,7 @@
   output, with a_i(x) = relu((cos(x, k_i) - t_i) / (c_i - t_i)): k_i is the fact's FFN input at
   the subject's last token (averaged over prefixes), c_i its mean cosine there (so a_i ≈ 1 on
   the fact), and the threshold t_i sits above the highest cosine seen on the built-in corpus,
-  so the neuron is silent elsewhere. δ_i is the same optimised value as ROME's (``fact_value``).
+  so the neuron is silent elsewhere. δ_i is the same optimised value as ROME's (``fact_update``).
   Keys and thresholds are set in closed form, not trained; the base weights never change, and
   removing the brick (leaving ``attach_neurons``) restores the model exactly.
 - ``plugin``: a small LoRA knowledge brick trained on the new statement behind the same
@@ -35,7 +35,7 @@ from brickwork.ops.update.common import (
     subject_index,
 )
 from brickwork.ops.update.covariance import layer_statistics
-from brickwork.ops.update.rome import EditSettings, fact_value
+from brickwork.ops.update.rome import EditSettings, fact_update
 
 MARGIN = 0.05  # threshold = max(corpus cosine + MARGIN, MIN_THRESHOLD), below c_i
 MIN_THRESHOLD = 0.5
@@ -68,10 +68,9 @@ def inject(
     if not facts:
         raise BrickworkError("no facts to inject")
     started = time.perf_counter()
-    corpus = normalize(
-        layer_statistics(loaded, settings.layer, settings.covariance_tokens)["inputs"].float(),
-        dim=-1,
-    )
+    statistics = layer_statistics(loaded, settings.layer, settings.covariance_tokens)
+    corpus = normalize(statistics["inputs"].float(), dim=-1)
+    cov = statistics["cov"] if settings.covariance == "corpus" else None
     given, keys, thresholds, scales, values = values, [], [], [], []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
@@ -93,7 +92,7 @@ def inject(
             thresholds.append(t)
             scales.append(1.0 / (on - t))
             values.append(
-                fact_value(loaded, fact, settings)[0].float()
+                fact_update(loaded, fact, settings, cov)[1].float()
                 if given is None
                 else given[:, i].float()
             )
@@ -159,8 +158,10 @@ def plugin(
     rank: int = 4,
     lr: float = 3e-3,
     seed: int = 0,
+    preserve: list | None = None,
 ) -> Brick:
-    """A LoRA knowledge brick trained on each new statement behind the prefixes."""
+    """A LoRA knowledge brick trained on each new statement behind the prefixes; ``preserve``
+    (prompt/reference samples) adds a KL term towards the base model on them."""
     from brickwork.bricks.train import train_knowledge_brick
 
     documents = [f"{c}{f['prompt']} {f['target_new']}" for f in facts for c in CONTEXTS]
@@ -176,4 +177,5 @@ def plugin(
         seed=seed,
         eval_every=steps,
         progress=False,
+        preserve=preserve,
     )

@@ -4,10 +4,12 @@ For a fact (prompt, subject, new target) at layer L:
 
 - key k*: the down projection's input at the subject's last token, averaged over the prompt
   behind a few neutral prefixes (``CONTEXTS``);
-- value: δ, added to the down projection's output at that token, optimised so that the model
-  produces the new target after every prefix, with ROME's KL term on "{subject} is a" (keep
-  what the subject *is*) and a norm penalty; W k* + δ is the value the edit writes;
-- update: ΔW = δ (C⁻¹k*)ᵀ / (k*ᵀC⁻¹k*), C = E[k kᵀ] from a small corpus (or the identity).
+- key side: w = C⁻¹k* / (k*ᵀC⁻¹k*), C = E[k kᵀ] from a small corpus (or the identity), so the
+  update ΔW = δ wᵀ maps k* to δ with the least change under C;
+- value δ: optimised *through that update* (every token's down output gains (w·k)·δ, as in
+  the edited model, not only the subject's) so that the model produces the new target after
+  every prefix, with ROME's KL term on "{subject} is a" (keep what the subject *is*), a KL term
+  on the fact's optional ``keep`` texts (other facts that must not change) and a norm penalty.
 
 Several facts at once (``mode="exact"``) solve min ‖ΔW C^½‖ s.t. ΔW K = R, i.e.
 ΔW = R (KᵀC⁻¹K)⁻¹ (C⁻¹K)ᵀ, which is ROME's update for one fact; ``mode="memit"`` uses MEMIT's
@@ -25,13 +27,13 @@ from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.common import (
     CONTEXTS,
-    add_at,
     down_module,
     encode,
     pad,
     read_inputs,
     subject_index,
     target_ids,
+    through_update,
 )
 
 MODES = ("exact", "memit")
@@ -43,6 +45,7 @@ class EditSettings:
     steps: int = 20
     lr: float = 0.5
     kl_weight: float = 0.0625
+    keep_weight: float = 100.0  # on the fact's ``keep`` texts; 1 had no effect on dev facts
     norm_weight: float = 0.5  # penalty on ‖δ‖² / ‖W k*‖²
     clamp: float = 4.0  # ‖δ‖ <= clamp·‖W k*‖
     # Also map the key of the subject as the text's first token (no prefix) to the same δ: a
@@ -89,20 +92,29 @@ def fact_key(
     return seen[0][torch.arange(len(rows)), torch.tensor(cols)].double().mean(0)
 
 
-def fact_value(loaded: LoadedModel, fact: dict, s: EditSettings) -> tuple[torch.Tensor, dict]:
-    """δ [d_model] for one fact, and the optimisation's record (losses, norms)."""
+def key_side(keys: torch.Tensor, cov: torch.Tensor | None, s: EditSettings) -> torch.Tensor:
+    """w [d_ff]: ΔW = δ wᵀ is the update that maps every one of ``keys`` [d_ff, n] to δ
+    (the solve below with every residual equal to δ)."""
+    _, v = solve_update(keys, torch.ones(1, keys.shape[1]), cov, s.mode, s.memit_lambda)
+    return v.sum(0)
+
+
+def fact_value(
+    loaded: LoadedModel, fact: dict, s: EditSettings, w: torch.Tensor
+) -> tuple[torch.Tensor, dict]:
+    """δ [d_model] for one fact whose update's key side is ``w`` (``key_side``), and the
+    optimisation's record (losses, norms)."""
     tok, model = loaded.tokenizer, loaded.model
     new = target_ids(tok, fact["target_new"])
     rows, cols = _rows(tok, fact["prompt"], fact["subject"])
+    n_fact = len(rows)
+    rows = [r + new[:-1] for r in rows]
     essence = f"{fact['subject']} is a"
     rows.append(encode(tok, essence))
-    cols.append(subject_index(tok, essence, fact["subject"]))
-    n_fact = len(CONTEXTS)
-    ids, mask = pad(
-        [r + new[:-1] if i < n_fact else r for i, r in enumerate(rows)], tok.pad_token_id
-    )
-    at = [torch.arange(len(rows)), torch.tensor(cols)]
-    last = len(rows[-1]) - 1
+    keep = [encode(tok, text) for text in fact.get("keep", ())]
+    rows += keep
+    ids, mask = pad(rows, tok.pad_token_id)
+    last = len(rows[n_fact]) - 1
     down = down_module(loaded, layer=s.layer)
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
@@ -115,25 +127,23 @@ def fact_value(loaded: LoadedModel, fact: dict, s: EditSettings) -> tuple[torch.
                 logits = model(input_ids=ids, attention_mask=mask).logits
             finally:
                 handle.remove()
-            base_essence = log_softmax(logits[-1, last].float(), -1)
-            h0 = outputs[0][at[0], at[1]].float().norm(dim=-1).mean()
+            base = log_softmax(logits[n_fact:].float(), -1)
+            h0 = outputs[0][torch.arange(n_fact), torch.tensor(cols)].float().norm(dim=-1).mean()
         delta = torch.zeros(outputs[0].shape[-1], requires_grad=True)
         optimizer = torch.optim.Adam([delta], lr=s.lr)
-        positions = [(b, len(rows[b]) - 1 + j) for b in range(n_fact) for j in range(len(new))]
-        pos = torch.tensor(positions)
+        pos = torch.tensor([(b, len(r) - j) for b, r in enumerate(rows[:n_fact])
+                            for j in range(len(new), 0, -1)])  # fmt: skip
         targets = torch.tensor(new * n_fact)
         history = []
         for _ in range(s.steps):
-            with add_at(down, at[0], at[1], delta):
+            with through_update(down, w, delta):
                 logits = model(input_ids=ids, attention_mask=mask).logits
             nll = torch.nn.functional.cross_entropy(logits[pos[:, 0], pos[:, 1]].float(), targets)
-            kl = kl_div(
-                log_softmax(logits[-1, last].float(), -1),
-                base_essence,
-                log_target=True,
-                reduction="sum",
-            )
+            now = log_softmax(logits[n_fact:].float(), -1)
+            kl = kl_div(now[0, last], base[0, last], log_target=True, reduction="sum")
             loss = nll + s.kl_weight * kl + s.norm_weight * delta.norm() ** 2 / h0**2
+            if keep:
+                loss = loss + s.keep_weight * _mean_kl(now[1:], base[1:], mask[n_fact + 1 :])
             history.append(round(float(nll.detach()), 4))
             if history[-1] < s.stop_nll:
                 break
@@ -149,6 +159,25 @@ def fact_value(loaded: LoadedModel, fact: dict, s: EditSettings) -> tuple[torch.
             p.requires_grad_(flag)
     record = {"nll": history, "delta_norm": float(delta.detach().norm()), "output_norm": float(h0)}
     return delta.detach().double(), record
+
+
+def fact_update(
+    loaded: LoadedModel, fact: dict, s: EditSettings, cov: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """One fact's keys [d_ff, 1 or 2] (the second with ``first_token_key``: the subject as the
+    text's first token), its value δ [d_model] and the optimisation's record."""
+    keys = [fact_key(loaded, s.layer, fact["prompt"], fact["subject"])]
+    if s.first_token_key and not fact["prompt"].lower().startswith(fact["subject"].lower()):
+        keys.append(fact_key(loaded, s.layer, fact["subject"], fact["subject"], ("",)))
+    keys = torch.stack(keys, 1)
+    delta, record = fact_value(loaded, fact, s, key_side(keys, cov, s))
+    return keys, delta, record
+
+
+def _mean_kl(now: torch.Tensor, base: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(base || now) per position, summed over the vocabulary, averaged over real tokens."""
+    per_position = kl_div(now, base, log_target=True, reduction="none").sum(-1)
+    return (per_position * mask).sum() / mask.sum()
 
 
 def solve_update(

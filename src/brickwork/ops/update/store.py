@@ -44,7 +44,9 @@ def delta_brick(
         "update": update,
         "layer": layer,
         "rank": int(u.shape[1]),
-        "facts": [{k: f[k] for k in ("prompt", "subject", "target_new") if k in f} for f in facts],
+        "facts": [
+            {k: f[k] for k in ("prompt", "subject", "target_new", "keep") if k in f} for f in facts
+        ],
     }
     brick = Brick(
         name,
