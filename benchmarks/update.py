@@ -183,7 +183,8 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
             runs[name] = Weights(loaded, brick)
             if name == first:
                 delta = brick.tensors["u"][:, :1]
-                runs["random key"] = Weights(loaded, variant(brick, delta, random_v(brick, i)))
+                wrong = variant(brick, brick.tensors["u"], random_v(brick, i))
+                runs["random key"] = Weights(loaded, wrong)
         started = time.perf_counter()
         neurons = inject(loaded, [fact], f"inject-{i}", settings[first], values=delta)
         out["inject"]["seconds"].append(time.perf_counter() - started)

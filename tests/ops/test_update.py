@@ -154,12 +154,16 @@ def test_batch_edit_and_identity_covariance(tiny):
     assert all(a < b - 1.0 for a, b in zip(after, before, strict=True))  # 5.8, 6.3 -> 3.9, 4.7
 
 
-def test_first_token_key_adds_the_text_initial_subject(tiny):
+def test_a_text_initial_subject_is_keyed_apart(tiny):
     settings = EditSettings(**{**SETTINGS.to_json(), "first_token_key": True})
     fact = {"prompt": "We saw France", "subject": "France", "target_new": "zq"}
     assert edit(tiny, [fact], "two-keys", settings).spec["rank"] == 2
     starts = {"prompt": "France is", "subject": "France", "target_new": "zq"}
-    assert edit(tiny, [starts], "one-key", settings).spec["rank"] == 1  # already covered
+    assert edit(tiny, [starts], "two-anyway", SETTINGS).spec["rank"] == 2  # keyed apart always
+    assert torch.equal(  # the text-initial occurrence is left out of the mean
+        fact_key(tiny, 1, "France is", "France", ("", "Hi. ")),
+        fact_key(tiny, 1, "France is", "France", ("Hi. ",)),
+    )
 
 
 def test_wrong_base_and_out_of_order_rollback_are_refused(tiny, tiny_model_dirs):

@@ -80,10 +80,18 @@ def _rows(tokenizer, prompt: str, subject: str, contexts=CONTEXTS):
     ]
 
 
+def opens(text: str, subject: str) -> bool:
+    return text.lower().startswith(subject.lower())
+
+
 def fact_key(
     loaded: LoadedModel, layer: int, prompt: str, subject: str, contexts: tuple[str, ...] = CONTEXTS
 ) -> torch.Tensor:
-    """k*: the mean down-projection input [d_ff] at the subject's last token over the prefixes."""
+    """k*: the mean down-projection input [d_ff] at the subject's last token over the prefixes.
+    A subject that opens the text is left out of the mean unless it is all there is: without a
+    BOS token it sits at position 0, the attention sink, whose key is unlike any other."""
+    if len(contexts) > 1 and opens(prompt, subject):
+        contexts = tuple(c for c in contexts if c)
     rows, cols = _rows(loaded.tokenizer, prompt, subject, contexts)
     ids, mask = pad(rows, loaded.tokenizer.pad_token_id)
     seen: list[torch.Tensor] = []
@@ -164,10 +172,11 @@ def fact_value(
 def fact_update(
     loaded: LoadedModel, fact: dict, s: EditSettings, cov: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """One fact's keys [d_ff, 1 or 2] (the second with ``first_token_key``: the subject as the
-    text's first token), its value δ [d_model] and the optimisation's record."""
+    """One fact's keys [d_ff, 1 or 2], its value δ [d_model] and the optimisation's record. The
+    second key is the subject as the text's first token: always when the prompt opens with the
+    subject, and with ``first_token_key`` for the paraphrases that do."""
     keys = [fact_key(loaded, s.layer, fact["prompt"], fact["subject"])]
-    if s.first_token_key and not fact["prompt"].lower().startswith(fact["subject"].lower()):
+    if s.first_token_key or opens(fact["prompt"], fact["subject"]):
         keys.append(fact_key(loaded, s.layer, fact["subject"], fact["subject"], ("",)))
     keys = torch.stack(keys, 1)
     delta, record = fact_value(loaded, fact, s, key_side(keys, cov, s))
