@@ -31,7 +31,6 @@ from brickwork.data.edits import CANDIDATES_FILE, EDITS_FILE, builtin_edits_path
 from brickwork.models import load_model
 from brickwork.ops.update import EditSettings, attach_neurons, edit, inject, plugin
 from brickwork.ops.update.common import down_module
-from brickwork.ops.update.covariance import layer_statistics
 from brickwork.ops.update.evaluate import (
     fact_metrics,
     knows,
@@ -39,7 +38,7 @@ from brickwork.ops.update.evaluate import (
     suite_perplexity,
     summarize,
 )
-from brickwork.ops.update.rome import fact_key, solve_update
+from brickwork.ops.update.rome import covariance, fact_key, solve_update
 from brickwork.ops.update.store import delta_brick, edited_weight
 
 COLUMNS = (
@@ -224,17 +223,16 @@ def batch_edit(loaded, facts, values, value_seconds, reference, ppl_base, args) 
     """One update for all ``facts`` (prefixed keys), reusing their single-edit values δ (the
     same optimisation at the same layer), and the same facts as injected neurons; the time
     adds the single edits' time to the batch step."""
-    cov = layer_statistics(loaded, args.layer)["cov"] if args.covariance == "corpus" else None
+    settings = EditSettings(layer=args.layer, covariance=args.covariance)
     started = time.perf_counter()
     keys = [fact_key(loaded, args.layer, f["prompt"], f["subject"]) for f in facts]
-    u, v = solve_update(torch.stack(keys, 1), values, cov)
+    u, v = solve_update(torch.stack(keys, 1), values, covariance(loaded, settings))
     brick = delta_brick(loaded, "batch", args.layer, u, v, "batch", facts, {"method": "batch"})
     seconds = time.perf_counter() - started + value_seconds
     out = {}
     result = measure(loaded, facts, reference, Weights(loaded, brick), ppl_base, True)
     out["batch rome"] = {"rows": result["rows"], "ppl": [result["ppl_ratio"]], "seconds": [seconds]}
     started = time.perf_counter()
-    settings = EditSettings(layer=args.layer, covariance=args.covariance)
     neurons = inject(loaded, facts, "batch-inject", settings, values=values)
     seconds = time.perf_counter() - started + value_seconds
     result = measure(loaded, facts, reference, attach_neurons(loaded, neurons), ppl_base, True)

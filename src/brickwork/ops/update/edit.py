@@ -10,9 +10,8 @@ import brickwork
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
-from brickwork.ops.update.covariance import layer_statistics
 from brickwork.ops.update.evaluate import greedy
-from brickwork.ops.update.rome import EditSettings, fact_update, solve_update
+from brickwork.ops.update.rome import EditSettings, covariance, fact_update, solve_update
 from brickwork.ops.update.store import delta_brick
 
 
@@ -70,9 +69,7 @@ def edit(
         raise BrickworkError("no facts to edit")
     started = time.perf_counter()
     said = check_facts(loaded, facts) if check else None
-    cov = None
-    if settings.covariance == "corpus":
-        cov = layer_statistics(loaded, settings.layer, settings.covariance_tokens)["cov"]
+    cov = covariance(loaded, settings)
     keys, values, records = fact_keys_values(loaded, facts, settings, cov)
     u, v = solve_update(keys, values, cov, settings.mode, settings.memit_lambda)
     seconds = time.perf_counter() - started

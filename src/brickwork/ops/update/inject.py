@@ -35,7 +35,7 @@ from brickwork.ops.update.common import (
     subject_index,
 )
 from brickwork.ops.update.covariance import layer_statistics
-from brickwork.ops.update.rome import EditSettings, fact_update
+from brickwork.ops.update.rome import EditSettings, covariance, fact_update
 
 MARGIN = 0.05  # threshold = max(corpus cosine + MARGIN, MIN_THRESHOLD), below c_i
 MIN_THRESHOLD = 0.5
@@ -70,7 +70,7 @@ def inject(
     started = time.perf_counter()
     statistics = layer_statistics(loaded, settings.layer, settings.covariance_tokens)
     corpus = normalize(statistics["inputs"].float(), dim=-1)
-    cov = statistics["cov"] if settings.covariance == "corpus" else None
+    cov = covariance(loaded, settings, statistics)
     given, keys, thresholds, scales, values = values, [], [], [], []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)

@@ -35,6 +35,7 @@ from brickwork.ops.update.common import (
     target_ids,
     through_update,
 )
+from brickwork.ops.update.covariance import inverse, layer_statistics
 
 MODES = ("exact", "memit")
 
@@ -98,6 +99,15 @@ def fact_key(
     with torch.no_grad(), read_inputs(down_module(loaded, layer), seen):
         loaded.model(input_ids=ids, attention_mask=mask)
     return seen[0][torch.arange(len(rows)), torch.tensor(cols)].double().mean(0)
+
+
+def covariance(
+    loaded: LoadedModel, s: EditSettings, statistics: dict | None = None
+) -> torch.Tensor | None:
+    """C for ``s``: E[k kᵀ] of the (cached) corpus statistics, or None for the identity."""
+    if s.covariance != "corpus":
+        return None
+    return (statistics or layer_statistics(loaded, s.layer, s.covariance_tokens))["cov"]
 
 
 def key_side(keys: torch.Tensor, cov: torch.Tensor | None, s: EditSettings) -> torch.Tensor:
@@ -197,8 +207,6 @@ def solve_update(
     lam: float = 1.0e4,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ΔW = U @ V ([d_model, n] @ [n, d_ff]) for keys [d_ff, n] and residuals [d_model, n]."""
-    from brickwork.ops.update.covariance import inverse
-
     k, r = keys.double(), residuals.double()
     if mode == "exact":
         ck = inverse(cov, k.shape[0]) @ k
