@@ -10,12 +10,13 @@ Needs the bricks and purpose embeddings that ``benchmarks/retrieval.py`` leaves 
    over the base it keeps, and the interference (merged minus parent alone).
 3. Subtraction: a rank-8 merge of en->de and fr->en, minus en->de (task arithmetic), the same
    merge minus the unrelated GSM8K brick (control), and the base minus en->de.
-4. Retrieve-then-compose on three unseen tasks (Multi30k fr->de and de->fr, MMLU high-school
-   computer science; no brick was trained on them): the top-3 bricks by task-level retrieval
-   from 8 search examples, merged with uniform weights or with weights from a CMA-ES search on
-   those 8 examples, evaluated on 40 other held-out examples beside the base model and 3 random
-   bricks (uniform; mean of 3 draws among the bricks trained >= 16 steps); response loss, and
-   letter accuracy for MMLU.
+4. Retrieve-then-compose on unseen tasks (Multi30k fr->de and de->fr, MMLU high-school
+   computer science: no brick was trained on them; and each MMLU subject of the repository with
+   its own brick left out): the top-3 bricks by task-level retrieval from 8 search examples,
+   merged with uniform weights or with weights from a CMA-ES search on those 8 examples,
+   evaluated on the other held-out examples (40 captions, 60 questions) beside the base model
+   and 3 random bricks (uniform; mean of 3 draws among the bricks trained >= 16 steps); response
+   loss, and for MMLU letter accuracy, generated exact match and the gold letter's NLL.
 5. Stitching: French captions -> English (fr->en brick) -> German (en->de brick), chosen by the
    planner from the descriptions, against the base model translating directly; chrF.
 6. Stitching: French questions (hand-written in this file: 20 well-known facts, 10 one-step
@@ -37,11 +38,13 @@ from pathlib import Path
 import torch
 from bricks import chrf
 from retrieval import LANG, MMLU, MT, _samples, mmlu_pairs
+from torch.nn.functional import cross_entropy
 
 from brickwork import load_model
 from brickwork.bricks import BrickRepository, attach
 from brickwork.bricks.train_eval import (
     answer_matches,
+    generate_answers,
     response_loss,
     response_rows,
     target_logits,
@@ -60,7 +63,8 @@ from brickwork.ops.stitch import Step, plan_chain, run_pipeline, step_for
 
 PARENTS = ("mt-en-de", "mt-fr-en", "gsm8k")
 N_SEARCH = 8  # examples the coefficient search (and task-level retrieval) may see
-N_UNSEEN_TEST = 40  # other held-out examples per unseen task
+N_UNSEEN_TEST = 40  # other held-out examples per unseen translation task
+N_MMLU_TEST = 60  # other held-out questions per unseen MMLU task
 SEARCH_BUDGET = 20  # CMA-ES evaluations
 
 
@@ -172,10 +176,19 @@ def subtraction(loaded, bricks, tests) -> None:
         print(f"| {label} | {losses[0]:.3f} | {losses[1]:.3f} |")
 
 
-def unseen_tasks(data: Path) -> dict[str, list[Sample]]:
-    """Three tasks no brick was trained on: two Multi30k directions absent from the repository
-    (captions 800- and 850-, disjoint from the bricks' ranges) and an MMLU subject absent from
-    it. Each has N_SEARCH search examples, then N_UNSEEN_TEST held-out ones."""
+# MMLU subjects with a brick in the repository: each is also an unseen task with its own brick
+# left out of retrieval, search and the random control (leave-one-subject-out)
+LEFT_OUT = {"mmlu-high-school-geography": "high_school_geography",
+            "mmlu-global-facts": "global_facts", "mmlu-moral-scenarios": "moral_scenarios",
+            "mmlu-elementary-mathematics": "elementary_mathematics"}  # fmt: skip
+
+
+def unseen_tasks(data: Path) -> dict[str, tuple[list[Sample], str | None]]:
+    """Tasks no candidate brick was trained on, with the brick left out for each (or None):
+    two Multi30k directions absent from the repository (captions 800- and 850-, disjoint from
+    the bricks' ranges), an MMLU subject absent from it, and each MMLU subject of the repository
+    with its own brick left out. Each has N_SEARCH search examples, then the held-out ones:
+    N_UNSEEN_TEST captions, N_MMLU_TEST questions."""
     lines = {k: (data / f"multi30k_test2016.{k}.txt").read_text().splitlines() for k in LANG}
     size = N_SEARCH + N_UNSEEN_TEST
 
@@ -183,81 +196,107 @@ def unseen_tasks(data: Path) -> dict[str, list[Sample]]:
         pairs = [(lines[src][i].strip(), lines[dst][i].strip()) for i in range(start, start + size)]
         return _samples(f"mt-{src}-{dst}", MT.format(src=LANG[src], dst=LANG[dst]), pairs)
 
-    cs = mmlu_pairs(data, "high_school_computer_science")[:size]
-    return {"mmlu-hs-computer-science": _samples("mmlu-cs", MMLU, cs),
-            "mt-fr-de": captions("fr", "de", 800),
-            "mt-de-fr": captions("de", "fr", 850)}  # fmt: skip
+    def questions(subject: str) -> list[Sample]:
+        pairs = mmlu_pairs(data, subject)[: N_SEARCH + N_MMLU_TEST]
+        return _samples(f"mmlu-{subject}", MMLU, pairs)
+
+    tasks = {"mmlu-hs-computer-science": (questions("high_school_computer_science"), None)}
+    tasks |= {brick: (questions(subject), brick) for brick, subject in LEFT_OUT.items()}
+    tasks |= {"mt-fr-de": (captions("fr", "de", 800), None),
+              "mt-de-fr": (captions("de", "fr", 850), None)}  # fmt: skip
+    return tasks
 
 
-def letter_accuracy(loaded, samples: list[Sample]) -> float:
-    """MMLU accuracy: the option letter (A-D) with the highest next-token logit at the start of
-    the answer, against the reference letter (the same rule for every model compared)."""
+def mmlu_scores(loaded, model, samples: list[Sample]) -> dict:
+    """Three views of MMLU answers, the same rules for every model: ``letter``, the option letter
+    (A-D) with the highest next-token logit at the start of the answer (no format needed);
+    ``letter_nll``, the NLL of the gold letter there; ``generated``, whether the greedy answer
+    (4 new tokens) opens with the gold letter (LoraHub's exact-match view: the format counts)."""
     tokenizer = loaded.tokenizer
-    letters = [tokenizer(x, add_special_tokens=False)["input_ids"][0] for x in "ABCD"]
+    letters = torch.tensor([tokenizer(x, add_special_tokens=False)["input_ids"][0]
+                            for x in "ABCD"])  # fmt: skip
     rows = [(context, target[:1]) for context, target in response_rows(tokenizer, samples)]
-    hits = 0
+    hits, nll = 0, 0.0
     with torch.no_grad():
         for i in range(0, len(rows), 8):
             logits, targets = target_logits(loaded, rows[i : i + 8])
-            picked = torch.tensor(letters)[logits[:, letters].argmax(dim=1).cpu()]
-            hits += int((picked == targets.cpu()).sum())
-    return hits / len(rows)
+            hits += int((letters[logits[:, letters].argmax(dim=1)] == targets).sum())
+            nll += float(cross_entropy(logits.float(), targets, reduction="sum"))
+    answers = generate_answers(model, tokenizer, [s.prompt for s in samples], max_new_tokens=4)
+    opens = [re.match(r"\s*\(?([ABCD])\b", a) for a in answers]
+    generated = sum(bool(m) and m.group(1) == s.reference.strip()
+                    for m, s in zip(opens, samples, strict=True))  # fmt: skip
+    n = len(samples)
+    return {"letter": hits / n, "letter_nll": nll / n, "generated": generated / n,
+            "answers": answers[:3]}  # fmt: skip
 
 
-def scores(loaded, bricks, samples) -> tuple[float, float | None]:
-    """(held-out response loss, letter accuracy for MMLU tasks else None) with ``bricks``."""
-    with attach(loaded, bricks):
-        loss = response_loss(loaded, samples)
-        mmlu = samples[0].functionality.startswith("mmlu")
-        return loss, letter_accuracy(loaded, samples) if mmlu else None
+def scores(loaded, bricks, samples) -> dict:
+    """Held-out response loss, and the MMLU views for MMLU tasks, with ``bricks`` attached."""
+    with attach(loaded, bricks) as model:
+        out = {"loss": response_loss(loaded, samples)}
+        if samples[0].functionality.startswith("mmlu"):
+            out |= mmlu_scores(loaded, model, samples)
+    return out
 
 
 def compose(loaded, repo: BrickRepository, data: Path, k: int = 3, draws: int = 3) -> None:
-    print(f"\n## 4. Retrieve-then-compose on unseen tasks ({N_SEARCH} search examples, "
-          f"{N_UNSEEN_TEST} other held-out examples)\n")  # fmt: skip
+    print(f"\n## 4. Retrieve-then-compose on unseen tasks ({N_SEARCH} search examples, then "
+          f"{N_UNSEEN_TEST} held-out captions or {N_MMLU_TEST} held-out questions)\n")  # fmt: skip
     # the random control draws among the bricks trained for >= 16 steps, the ones that changed
     # the model measurably (4-step bricks are nearly the base model: a too-easy control)
     trained = [m["name"] for m in repo.list() if m["provenance"]["parameters"]["steps"] >= 16]
     print(f"random-control pool ({len(trained)} bricks trained >= 16 steps): {', '.join(trained)}")
-    rows, accuracy = [], []
+    names = [m["name"] for m in repo.list()]
+    rows, mmlu = [], []
     rng = random.Random(0)
-    for task, samples in unseen_tasks(data).items():
+    for task, (samples, left_out) in unseen_tasks(data).items():
         t0 = time.perf_counter()
         search, test = samples[:N_SEARCH], samples[N_SEARCH:]
-        matches = retrieve(loaded, repo, [s.prompt for s in search], k=k)
+        candidates = [repo.get(n) for n in names if n != left_out]
+        matches = retrieve(loaded, candidates, [s.prompt for s in search], k=k)
         top = [repo.get(m.name) for m in matches]
-        base = scores(loaded, [], test)
-        controls = [scores(loaded, [merge_linear([repo.get(n) for n in rng.sample(trained, k)],
+        pool = [n for n in trained if n != left_out]
+        runs = {"base": scores(loaded, [], test)}
+        controls = [scores(loaded, [merge_linear([repo.get(n) for n in rng.sample(pool, k)],
                                                  [1 / k] * k, "r")], test)
                     for _ in range(draws)]  # fmt: skip
-        uniform = scores(loaded, [merge_linear(top, [1 / k] * k, "u")], test)
+        runs["random 3"] = {key: sum(c[key] for c in controls) / draws
+                            for key in controls[0] if key != "answers"}  # fmt: skip
+        runs["top-3 uniform"] = scores(loaded, [merge_linear(top, [1 / k] * k, "u")], test)
         found = search_weights(loaded, top, search, budget=SEARCH_BUDGET, seed=0)
-        searched = scores(loaded, [merge_linear(top, found.weights, "s")], test)
-        random_loss = sum(c[0] for c in controls) / draws
-        weights = ", ".join(f"{w:.2f}" for w in found.weights)
+        runs["top-3 CMA-ES"] = scores(loaded, [merge_linear(top, found.weights, "s")], test)
+        control_losses = [c["loss"] for c in controls]
+        base, uniform, searched = (runs[x]["loss"] for x in ("base", "top-3 uniform",
+                                                               "top-3 CMA-ES"))  # fmt: skip
         rows.append(
-            f"| {task} | {', '.join(f'{m.name} ({m.score:.2f})' for m in matches)} | "
-            f"{base[0]:.3f} | {random_loss:.3f} ({min(c[0] for c in controls):.3f}-"
-            f"{max(c[0] for c in controls):.3f}) | {uniform[0]:.3f} | {searched[0]:.3f} | "
-            f"{weights} | {uniform[0] / base[0]:.3f}x | {searched[0] / base[0]:.3f}x |"
+            f"| {task} | {left_out or '-'} | "
+            f"{', '.join(f'{m.name} ({m.score:.2f})' for m in matches)} | {base:.3f} | "
+            f"{runs['random 3']['loss']:.3f} ({min(control_losses):.3f}-{max(control_losses):.3f})"
+            f" | {uniform:.3f} | {searched:.3f} | {', '.join(f'{w:.2f}' for w in found.weights)}"
+            f" | {uniform / base:.3f}x | {searched / base:.3f}x |"
         )
         print(rows[-1], flush=True)
         print(f"  search loss on the {N_SEARCH} search examples: uniform {found.start_loss:.3f} "
               f"-> best {found.loss:.3f} in {found.evaluations} evaluations; "
               f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
-        if base[1] is not None:
-            random_acc = sum(c[1] for c in controls) / draws
-            accuracy.append(f"| {task} | {base[1]:.3f} | {random_acc:.3f} | {uniform[1]:.3f} | "
-                            f"{searched[1]:.3f} |")  # fmt: skip
-    print("\n| unseen task | retrieved (top-3, posterior) | base | random 3, uniform: mean "
-          "(range) of 3 draws | top-3 uniform | top-3 CMA-ES weights | searched weights | "
+        if "letter" in runs["base"]:
+            views = [f"{r['letter']:.3f} / {r['generated']:.3f} / {r['letter_nll']:.3f}"
+                     for r in runs.values()]  # fmt: skip
+            mmlu.append(f"| {task} | " + " | ".join(views) + " |")
+            print(mmlu[-1], flush=True)
+            for x in ("base", "top-3 uniform"):
+                print(f"  {x} answers: {runs[x]['answers']}", flush=True)
+    print("\n| unseen task | brick left out | retrieved (top-3, posterior) | base | random 3, "
+          "uniform: mean (range) of 3 draws | top-3 uniform | top-3 CMA-ES | searched weights | "
           "uniform / base | CMA-ES / base |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\nletter accuracy on the {N_UNSEEN_TEST} held-out questions (chance 0.25)\n")
+    print(f"\nMMLU, {N_MMLU_TEST} held-out questions per task: letter accuracy (chance 0.25) / "
+          "generated exact match / gold-letter NLL\n")  # fmt: skip
     print("| unseen task | base | random 3, uniform (mean) | top-3 uniform | top-3 CMA-ES |")
     print("|---|---|---|---|---|")
-    print("\n".join(accuracy))
+    print("\n".join(mmlu))
 
 
 PLANS = {

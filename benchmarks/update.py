@@ -49,6 +49,8 @@ COLUMNS = (
     "generalization_first",
     "locality_first",
     "locality_unrelated",
+    "generalization_prefixed",
+    "generalization_inside",
 )
 
 

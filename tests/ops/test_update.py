@@ -34,6 +34,7 @@ from brickwork.ops.update.common import (
 )
 from brickwork.ops.update.covariance import cache_path, layer_statistics
 from brickwork.ops.update.evaluate import (
+    EVAL_PREFIXES,
     fact_metrics,
     neighbourhood_reference,
     summarize,
@@ -364,3 +365,22 @@ def test_fact_metrics_on_the_unedited_model(tiny):
     assert row["locality"] == row["locality_unrelated"] == row["locality_first"] == 1.0
     assert "locality_unrelated" not in fact_metrics(tiny, [FACT], reference)[0]
     assert summarize([row, fact_metrics(tiny, [FACT], reference)[0]])["locality_unrelated"] == 1.0
+
+
+def test_generalization_prefixed_and_inside(tiny):
+    """The prefixed paraphrases are scored behind every eval prefix; ``inside`` only counts the
+    paraphrases that do not open with the subject, and is absent when there are none."""
+    fact = {**FACT, "paraphrases": ["France is big", "We went to France"]}
+    row = fact_metrics(tiny, [fact], neighbourhood_reference(tiny, [fact]))[0]
+
+    def mean_score(prompts):
+        hits = target_scores(tiny, prompts, [fact["target_new"]] * len(prompts))
+        return sum(sum(h) / len(h) for h in hits) / len(hits)
+
+    prefixed = [c + p for p in fact["paraphrases"] for c in EVAL_PREFIXES]
+    assert len(prefixed) == 4 and row["generalization_prefixed"] == mean_score(prefixed)
+    assert row["generalization_inside"] == mean_score(["We went to France"])
+    opening = {**fact, "paraphrases": ["France is big"]}
+    first = fact_metrics(tiny, [opening], neighbourhood_reference(tiny, [opening]))[0]
+    assert "generalization_inside" not in first
+    assert summarize([first, row])["generalization_inside"] == row["generalization_inside"]

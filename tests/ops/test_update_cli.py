@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from brickwork.bricks import BrickRepository
 from brickwork.cli import main
 from brickwork.models import load_model
+from brickwork.ops.update.evaluate import greedy
 
 EDIT = [
     "--fact",
@@ -175,3 +178,25 @@ def test_inject_and_locate_store_bricks(tmp_path, tiny_model_dirs, capsys):
     names = {b["name"]: b for b in BrickRepository(repo).list()}
     assert names["inj"]["spec"]["update"] == "inject"
     assert names["fr-neurons"]["kind"] == "neuron_set" and names["fr-trace"]["kind"] == "layer"
+
+
+def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
+    facts = tmp_path / "facts.jsonl"
+    fact = {"id": "fr", "relation": "in", "prompt": "Paris is in France", "subject": "France",
+            "target_true": "", "target_new": "zq",
+            "paraphrases": ["France is big", "We went to France"],
+            "neighborhood": ["Rome is in Italy"], "unrelated": ["Bern is in Swiss"]}  # fmt: skip
+    tiny = load_model(tiny_model_dirs["llama"])
+    said = tiny.tokenizer.decode(greedy(tiny, [fact["prompt"]], 8)[0])
+    fact["target_true"] = said.strip() or said  # what the tiny model says: the fact it "knows"
+    facts.write_text(json.dumps(fact) + "\n", encoding="utf-8")
+    out = tmp_path / "eval.json"
+    args = ["edit", "eval", "--model", tiny_model_dirs["llama"], "--facts", str(facts)]
+    options = ["--layer", "1", "--steps", "3", "--covariance", "identity", "--out", str(out)]
+    assert main([*args, *options]) == 0
+    printed = capsys.readouterr().out
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert len(record["rows"]) == 1 and record["after"]["facts"] == 1
+    for key in ("generalization_prefixed", "generalization_inside", "locality_unrelated"):
+        assert key in record["rows"][0] and key in printed
+    assert not list(tmp_path.glob(".eval.json.*"))  # written atomically, no temporary left

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_dir_atomically
+from brickwork.io import replace_atomically, replace_dir_atomically
 
 
 def _load(args):
@@ -156,6 +156,10 @@ def cmd_apply_rollback(args: argparse.Namespace, action: str) -> None:
     print(f"{action} {brick.name!r}: model {loaded.fingerprint} saved to {args.out}")
 
 
+EVAL_KEYS = ("reliability", "generalization", "generalization_prefixed", "generalization_inside",
+             "locality", "locality_unrelated")  # fmt: skip
+
+
 def cmd_edit_eval(args: argparse.Namespace) -> None:
     from brickwork.data.edits import load_edits
     from brickwork.ops.update import edit
@@ -174,8 +178,9 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
         rollback(loaded, brick)
         seconds.append(brick.metrics["seconds"])
     after = summarize(rows)
-    for key in ("reliability", "generalization", "locality"):
-        print(f"{key:<15} {before[key]:7.1%} -> {after[key]:7.1%}")
+    for key in EVAL_KEYS:
+        if key in after:
+            print(f"{key:<24} {before[key]:7.1%} -> {after[key]:7.1%}")
     print(f"{len(facts)} single edits, {sum(seconds) / len(seconds):.1f} s per edit")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +192,8 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
             "command": args.command_line,
             "fingerprint": loaded.fingerprint,
         }
-        Path(args.out).write_text(json.dumps(record, indent=1), encoding="utf-8")
+        text = json.dumps(record, indent=1)
+        replace_atomically(Path(args.out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         print(f"saved {args.out}")
 
 

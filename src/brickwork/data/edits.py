@@ -5,7 +5,8 @@ completion style), ``target_true`` (what the model says now), ``target_new`` (th
 ``paraphrases`` (other prompts for the same fact) and ``neighborhood`` (prompts of the same
 relation about other subjects, whose predictions an edit must not change) and, optionally,
 ``keep`` (texts whose predictions the edit is optimised not to change; keep them apart from the
-neighbourhood prompts used for evaluation).
+neighbourhood prompts used for evaluation) and ``unrelated`` (prompts of other relations, for
+the unrelated-prompt locality).
 
 ``candidates.jsonl`` holds every written candidate; ``counterfact.jsonl`` the ones the default
 model's greedy continuation gets right (written by ``benchmarks/update.py --filter``).
@@ -23,7 +24,7 @@ CANDIDATES_FILE = "candidates.jsonl"
 EDITS_FILE = "counterfact.jsonl"
 _TEXT_FIELDS = ("id", "relation", "subject", "prompt", "target_true", "target_new")
 _LIST_FIELDS = ("paraphrases", "neighborhood")
-_OPTIONAL_LIST_FIELDS = ("keep",)
+_OPTIONAL_LIST_FIELDS = ("keep", "unrelated")
 
 
 def builtin_edits_path(name: str = EDITS_FILE) -> Path:

@@ -3,6 +3,11 @@
 - reliability: on the edited prompt, the share of the new target's tokens that are the model's
   top-1 prediction given the prompt and the target's earlier tokens (mean over facts);
 - generalization: the same on the fact's paraphrases;
+- generalization_prefixed: the paraphrases behind unrelated text (``EVAL_PREFIXES``, none of them
+  an edit context), as CounterFact writes its paraphrase prompts: a subject that opens a text sits
+  at position 0, the attention sink of a model without a BOS token (SmolLM2), which the anchor's
+  Llama-2 never sees;
+- generalization_inside: the paraphrases whose text does not open with the subject;
 - locality: on the neighbourhood prompts (the same relation, other subjects), the share of the
   unedited model's greedy next ``LOCALITY_TOKENS`` tokens that are still top-1 after the edit;
 - locality_unrelated: the same on a fact's optional ``unrelated`` prompts (other relations, as
@@ -23,6 +28,7 @@ from brickwork.ops.update.common import encode, pad, target_ids
 
 LOCALITY_TOKENS = 3
 BATCH = 16
+EVAL_PREFIXES = ("Yesterday it rained all afternoon. ", "Let me tell you something. ")
 
 
 def _top1(loaded: LoadedModel, model: Callable, rows: list[tuple[list[int], list[int]]]):
@@ -94,23 +100,30 @@ def fact_metrics(
     tok, rows, spans = loaded.tokenizer, [], []
     for f in facts:
         new = target_ids(tok, f["target_new"])
-        groups = [[f["prompt"]], f["paraphrases"], f["neighborhood"], f.get("unrelated", [])]
+        prefixed = [c + p for p in f["paraphrases"] for c in EVAL_PREFIXES]
+        groups = [[f["prompt"]], f["paraphrases"], prefixed, f["neighborhood"],
+                  f.get("unrelated", [])]  # fmt: skip
         spans.append([len(g) for g in groups])
-        rows += [(encode(tok, p), new) for p in groups[0] + groups[1]]
-        rows += [(encode(tok, p), reference[p]) for p in groups[2] + groups[3]]
+        rows += [(encode(tok, p), new) for p in groups[0] + groups[1] + groups[2]]
+        rows += [(encode(tok, p), reference[p]) for p in groups[3] + groups[4]]
     hits = iter(_top1(loaded, model or loaded.model, rows))
     out = []
     for f, sizes in zip(facts, spans, strict=True):
-        edit, para, neigh, unrelated = ([next(hits) for _ in range(n)] for n in sizes)
+        edit, para, prefixed, neigh, unrelated = ([next(hits) for _ in range(n)] for n in sizes)
+        inside = [h for p, h in zip(f["paraphrases"], para, strict=True)
+                  if not p.lower().startswith(f["subject"].lower())]  # fmt: skip
         row = {
             "id": f.get("id", f["prompt"]),
             "reliability": _mean(edit[0]),
             "reliability_first": float(edit[0][0]),
             "generalization": _mean([_mean(h) for h in para]),
             "generalization_first": _mean([float(h[0]) for h in para]),
+            "generalization_prefixed": _mean([_mean(h) for h in prefixed]),
             "locality": _mean([_mean(h) for h in neigh]),
             "locality_first": _mean([float(h[0]) for h in neigh]),
         }
+        if inside:
+            row["generalization_inside"] = _mean([_mean(h) for h in inside])
         if unrelated:
             row["locality_unrelated"] = _mean([_mean(h) for h in unrelated])
         out.append(row)
@@ -118,7 +131,7 @@ def fact_metrics(
 
 
 def summarize(rows: list[dict]) -> dict:
-    keys = [k for k in rows[0] if k != "id"] if rows else []
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "id"))  # a key may be missing
     return {k: _mean([r[k] for r in rows if k in r]) for k in keys} | {"facts": len(rows)}
 
 
