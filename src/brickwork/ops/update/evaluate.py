@@ -25,6 +25,7 @@ import torch
 
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.common import encode, pad, target_ids
+from brickwork.ops.update.rome import opens
 
 LOCALITY_TOKENS = 3
 BATCH = 16
@@ -111,7 +112,7 @@ def fact_metrics(
     for f, sizes in zip(facts, spans, strict=True):
         edit, para, prefixed, neigh, unrelated = ([next(hits) for _ in range(n)] for n in sizes)
         inside = [h for p, h in zip(f["paraphrases"], para, strict=True)
-                  if not p.lower().startswith(f["subject"].lower())]  # fmt: skip
+                  if not opens(p, f["subject"])]  # fmt: skip
         row = {
             "id": f.get("id", f["prompt"]),
             "reliability": _mean(edit[0]),
