@@ -187,8 +187,8 @@ def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
             "paraphrases": ["France is big", "We went to France"],
             "neighborhood": ["Rome is in Italy"], "unrelated": ["Bern is in Swiss"]}  # fmt: skip
     tiny = load_model(tiny_model_dirs["llama"])
-    said = tiny.tokenizer.decode(greedy(tiny, [fact["prompt"]], 8)[0])
-    fact["target_true"] = said.strip() or said  # what the tiny model says: the fact it "knows"
+    # what the tiny model says now: the fact it "knows"
+    fact["target_true"] = tiny.tokenizer.decode(greedy(tiny, [fact["prompt"]], 8)[0]).strip()
     facts.write_text(json.dumps(fact) + "\n", encoding="utf-8")
     out = tmp_path / "eval.json"
     args = ["edit", "eval", "--model", tiny_model_dirs["llama"], "--facts", str(facts)]
