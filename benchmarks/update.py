@@ -30,7 +30,6 @@ from brickwork.data import FUNCTIONALITIES, load_builtin_suite
 from brickwork.data.edits import CANDIDATES_FILE, EDITS_FILE, builtin_edits_path, load_edits
 from brickwork.models import load_model
 from brickwork.ops.update import EditSettings, attach_neurons, edit, inject, plugin
-from brickwork.ops.update.common import down_module
 from brickwork.ops.update.evaluate import (
     fact_metrics,
     knows,
@@ -39,7 +38,7 @@ from brickwork.ops.update.evaluate import (
     summarize,
 )
 from brickwork.ops.update.rome import covariance, fact_key, solve_update
-from brickwork.ops.update.store import delta_brick, edited_weight
+from brickwork.ops.update.store import delta_brick, write_weights
 
 COLUMNS = (
     "reliability",
@@ -78,23 +77,23 @@ class Weights:
         self.loaded, self.brick = loaded, brick
 
     def __enter__(self):
-        weight = down_module(self.loaded, self.brick.spec["layer"]).weight
-        with torch.no_grad():
-            weight.copy_(edited_weight(self.loaded, self.brick))
+        write_weights(self.loaded, self.brick, edited=True)
         return self.loaded.model
 
     def __exit__(self, *exc):
-        with torch.no_grad():
-            down_module(self.loaded, self.brick.spec["layer"]).weight.copy_(
-                self.brick.tensors["before"]
-            )
+        write_weights(self.loaded, self.brick, edited=False)
 
 
-def random_v(brick, seed: int) -> torch.Tensor:
-    """The rank-one update's key-side vector replaced by a random one of the same norm."""
-    v = brick.tensors["v"]
-    g = torch.randn(v.shape, generator=torch.Generator().manual_seed(seed))
-    return g * (v.norm(dim=1, keepdim=True) / g.norm(dim=1, keepdim=True))
+def random_key(brick, seed: int):
+    """The brick with every key-side factor (v) replaced by a random one of the same row norms:
+    the same δ and ‖ΔW‖, the wrong keys (for in-process comparisons only)."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = dict(brick.tensors)
+    for name, v in brick.tensors.items():
+        if name.split("@")[0] == "v":
+            r = torch.randn(v.shape, generator=g)
+            tensors[name] = r * (v.norm(dim=1, keepdim=True) / r.norm(dim=1, keepdim=True))
+    return type(brick)(**{**brick.__dict__, "tensors": tensors})
 
 
 SUITE = {}
@@ -160,6 +159,7 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
         name: EditSettings(
             layer=args.layer,
             steps=args.steps,
+            stop_nll=args.stop_nll,
             covariance=args.covariance,
             first_token_key=VARIANTS[name][1],
             keep_weight=args.keep_weight,
@@ -173,7 +173,7 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
         if time.perf_counter() > deadline:
             log(f"stopped after {i} facts (--max-minutes {args.max_minutes})")
             break
-        with_ppl = i < args.ppl_facts
+        with_ppl = i < args.ppl_facts or fact.get("id") in args.ppl_ids
         runs = {}
         for name, s in settings.items():
             given = {**fact, "keep": fact["keep"] if VARIANTS[name][0] else []}
@@ -184,8 +184,7 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
             runs[name] = Weights(loaded, brick)
             if name == first:
                 delta = brick.tensors["u"][:, :1]
-                wrong = variant(brick, brick.tensors["u"], random_v(brick, i))
-                runs["random key"] = Weights(loaded, wrong)
+                runs["random key"] = Weights(loaded, random_key(brick, i))
         started = time.perf_counter()
         neurons = inject(loaded, [fact], f"inject-{i}", settings[first], values=delta)
         out["inject"]["seconds"].append(time.perf_counter() - started)
@@ -215,12 +214,6 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
     return out
 
 
-def variant(brick, u, v):
-    """The brick with other factors (for in-process comparisons only)."""
-    tensors = {**brick.tensors, "u": u.float(), "v": v.float()}
-    return type(brick)(**{**brick.__dict__, "tensors": tensors})
-
-
 def batch_edit(loaded, facts, values, value_seconds, reference, ppl_base, args) -> dict:
     """One update for all ``facts`` (prefixed keys), reusing their single-edit values δ (the
     same optimisation at the same layer), and the same facts as injected neurons; the time
@@ -229,7 +222,7 @@ def batch_edit(loaded, facts, values, value_seconds, reference, ppl_base, args) 
     started = time.perf_counter()
     keys = [fact_key(loaded, args.layer, f["prompt"], f["subject"]) for f in facts]
     u, v = solve_update(torch.stack(keys, 1), values, covariance(loaded, settings))
-    brick = delta_brick(loaded, "batch", args.layer, u, v, "batch", facts, {"method": "batch"})
+    brick = delta_brick(loaded, "batch", {args.layer: (u, v)}, "batch", facts, {"method": "batch"})
     seconds = time.perf_counter() - started + value_seconds
     out = {}
     result = measure(loaded, facts, reference, Weights(loaded, brick), ppl_base, True)
@@ -281,8 +274,12 @@ def main() -> None:
     parser.add_argument("--plugin-preserve", action="store_true", help="plugin KL on the suite")
     parser.add_argument("--layer", type=int, default=8)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--stop-nll", type=float, default=EditSettings.stop_nll)
     parser.add_argument("--covariance", default="corpus", choices=("corpus", "identity"))
     parser.add_argument("--ppl-facts", type=int, default=10, help="suite PPL after the first N")
+    parser.add_argument(
+        "--ppl-ids", type=lambda t: set(t.split(",")), default=set(), help="and after these (ids)"
+    )
     parser.add_argument("--control-facts", type=int, default=0, help="random-layer control")
     parser.add_argument("--plugin-facts", type=int, default=20)
     parser.add_argument("--plugin-steps", type=int, default=30)

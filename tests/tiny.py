@@ -42,16 +42,18 @@ def _byte_characters() -> dict[int, str]:
     return {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(shifted)}
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer (one token per byte) that prepends <bos>."""
+def tiny_tokenizer(bos: bool = True) -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (one token per byte) that prepends <bos> (unless ``bos`` is
+    False, as SmolLM2's does not)."""
     vocab = {ch: byte for byte, ch in _byte_characters().items()}  # token id = byte value
     vocab.update({"<bos>": 256, "<pad>": 257, "<eos>": 258})
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", special_tokens=[("<bos>", 256)]
-    )
+    if bos:
+        tok.post_processor = processors.TemplateProcessing(
+            single="<bos> $A", special_tokens=[("<bos>", 256)]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>", eos_token="<eos>"
     )

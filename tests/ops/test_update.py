@@ -4,6 +4,7 @@ back bit-identically, injected neurons, locating, and clear errors."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -40,6 +41,7 @@ from brickwork.ops.update.evaluate import (
     summarize,
     target_scores,
 )
+from brickwork.ops.update.initial import at_position_zero
 from brickwork.ops.update.locate import integrated_gradients
 from brickwork.ops.update.rome import fact_key, key_side
 from tests.tiny import _LLAMA_LIKE, tiny_tokenizer
@@ -165,6 +167,54 @@ def test_a_text_initial_subject_is_keyed_apart(tiny):
         fact_key(tiny, 1, "France is", "France", ("", "Hi. ")),
         fact_key(tiny, 1, "France is", "France", ("Hi. ",)),
     )
+
+
+@pytest.fixture
+def no_bos(sharp_llama, tmp_path, monkeypatch):
+    """The same tiny llama with a tokenizer that adds no BOS token, as SmolLM2's."""
+    path = tmp_path / "no_bos"
+    shutil.copytree(sharp_llama, path)
+    tiny_tokenizer(bos=False).save_pretrained(path)
+    monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path / "cache"))
+    return load_model(str(path))
+
+
+def _layer0_outputs(loaded, ids: list[int]) -> torch.Tensor:
+    """Layer 0's FFN output for every token id as a text's only token [n, d_model]."""
+    out = []
+    handle = down_module(loaded, 0).register_forward_hook(lambda m, a, o: out.append(o[:, 0]))
+    with torch.no_grad():
+        loaded.model(input_ids=torch.tensor(ids)[:, None])
+    handle.remove()
+    return out[0]
+
+
+def test_a_subject_at_position_zero_is_edited_in_the_initial_layer(no_bos, tiny, tmp_path):
+    fact = {"prompt": "F", "subject": "F", "target_new": "zq"}  # the target follows at once
+    assert at_position_zero(no_bos.tokenizer, fact["prompt"], "F")
+    assert not at_position_zero(tiny.tokenizer, fact["prompt"], "F")  # <bos> comes first
+    assert not at_position_zero(no_bos.tokenizer, "FR is in", "FR")  # ends at position 1
+    assert edit(tiny, [fact], "bos", SETTINGS).spec.get("more_layers") is None
+    state, before = _state(no_bos), _target_nll(no_bos, fact)
+    repo = BrickRepository(tmp_path / "repo")
+    repo.add(edit(no_bos, [fact], "f0", SETTINGS))
+    brick = repo.get("f0")  # round trip through safetensors
+    assert brick.spec["layer"] == 1 and brick.spec["more_layers"] == [0]
+    broken = type(brick)(**{**brick.__dict__, "tensors": {**brick.tensors}})
+    del broken.tensors["v@0"]
+    with pytest.raises(BrickworkError, match="lacks its 'v' tensor for layer 0"):
+        apply_edit(no_bos, broken)
+    specials = sorted(set(no_bos.tokenizer.all_special_ids))
+    f_id = no_bos.tokenizer.convert_tokens_to_ids("F")
+    unedited = _layer0_outputs(no_bos, [f_id, *specials])
+    apply_edit(no_bos, brick)
+    edited = _layer0_outputs(no_bos, [f_id, *specials])
+    # Layer 0 moves "F" as a first token by δ₀ and leaves the special tokens where they were.
+    assert torch.allclose(edited[0] - unedited[0], brick.tensors["u@0"][:, 0], atol=1e-4)
+    assert torch.allclose(edited[1:], unedited[1:], atol=1e-4)
+    assert _target_nll(no_bos, fact) < before - 1.0  # measured 6.59 -> 4.96 nats
+    rollback(no_bos, brick)
+    assert all(torch.equal(state[k], v) for k, v in no_bos.model.state_dict().items())
 
 
 def test_wrong_base_and_out_of_order_rollback_are_refused(tiny, tiny_model_dirs):

@@ -110,6 +110,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
     from brickwork.ops.update import apply_edit, inject
     from brickwork.ops.update.evaluate import greedy
+    from brickwork.ops.update.store import layers
 
     if not args.repo:
         raise BrickworkError("give --repo: every edit is stored as a brick")
@@ -123,8 +124,10 @@ def cmd_edit(args: argparse.Namespace) -> None:
         brick = edit(loaded, facts, args.name, _settings(args))
     brick.provenance["command"] = args.command_line
     repo.add(brick, overwrite=args.overwrite)
+    changed = layers(brick)
+    where = ("layers " if len(changed) > 1 else "layer ") + ", ".join(map(str, changed))
     print(
-        f"{brick.spec['update']} edit of layer {brick.spec['layer']} in "
+        f"{brick.spec['update']} edit of {where} in "
         f"{brick.metrics['seconds']:.1f} s; saved brick {brick.name!r} in {args.repo}"
     )
     if args.method == "inject":

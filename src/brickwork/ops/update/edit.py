@@ -11,7 +11,7 @@ from brickwork.bricks.brick import Brick, check_name
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.evaluate import greedy
-from brickwork.ops.update.rome import EditSettings, covariance, fact_update, solve_update
+from brickwork.ops.update.rome import EditSettings, covariances, fact_update, solve_update
 from brickwork.ops.update.store import delta_brick
 
 
@@ -37,19 +37,24 @@ def check_facts(loaded: LoadedModel, facts: list[dict]) -> list[str]:
     return outputs
 
 
-def fact_keys_values(
-    loaded: LoadedModel, facts: list[dict], settings: EditSettings, cov: torch.Tensor | None
-):
-    """Keys [d_ff, m], values δ [d_model, m] (a fact's δ once per key) and per-fact records."""
-    keys, values, records = [], [], []
+def fact_parts(loaded: LoadedModel, facts: list[dict], settings: EditSettings):
+    """Per layer, keys [d_ff, m] and residuals [d_model, m] of every fact's update parts (the
+    main layer first); per layer, its C; per fact, the optimisation's record."""
+    covs = covariances(loaded, facts, settings)
+    by_layer: dict[int, list] = {settings.layer: []}
+    records = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         for f in facts:
-            mine, delta, record = fact_update(loaded, f, settings, cov)
-            keys.append(mine)
-            values += [delta] * mine.shape[1]
+            parts, record = fact_update(loaded, f, settings, covs)
+            for part in parts:
+                by_layer.setdefault(part.layer, []).append(part)
             records.append(record)
-    return torch.cat(keys, 1), torch.stack(values, 1), records
+    stacked = {
+        layer: (torch.cat([p.keys for p in parts], 1), torch.cat([p.residuals() for p in parts], 1))
+        for layer, parts in by_layer.items()
+    }
+    return stacked, covs, records
 
 
 def edit(
@@ -69,9 +74,11 @@ def edit(
         raise BrickworkError("no facts to edit")
     started = time.perf_counter()
     said = check_facts(loaded, facts) if check else None
-    cov = covariance(loaded, settings)
-    keys, values, records = fact_keys_values(loaded, facts, settings, cov)
-    u, v = solve_update(keys, values, cov, settings.mode, settings.memit_lambda)
+    stacked, covs, records = fact_parts(loaded, facts, settings)
+    updates = {
+        layer: solve_update(keys, residuals, covs[layer], settings.mode, settings.memit_lambda)
+        for layer, (keys, residuals) in stacked.items()
+    }
     seconds = time.perf_counter() - started
     provenance = {
         "method": "rome" if len(facts) == 1 else f"batch-{settings.mode}",
@@ -83,4 +90,4 @@ def edit(
     if said is not None:
         metrics["answers_before"] = said
     update = "rank_one" if len(facts) == 1 else "batch"
-    return delta_brick(loaded, name, settings.layer, u, v, update, facts, provenance, metrics)
+    return delta_brick(loaded, name, updates, update, facts, provenance, metrics)

@@ -35,7 +35,7 @@ from brickwork.ops.update.common import (
     subject_index,
 )
 from brickwork.ops.update.covariance import layer_statistics
-from brickwork.ops.update.rome import EditSettings, covariance, fact_update
+from brickwork.ops.update.rome import EditSettings, covariance, covariances, fact_update
 
 MARGIN = 0.05  # threshold = max(corpus cosine + MARGIN, MIN_THRESHOLD), below c_i
 MIN_THRESHOLD = 0.5
@@ -51,6 +51,12 @@ def ffn_inputs(loaded: LoadedModel, layer: int, fact: dict) -> torch.Tensor:
     with torch.no_grad(), read_inputs(ffn_module(loaded, layer), seen):
         loaded.model(input_ids=ids, attention_mask=mask)
     return seen[0][torch.arange(len(rows)), torch.tensor(cols)].float()
+
+
+def _value(loaded: LoadedModel, fact: dict, settings: EditSettings, cov) -> torch.Tensor:
+    """ROME's δ for ``fact`` at ``settings.layer`` (its main part's)."""
+    parts, _ = fact_update(loaded, fact, settings, covariances(loaded, [fact], settings, cov))
+    return parts[0].delta.float()
 
 
 def inject(
@@ -92,9 +98,7 @@ def inject(
             thresholds.append(t)
             scales.append(1.0 / (on - t))
             values.append(
-                fact_update(loaded, fact, settings, cov)[1].float()
-                if given is None
-                else given[:, i].float()
+                _value(loaded, fact, settings, cov) if given is None else given[:, i].float()
             )
     tensors = {
         "keys": torch.stack(keys),

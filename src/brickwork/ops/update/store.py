@@ -2,7 +2,9 @@
 
 A delta brick is a ``layer`` brick with ``spec["update"]`` set. It holds the edited projection's
 weight as it was (``before``, in the module's own layout) and the low-rank change as factors
-``u`` [d_model, n] and ``v`` [n, d_ff] (``down_weight`` orientation). Applying computes
+``u`` [d_model, n] and ``v`` [n, d_ff] (``down_weight`` orientation), for ``spec["layer"]``; an
+edit that also changes other layers (``spec["more_layers"]``, e.g. the initial layer of a
+subject at position 0) holds ``before@L``, ``u@L`` and ``v@L`` for each. Applying computes
 before + u @ v in float64 and rounds once; rolling back copies ``before`` back, so the weights
 are bit-identical to the base model's again. Both check the model's fingerprint first.
 """
@@ -17,74 +19,101 @@ from brickwork.models.load import LoadedModel, fingerprint
 from brickwork.ops.update.common import check_base, down_module
 
 
-def edited_weight(loaded: LoadedModel, brick: Brick) -> torch.Tensor:
-    """The projection's weight with the brick's change, in the module's layout."""
-    before = brick.tensors["before"]
-    change = brick.tensors["u"].double() @ brick.tensors["v"].double()
+def _suffix(brick: Brick, layer: int) -> str:
+    return "" if layer == brick.spec["layer"] else f"@{layer}"
+
+
+def layers(brick: Brick) -> list[int]:
+    """The layers an edit brick changes, its main layer first."""
+    return [brick.spec["layer"], *brick.spec.get("more_layers", [])]
+
+
+def edited_weight(loaded: LoadedModel, brick: Brick, layer: int) -> torch.Tensor:
+    """The projection's weight at ``layer`` with the brick's change, in the module's layout."""
+    end = _suffix(brick, layer)
+    before = brick.tensors["before" + end]
+    change = brick.tensors["u" + end].double() @ brick.tensors["v" + end].double()
     if loaded.family.conv1d:
         change = change.T
     return (before.double() + change).to(before.dtype)
 
 
+def write_weights(loaded: LoadedModel, brick: Brick, edited: bool) -> None:
+    with torch.no_grad():
+        for layer in layers(brick):
+            weight = down_module(loaded, layer).weight
+            before = brick.tensors["before" + _suffix(brick, layer)]
+            weight.copy_(edited_weight(loaded, brick, layer) if edited else before)
+
+
 def delta_brick(
     loaded: LoadedModel,
     name: str,
-    layer: int,
-    u: torch.Tensor,
-    v: torch.Tensor,
+    updates: dict[int, tuple[torch.Tensor, torch.Tensor]],
     update: str,
     facts: list[dict],
     provenance: dict,
     metrics: dict | None = None,
 ) -> Brick:
-    """A delta brick for ``loaded`` as it is now; records the fingerprint the edit leads to."""
-    weight = down_module(loaded, layer).weight
-    before = weight.detach().clone()
+    """A delta brick for ``loaded`` as it is now, from ``updates`` {layer: (u, v)} (the main
+    layer first); records the fingerprint the edit leads to."""
+    main, *more = updates
+    tensors = {}
+    for layer, (u, v) in updates.items():
+        end = "" if layer == main else f"@{layer}"
+        tensors["before" + end] = down_module(loaded, layer).weight.detach().clone()
+        tensors["u" + end] = u.float().contiguous()
+        tensors["v" + end] = v.float().contiguous()
     spec = {
         "update": update,
-        "layer": layer,
-        "rank": int(u.shape[1]),
+        "layer": main,
+        "rank": int(updates[main][0].shape[1]),
         "facts": [
             {k: f[k] for k in ("prompt", "subject", "target_new", "keep") if k in f} for f in facts
         ],
     }
+    if more:
+        spec["more_layers"] = more
     brick = Brick(
         name,
         "layer",
         "emergent",
         "knowledge edit",
         loaded.fingerprint,
-        tensors={"before": before, "u": u.float().contiguous(), "v": v.float().contiguous()},
+        tensors=tensors,
         spec=spec,
         provenance=provenance,
         metrics=metrics or {},
         description="; ".join(f"{f['prompt']} -> {f['target_new']}" for f in facts),
     )
-    with torch.no_grad():
-        weight.copy_(edited_weight(loaded, brick))
-        try:
-            brick.spec["result_fingerprint"] = fingerprint(loaded.model)
-        finally:
-            weight.copy_(before)
+    write_weights(loaded, brick, edited=True)
+    try:
+        brick.spec["result_fingerprint"] = fingerprint(loaded.model)
+    finally:
+        write_weights(loaded, brick, edited=False)
     return brick
 
 
 def _check_delta(brick: Brick) -> None:
     if brick.kind != "layer" or brick.spec.get("update") not in ("rank_one", "batch"):
         raise BrickworkError(f"brick {brick.name!r} is not an edit (delta) brick")
+    for layer in layers(brick):
+        for name in ("before", "u", "v"):
+            if name + _suffix(brick, layer) not in brick.tensors:
+                raise BrickworkError(
+                    f"edit brick {brick.name!r} lacks its {name!r} tensor for layer {layer}"
+                )
 
 
 def apply_edit(loaded: LoadedModel, brick: Brick) -> None:
     """Write the edit into ``loaded``'s weights (in place) and update its fingerprint."""
     _check_delta(brick)
     check_base(loaded, brick.base_model, f"edit brick {brick.name!r}")
-    weight = down_module(loaded, brick.spec["layer"]).weight
-    if not torch.equal(weight.detach(), brick.tensors["before"]):
-        raise BrickworkError(
-            f"layer {brick.spec['layer']} does not hold the weights this edit expects"
-        )
-    with torch.no_grad():
-        weight.copy_(edited_weight(loaded, brick))
+    for layer in layers(brick):
+        weight = down_module(loaded, layer).weight
+        if not torch.equal(weight.detach(), brick.tensors["before" + _suffix(brick, layer)]):
+            raise BrickworkError(f"layer {layer} does not hold the weights this edit expects")
+    write_weights(loaded, brick, edited=True)
     loaded.fingerprint = fingerprint(loaded.model)
 
 
@@ -98,8 +127,7 @@ def rollback(loaded: LoadedModel, brick: Brick) -> None:
             f"cannot roll back {brick.name!r}: the model ({loaded.fingerprint}) is not the one "
             f"this edit produced ({expected}); roll back later edits first"
         )
-    with torch.no_grad():
-        down_module(loaded, brick.spec["layer"]).weight.copy_(brick.tensors["before"])
+    write_weights(loaded, brick, edited=False)
     loaded.fingerprint = fingerprint(loaded.model)
     if loaded.fingerprint != brick.base_model:  # cannot happen unless other weights changed
         raise BrickworkError("rollback restored the layer but the model differs from the base")
