@@ -51,7 +51,7 @@ def vocabulary_keys(loaded: LoadedModel, layer: int) -> tuple[torch.Tensor, torc
         raise _Stop
 
     handle = down_module(loaded, layer).register_forward_pre_hook(grab)
-    vocab = len(loaded.tokenizer)
+    vocab = loaded.model.get_input_embeddings().num_embeddings
     try:
         for start in range(0, vocab, _BATCH):
             ids = torch.arange(start, min(vocab, start + _BATCH))[:, None]

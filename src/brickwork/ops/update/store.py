@@ -39,6 +39,8 @@ def edited_weight(loaded: LoadedModel, brick: Brick, layer: int) -> torch.Tensor
 
 
 def write_weights(loaded: LoadedModel, brick: Brick, edited: bool) -> None:
+    """Write the brick's edited weights (or its ``before`` weights) into every layer it changes;
+    no checks, no fingerprint (``apply_edit`` and ``rollback`` do those)."""
     with torch.no_grad():
         for layer in layers(brick):
             weight = down_module(loaded, layer).weight
