@@ -23,6 +23,15 @@ CONTEXTS = (
 )
 
 
+class StopForward(Exception):
+    """Raised by a hook once the layer of interest has run: the rest of the model is not needed."""
+
+
+def opens(text: str, subject: str) -> bool:
+    """Whether ``text`` starts with ``subject`` (case-insensitive)."""
+    return text.lower().startswith(subject.lower())
+
+
 def encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text)["input_ids"]
 

@@ -18,15 +18,11 @@ from safetensors.torch import load_file, save_file
 
 from brickwork.io import replace_atomically
 from brickwork.models.load import LoadedModel, cache_root
-from brickwork.ops.update.common import down_module, ffn_module
+from brickwork.ops.update.common import StopForward, down_module, ffn_module
 
 DEFAULT_TOKENS = 20_000
 MAX_TEXT_TOKENS = 256
 INPUT_SAMPLE = 4096  # FFN inputs kept for injection thresholds
-
-
-class _Stop(Exception):
-    """Raised by a hook once the edited layer has run: the rest of the model is not needed."""
 
 
 def corpus_texts() -> list[str]:
@@ -77,7 +73,7 @@ def _compute(loaded: LoadedModel, layer: int, tokens: int, texts: list[str]) -> 
         keys.append(args[0].detach()[0].double())
 
     def stop(module, args, output):
-        raise _Stop
+        raise StopForward
 
     down, ffn = down_module(loaded, layer), ffn_module(loaded, layer)
     handles = [
@@ -92,7 +88,7 @@ def _compute(loaded: LoadedModel, layer: int, tokens: int, texts: list[str]) -> 
             try:
                 with torch.no_grad():
                     loaded.model(input_ids=ids, use_cache=False)
-            except _Stop:
+            except StopForward:
                 pass
             seen += ids.shape[1]
             if seen >= tokens:

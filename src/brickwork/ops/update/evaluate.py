@@ -24,8 +24,7 @@ from collections.abc import Callable
 import torch
 
 from brickwork.models.load import LoadedModel
-from brickwork.ops.update.common import encode, pad, target_ids
-from brickwork.ops.update.rome import opens
+from brickwork.ops.update.common import encode, opens, pad, target_ids
 
 LOCALITY_TOKENS = 3
 BATCH = 16

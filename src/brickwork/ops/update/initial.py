@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from brickwork.models.load import LoadedModel
-from brickwork.ops.update.common import down_module
+from brickwork.ops.update.common import StopForward, down_module, opens
 from brickwork.ops.update.covariance import inverse
 
 PROTECTED_NEAREST = 32
@@ -25,13 +25,9 @@ _BATCH = 4096
 _CACHE: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-class _Stop(Exception):
-    pass
-
-
 def at_position_zero(tokenizer, text: str, subject: str) -> bool:
     """Whether ``text`` opens with ``subject`` and the subject's last token is the text's first."""
-    if not text.lower().startswith(subject.lower()):
+    if not opens(text, subject):
         return False
     offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
     inside = [i for i, (a, b) in enumerate(offsets) if b > a and a < len(subject)]
@@ -48,7 +44,7 @@ def vocabulary_keys(loaded: LoadedModel, layer: int) -> tuple[torch.Tensor, torc
 
     def grab(module, args):
         keys.append(args[0][:, 0].detach().float())
-        raise _Stop
+        raise StopForward
 
     handle = down_module(loaded, layer).register_forward_pre_hook(grab)
     vocab = loaded.model.get_input_embeddings().num_embeddings
@@ -58,7 +54,7 @@ def vocabulary_keys(loaded: LoadedModel, layer: int) -> tuple[torch.Tensor, torc
             try:
                 with torch.no_grad():
                     loaded.model(input_ids=ids, use_cache=False)
-            except _Stop:
+            except StopForward:
                 pass
     finally:
         handle.remove()

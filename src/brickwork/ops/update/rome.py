@@ -32,6 +32,7 @@ from brickwork.ops.update.common import (
     CONTEXTS,
     down_module,
     encode,
+    opens,
     pad,
     read_inputs,
     subject_index,
@@ -94,10 +95,6 @@ def _rows(tokenizer, prompt: str, subject: str, contexts=CONTEXTS):
     return [encode(tokenizer, t) for t in texts], [
         subject_index(tokenizer, t, subject) for t in texts
     ]
-
-
-def opens(text: str, subject: str) -> bool:
-    return text.lower().startswith(subject.lower())
 
 
 def fact_key(
@@ -184,17 +181,17 @@ def fact_value(loaded: LoadedModel, fact: dict, s: EditSettings, parts: list[Par
         p.requires_grad_(False)
     try:
         with torch.no_grad():
-            outputs: list[torch.Tensor] = []
-            handles = [d.register_forward_hook(lambda m, a, o: outputs.append(o.detach()))
-                       for d in downs]  # fmt: skip
+            at: dict[int, torch.Tensor] = {}  # layer -> its down projection's output
+            handles = [
+                d.register_forward_hook(lambda m, a, o, layer=p.layer: at.update({layer: o}))
+                for d, p in zip(downs, parts, strict=True)
+            ]
             try:
                 logits = model(input_ids=ids, attention_mask=mask).logits
             finally:
                 for handle in handles:
                     handle.remove()
             base = log_softmax(logits[n_fact:].float(), -1)
-            at = {part.layer: out for part, out in zip(sorted(parts, key=lambda p: p.layer),
-                                                        outputs, strict=True)}  # fmt: skip
             sizes = [_output_norm(at[p.layer], cols, p.initial, s) for p in parts]
         deltas = [torch.zeros(at[p.layer].shape[-1], requires_grad=True) for p in parts]
         optimizer = torch.optim.Adam(deltas, lr=s.lr)
