@@ -32,6 +32,7 @@ from brickwork.models import load_model
 from brickwork.ops.update import EditSettings, attach_neurons, edit, inject, plugin
 from brickwork.ops.update.evaluate import (
     fact_metrics,
+    known_paraphrases,
     knows,
     neighbourhood_reference,
     suite_perplexity,
@@ -50,6 +51,7 @@ COLUMNS = (
     "locality_unrelated",
     "generalization_prefixed",
     "generalization_inside",
+    "generalization_known",
 )
 
 
@@ -115,8 +117,9 @@ def suite_ppl(loaded) -> float:
 
 
 def measure(loaded, facts, reference, context, ppl_base, with_ppl: bool) -> dict:
+    """``reference``: the unedited model's (greedy neighbourhood tokens, known paraphrases)."""
     with context as model:
-        rows = fact_metrics(loaded, facts, reference, model=model)
+        rows = fact_metrics(loaded, facts, reference[0], model=model, known=reference[1])
         ppl = suite_ppl(loaded) if with_ppl else None
     return {"rows": rows, "ppl_ratio": None if ppl is None else ppl / ppl_base}
 
@@ -307,12 +310,12 @@ def main() -> None:
         f["keep"] = keep_anchors(f, pool, args.keep)
         f["unrelated"] = unrelated_prompts(f, facts, 3, rng)
     single = facts[: args.limit] if args.limit else facts
-    reference = neighbourhood_reference(loaded, facts)
+    reference = (neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts))
     started = time.perf_counter()
     ppl_base = suite_ppl(loaded)
     seconds = time.perf_counter() - started
     print(f"{args.split}: {len(facts)} facts; suite PPL {ppl_base:.3f} ({seconds:.1f} s)")
-    base = {"rows": fact_metrics(loaded, single, reference)}
+    base = {"rows": fact_metrics(loaded, single, reference[0], known=reference[1])}
     results = single_edits(loaded, single, reference, ppl_base, args, print)
     done = len(results[args.variants[0]]["rows"])
     values = results[args.variants[0]]["values"]

@@ -37,6 +37,8 @@ from brickwork.ops.update.covariance import cache_path, layer_statistics
 from brickwork.ops.update.evaluate import (
     EVAL_PREFIXES,
     fact_metrics,
+    greedy,
+    known_paraphrases,
     neighbourhood_reference,
     summarize,
     target_scores,
@@ -417,19 +419,35 @@ def test_fact_metrics_on_the_unedited_model(tiny):
     assert summarize([row, fact_metrics(tiny, [FACT], reference)[0]])["locality_unrelated"] == 1.0
 
 
+def _mean_score(loaded, prompts, target=FACT["target_new"]) -> float:
+    hits = target_scores(loaded, prompts, [target] * len(prompts))
+    return sum(sum(h) / len(h) for h in hits) / len(hits)
+
+
+def test_generalization_known_counts_the_paraphrases_the_model_answers(tiny):
+    """``known_paraphrases`` applies the prompts' check (the greedy continuation starts with the
+    true object) to each paraphrase; generalization_known scores only those."""
+    fact = {**FACT, "paraphrases": ["France is big", "We went to France"]}
+    said = [tiny.tokenizer.decode(g).strip() for g in greedy(tiny, fact["paraphrases"], 8)]
+    assert said[0] and not said[1].lower().startswith(said[0].lower())  # the tiny model's own
+    fact["target_true"] = said[0]
+    known = known_paraphrases(tiny, [fact])
+    assert known == {"France is big"}
+    reference = neighbourhood_reference(tiny, [fact])
+    row = fact_metrics(tiny, [fact], reference, known=known)[0]
+    assert row["generalization_known"] == _mean_score(tiny, ["France is big"])
+    assert "generalization_known" not in fact_metrics(tiny, [fact], reference, known=set())[0]
+    assert known_paraphrases(tiny, [FACT]) == set()  # no target_true: nothing to check
+
+
 def test_generalization_prefixed_and_inside(tiny):
     """The prefixed paraphrases are scored behind every eval prefix; ``inside`` only counts the
     paraphrases that do not open with the subject, and is absent when there are none."""
     fact = {**FACT, "paraphrases": ["France is big", "We went to France"]}
     row = fact_metrics(tiny, [fact], neighbourhood_reference(tiny, [fact]))[0]
-
-    def mean_score(prompts):
-        hits = target_scores(tiny, prompts, [fact["target_new"]] * len(prompts))
-        return sum(sum(h) / len(h) for h in hits) / len(hits)
-
     prefixed = [c + p for p in fact["paraphrases"] for c in EVAL_PREFIXES]
-    assert len(prefixed) == 4 and row["generalization_prefixed"] == mean_score(prefixed)
-    assert row["generalization_inside"] == mean_score(["We went to France"])
+    assert len(prefixed) == 4 and row["generalization_prefixed"] == _mean_score(tiny, prefixed)
+    assert row["generalization_inside"] == _mean_score(tiny, ["We went to France"])
     opening = {**fact, "paraphrases": ["France is big"]}
     first = fact_metrics(tiny, [opening], neighbourhood_reference(tiny, [opening]))[0]
     assert "generalization_inside" not in first

@@ -160,24 +160,29 @@ def cmd_apply_rollback(args: argparse.Namespace, action: str) -> None:
 
 
 EVAL_KEYS = ("reliability", "generalization", "generalization_prefixed", "generalization_inside",
-             "locality", "locality_unrelated")  # fmt: skip
+             "generalization_known", "locality", "locality_unrelated")  # fmt: skip
 
 
 def cmd_edit_eval(args: argparse.Namespace) -> None:
     from brickwork.data.edits import load_edits
     from brickwork.ops.update import edit
-    from brickwork.ops.update.evaluate import fact_metrics, neighbourhood_reference, summarize
+    from brickwork.ops.update.evaluate import (
+        fact_metrics,
+        known_paraphrases,
+        neighbourhood_reference,
+        summarize,
+    )
     from brickwork.ops.update.store import apply_edit, rollback
 
     loaded, facts = _load(args), load_edits(args.facts)
     facts = facts[: args.limit] if args.limit else facts
-    reference = neighbourhood_reference(loaded, facts)
-    before = summarize(fact_metrics(loaded, facts, reference))
+    reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
+    before = summarize(fact_metrics(loaded, facts, reference, known=known))
     rows, seconds = [], []
     for i, fact in enumerate(facts):
         brick = edit(loaded, [fact], f"eval-{i}", _settings(args))
         apply_edit(loaded, brick)
-        rows += fact_metrics(loaded, [fact], reference)
+        rows += fact_metrics(loaded, [fact], reference, known=known)
         rollback(loaded, brick)
         seconds.append(brick.metrics["seconds"])
     after = summarize(rows)

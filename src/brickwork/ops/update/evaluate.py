@@ -8,6 +8,9 @@
   at position 0, the attention sink of a model without a BOS token (SmolLM2), which the anchor's
   Llama-2 never sees;
 - generalization_inside: the paraphrases whose text does not open with the subject;
+- generalization_known: the paraphrases the unedited model completes with the true object
+  (``known_paraphrases``: the check the prompts pass, applied to each paraphrase); a paraphrase
+  the model cannot answer before the edit does not test whether the edit moved its knowledge;
 - locality: on the neighbourhood prompts (the same relation, other subjects), the share of the
   unedited model's greedy next ``LOCALITY_TOKENS`` tokens that are still top-1 after the edit;
 - locality_unrelated: the same on a fact's optional ``unrelated`` prompts (other relations, as
@@ -90,13 +93,21 @@ def neighbourhood_reference(loaded: LoadedModel, facts: list[dict]) -> dict[str,
     return dict(zip(prompts, greedy(loaded, prompts), strict=True))
 
 
+def known_paraphrases(loaded: LoadedModel, facts: list[dict]) -> set[str]:
+    """The paraphrases whose greedy continuation starts with their fact's ``target_true``."""
+    asked = [{**f, "prompt": p} for f in facts if f.get("target_true") for p in f["paraphrases"]]
+    return {f["prompt"] for f, ok in zip(asked, knows(loaded, asked), strict=True) if ok}
+
+
 def fact_metrics(
     loaded: LoadedModel,
     facts: list[dict],
     reference: dict[str, list[int]],
     model: Callable | None = None,
+    known: set[str] | None = None,
 ) -> list[dict]:
-    """Reliability, generalization and locality (token-level and first-token) per fact."""
+    """Reliability, generalization and locality (token-level and first-token) per fact; with
+    ``known`` (``known_paraphrases``), generalization on those paraphrases too."""
     tok, rows, spans = loaded.tokenizer, [], []
     for f in facts:
         new = target_ids(tok, f["target_new"])
@@ -124,6 +135,9 @@ def fact_metrics(
         }
         if inside:
             row["generalization_inside"] = _mean([_mean(h) for h in inside])
+        answered = [h for p, h in zip(f["paraphrases"], para, strict=True) if p in (known or ())]
+        if answered:
+            row["generalization_known"] = _mean([_mean(h) for h in answered])
         if unrelated:
             row["locality_unrelated"] = _mean([_mean(h) for h in unrelated])
         out.append(row)
