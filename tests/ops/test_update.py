@@ -432,7 +432,7 @@ def test_generalization_known_counts_the_paraphrases_the_model_answers(tiny):
     assert said[0] and not said[1].lower().startswith(said[0].lower())  # the tiny model's own
     fact["target_true"] = said[0]
     known = known_paraphrases(tiny, [fact])
-    assert known == {"France is big"}
+    assert known == {("France is big", said[0])}
     reference = neighbourhood_reference(tiny, [fact])
     row = fact_metrics(tiny, [fact], reference, known=known)[0]
     assert row["generalization_known"] == _mean_score(tiny, ["France is big"])

@@ -184,7 +184,7 @@ def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
     facts = tmp_path / "facts.jsonl"
     fact = {"id": "fr", "relation": "in", "prompt": "Paris is in France", "subject": "France",
             "target_true": "", "target_new": "zq",
-            "paraphrases": ["France is big", "We went to France"],
+            "paraphrases": ["France is big", "Paris is in France"],  # the second is known
             "neighborhood": ["Rome is in Italy"], "unrelated": ["Bern is in Swiss"]}  # fmt: skip
     tiny = load_model(tiny_model_dirs["llama"])
     # what the tiny model says now: the fact it "knows"
@@ -197,6 +197,7 @@ def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
     printed = capsys.readouterr().out
     record = json.loads(out.read_text(encoding="utf-8"))
     assert len(record["rows"]) == 1 and record["after"]["facts"] == 1
-    for key in ("generalization_prefixed", "generalization_inside", "locality_unrelated"):
+    for key in ("generalization_prefixed", "generalization_inside", "generalization_known",
+                "locality_unrelated"):  # fmt: skip
         assert key in record["rows"][0] and key in printed
     assert not list(tmp_path.glob(".eval.json.*"))  # written atomically, no temporary left

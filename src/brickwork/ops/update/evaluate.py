@@ -93,10 +93,12 @@ def neighbourhood_reference(loaded: LoadedModel, facts: list[dict]) -> dict[str,
     return dict(zip(prompts, greedy(loaded, prompts), strict=True))
 
 
-def known_paraphrases(loaded: LoadedModel, facts: list[dict]) -> set[str]:
-    """The paraphrases whose greedy continuation starts with their fact's ``target_true``."""
+def known_paraphrases(loaded: LoadedModel, facts: list[dict]) -> set[tuple[str, str]]:
+    """(paraphrase, target_true) for the paraphrases whose greedy continuation starts with their
+    fact's ``target_true``."""
     asked = [{**f, "prompt": p} for f in facts if f.get("target_true") for p in f["paraphrases"]]
-    return {f["prompt"] for f, ok in zip(asked, knows(loaded, asked), strict=True) if ok}
+    answers = knows(loaded, asked)
+    return {(f["prompt"], f["target_true"]) for f, ok in zip(asked, answers, strict=True) if ok}
 
 
 def fact_metrics(
@@ -104,7 +106,7 @@ def fact_metrics(
     facts: list[dict],
     reference: dict[str, list[int]],
     model: Callable | None = None,
-    known: set[str] | None = None,
+    known: set[tuple[str, str]] | None = None,
 ) -> list[dict]:
     """Reliability, generalization and locality (token-level and first-token) per fact; with
     ``known`` (``known_paraphrases``), generalization on those paraphrases too."""
@@ -135,7 +137,8 @@ def fact_metrics(
         }
         if inside:
             row["generalization_inside"] = _mean([_mean(h) for h in inside])
-        answered = [h for p, h in zip(f["paraphrases"], para, strict=True) if p in (known or ())]
+        answered = [h for p, h in zip(f["paraphrases"], para, strict=True)
+                    if (p, f.get("target_true")) in (known or ())]  # fmt: skip
         if answered:
             row["generalization_known"] = _mean([_mean(h) for h in answered])
         if unrelated:
