@@ -53,12 +53,6 @@ def ffn_inputs(loaded: LoadedModel, layer: int, fact: dict) -> torch.Tensor:
     return seen[0][torch.arange(len(rows)), torch.tensor(cols)].float()
 
 
-def _value(loaded: LoadedModel, fact: dict, settings: EditSettings, cov) -> torch.Tensor:
-    """ROME's δ for ``fact`` at ``settings.layer`` (its main part's)."""
-    parts, _ = fact_update(loaded, fact, settings, covariances(loaded, [fact], settings, cov))
-    return parts[0].delta.float()
-
-
 def inject(
     loaded: LoadedModel,
     facts: list[dict],
@@ -78,6 +72,7 @@ def inject(
     corpus = normalize(statistics["inputs"].float(), dim=-1)
     cov = covariance(loaded, settings, statistics)
     given, keys, thresholds, scales, values = values, [], [], [], []
+    covs = covariances(loaded, facts, settings, cov) if given is None else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         for i, fact in enumerate(facts):
@@ -98,7 +93,9 @@ def inject(
             thresholds.append(t)
             scales.append(1.0 / (on - t))
             values.append(
-                _value(loaded, fact, settings, cov) if given is None else given[:, i].float()
+                fact_update(loaded, fact, settings, covs)[0][0].delta.float()  # main part's δ
+                if given is None
+                else given[:, i].float()
             )
     tensors = {
         "keys": torch.stack(keys),

@@ -19,8 +19,14 @@ from brickwork.models.load import LoadedModel, fingerprint
 from brickwork.ops.update.common import check_base, down_module
 
 
-def _suffix(brick: Brick, layer: int) -> str:
-    return "" if layer == brick.spec["layer"] else f"@{layer}"
+def _suffix(main: int, layer: int) -> str:
+    """The tensor-name suffix of ``layer`` in an edit whose main layer is ``main``."""
+    return "" if layer == main else f"@{layer}"
+
+
+def _name(brick: Brick, tensor: str, layer: int) -> str:
+    """The name of the brick's ``tensor`` ("before", "u" or "v") for ``layer``."""
+    return tensor + _suffix(brick.spec["layer"], layer)
 
 
 def layers(brick: Brick) -> list[int]:
@@ -30,9 +36,11 @@ def layers(brick: Brick) -> list[int]:
 
 def edited_weight(loaded: LoadedModel, brick: Brick, layer: int) -> torch.Tensor:
     """The projection's weight at ``layer`` with the brick's change, in the module's layout."""
-    end = _suffix(brick, layer)
-    before = brick.tensors["before" + end]
-    change = brick.tensors["u" + end].double() @ brick.tensors["v" + end].double()
+    before = brick.tensors[_name(brick, "before", layer)]
+    change = (
+        brick.tensors[_name(brick, "u", layer)].double()
+        @ brick.tensors[_name(brick, "v", layer)].double()
+    )
     if loaded.family.conv1d:
         change = change.T
     return (before.double() + change).to(before.dtype)
@@ -44,7 +52,7 @@ def write_weights(loaded: LoadedModel, brick: Brick, edited: bool) -> None:
     with torch.no_grad():
         for layer in layers(brick):
             weight = down_module(loaded, layer).weight
-            before = brick.tensors["before" + _suffix(brick, layer)]
+            before = brick.tensors[_name(brick, "before", layer)]
             weight.copy_(edited_weight(loaded, brick, layer) if edited else before)
 
 
@@ -62,7 +70,7 @@ def delta_brick(
     main, *more = updates
     tensors = {}
     for layer, (u, v) in updates.items():
-        end = "" if layer == main else f"@{layer}"
+        end = _suffix(main, layer)
         tensors["before" + end] = down_module(loaded, layer).weight.detach().clone()
         tensors["u" + end] = u.float().contiguous()
         tensors["v" + end] = v.float().contiguous()
@@ -101,7 +109,7 @@ def _check_delta(brick: Brick) -> None:
         raise BrickworkError(f"brick {brick.name!r} is not an edit (delta) brick")
     for layer in layers(brick):
         for name in ("before", "u", "v"):
-            if name + _suffix(brick, layer) not in brick.tensors:
+            if _name(brick, name, layer) not in brick.tensors:
                 raise BrickworkError(
                     f"edit brick {brick.name!r} lacks its {name!r} tensor for layer {layer}"
                 )
@@ -113,7 +121,7 @@ def apply_edit(loaded: LoadedModel, brick: Brick) -> None:
     check_base(loaded, brick.base_model, f"edit brick {brick.name!r}")
     for layer in layers(brick):
         weight = down_module(loaded, layer).weight
-        if not torch.equal(weight.detach(), brick.tensors["before" + _suffix(brick, layer)]):
+        if not torch.equal(weight.detach(), brick.tensors[_name(brick, "before", layer)]):
             raise BrickworkError(f"layer {layer} does not hold the weights this edit expects")
     write_weights(loaded, brick, edited=True)
     loaded.fingerprint = fingerprint(loaded.model)
