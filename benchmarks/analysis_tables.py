@@ -14,11 +14,25 @@ from brickwork.report import load_results
 
 # PAPER.md §3 (paper Figs 6-10): Llama-3-8B-Instruct and Mistral-7B-Instruct-v0.3.
 PAPER_DIAGONAL = {
-    "Llama-3-8B (paper)": {"coding": 1.12, "ethics": 2.10, "knowledge": 1.22, "linguistic": 0.59,
-                           "math": 1.47, "translation": 4.44, "writing": 0.32},
-    "Mistral-7B (paper)": {"coding": 1.18, "ethics": 17.74, "knowledge": 3.75, "linguistic": 1.15,
-                           "math": 2.00, "translation": 92.43, "writing": 0.41},
-}  # fmt: skip
+    "Llama-3-8B (paper)": {
+        "coding": 1.12,
+        "ethics": 2.10,
+        "knowledge": 1.22,
+        "linguistic": 0.59,
+        "math": 1.47,
+        "translation": 4.44,
+        "writing": 0.32,
+    },
+    "Mistral-7B (paper)": {
+        "coding": 1.18,
+        "ethics": 17.74,
+        "knowledge": 3.75,
+        "linguistic": 1.15,
+        "math": 2.00,
+        "translation": 92.43,
+        "writing": 0.41,
+    },
+}
 PAPER_TEXT = {
     "off_diagonal": "mostly 0-31% (Llama knowledge row 67-296%, Mistral translation row 241-477%)",
     "partition": "0.00-0.02 off-diagonal (translation-linguistic 0.08-0.09); random 0.05",
@@ -41,10 +55,12 @@ def name_of(results: dict) -> str:
 
 
 def ablation_table(runs: list[dict]) -> list[str]:
-    lines = ["| model | diagonal mean | off-diagonal mean | random-5% row mean | "
-             "diagonal / random | diagonal-dominant columns | resident-excluded diagonal | "
-             "resident-excluded off-diagonal | resident-excluded diagonal-dominant |",
-             "|---" * 9 + "|"]  # fmt: skip
+    lines = [
+        "| model | diagonal mean | off-diagonal mean | random-5% row mean | "
+        "diagonal / random | diagonal-dominant columns | resident-excluded diagonal | "
+        "resident-excluded off-diagonal | resident-excluded diagonal-dominant |",
+        "|---" * 9 + "|",
+    ]
     for r in runs:
         s, dom = r["ablation"]["summary"], r["ablation"]["diagonal_dominant"]
         resident = r["ablation"]["resident"]["matrix"]
@@ -56,8 +72,10 @@ def ablation_table(runs: list[dict]) -> list[str]:
             f"{pct(s['resident_off_diagonal_mean'])} | {sum(resident_dom)}/{len(dom)} |"
         )
     for label, diagonal in PAPER_DIAGONAL.items():
-        lines.append(f"| {label} | {pct(mean(diagonal.values()))} | {PAPER_TEXT['off_diagonal']} "
-                     "| not measured | | | | | |")  # fmt: skip
+        lines.append(
+            f"| {label} | {pct(mean(diagonal.values()))} | {PAPER_TEXT['off_diagonal']} "
+            "| not measured | | | | | |"
+        )
     return lines
 
 
@@ -66,8 +84,10 @@ def diagonal_table(runs: list[dict]) -> list[str]:
     lines = ["| model | " + " | ".join(funcs) + " |", "|---" * (len(funcs) + 1) + "|"]
     for r in runs:
         matrix = r["ablation"]["matrix"]
-        cells = [pct(matrix[i][i]) + ("" if r["ablation"]["diagonal_dominant"][f] else " *")
-                 for i, f in enumerate(funcs)]  # fmt: skip
+        cells = [
+            pct(matrix[i][i]) + ("" if r["ablation"]["diagonal_dominant"][f] else " *")
+            for i, f in enumerate(funcs)
+        ]
         lines.append(f"| {name_of(r)} | " + " | ".join(cells) + " |")
         nonresident = r["ablation"]["resident"]["matrix"]
         cells = [pct(nonresident[i][i]) for i in range(len(funcs))]
@@ -78,9 +98,11 @@ def diagonal_table(runs: list[dict]) -> list[str]:
 
 
 def sparsity_table(runs: list[dict]) -> list[str]:
-    lines = ["| model | below 0.2 (activation) | below 0.2 (output) | 5% loss rise, activation "
-             "| 5% loss rise, output | activated at CETT 0.1 | activated at CETT 0.2 |",
-             "|---" * 7 + "|"]  # fmt: skip
+    lines = [
+        "| model | below 0.2 (activation) | below 0.2 (output) | 5% loss rise, activation "
+        "| 5% loss rise, output | activated at CETT 0.1 | activated at CETT 0.2 |",
+        "|---" * 7 + "|",
+    ]
     for r in runs:
         s = r["sparsity"]
         rise, cett = s["masked"]["rise_5pct_ratio"], s["cett"]["mean_activated_ratio"]
@@ -98,27 +120,47 @@ def funcscore_table(runs: list[dict]) -> list[str]:
     lines = ["| model | " + " | ".join(funcs) + " |", "|---" * (len(funcs) + 1) + "|"]
     for r in runs:
         per_layer, f_s = r["funcscore"]["per_layer"], r["funcscore"]
-        lines.append(f"| {name_of(r)}: best (train), layer mean | " + " | ".join(
-            f"{mean(per_layer[f]['best']):.2f}" for f in funcs) + " |")  # fmt: skip
-        lines.append("| random activations: best, layer mean | " + " | ".join(
-            f"{mean(per_layer[f]['random_best']):.2f}" for f in funcs) + " |")  # fmt: skip
-        lines.append("| selected neurons on **test** (held out) | " + " | ".join(
-            f"{f_s['heldout_top'][f]:.2f}" for f in funcs) + " |")  # fmt: skip
-        lines.append("| random neurons on test | " + " | ".join(
-            f"{f_s['heldout_random'][f]:.2f}" for f in funcs) + " |")  # fmt: skip
+        lines.append(
+            f"| {name_of(r)}: best (train), layer mean | "
+            + " | ".join(f"{mean(per_layer[f]['best']):.2f}" for f in funcs)
+            + " |"
+        )
+        lines.append(
+            "| random activations: best, layer mean | "
+            + " | ".join(f"{mean(per_layer[f]['random_best']):.2f}" for f in funcs)
+            + " |"
+        )
+        lines.append(
+            "| selected neurons on **test** (held out) | "
+            + " | ".join(f"{f_s['heldout_top'][f]:.2f}" for f in funcs)
+            + " |"
+        )
+        lines.append(
+            "| random neurons on test | "
+            + " | ".join(f"{f_s['heldout_random'][f]:.2f}" for f in funcs)
+            + " |"
+        )
     return lines
 
 
 def partition_table(runs: list[dict]) -> list[str]:
-    lines = ["| model | off-diagonal mean | largest pair | random sets (measured) | "
-             "random (expected k/d_ff) |", "|---" * 5 + "|"]  # fmt: skip
+    lines = [
+        "| model | off-diagonal mean | largest pair | random sets (measured) | "
+        "random (expected k/d_ff) |",
+        "|---" * 5 + "|",
+    ]
     for r in runs:
         p, funcs = r["partition"], r["partition"]["rows"]
-        pairs = [(p["matrix"][i][j], f"{funcs[i]}-{funcs[j]}")
-                 for i in range(len(funcs)) for j in range(i + 1, len(funcs))]  # fmt: skip
+        pairs = [
+            (p["matrix"][i][j], f"{funcs[i]}-{funcs[j]}")
+            for i in range(len(funcs))
+            for j in range(i + 1, len(funcs))
+        ]
         value, pair = max(pairs)
-        lines.append(f"| {name_of(r)} | {p['off_diagonal_mean']:.3f} | {pair} {value:.3f} | "
-                     f"{p['random_empirical']:.3f} | {p['random_expected']:.3f} |")  # fmt: skip
+        lines.append(
+            f"| {name_of(r)} | {p['off_diagonal_mean']:.3f} | {pair} {value:.3f} | "
+            f"{p['random_empirical']:.3f} | {p['random_expected']:.3f} |"
+        )
     lines.append(f"| paper | {PAPER_TEXT['partition']} | | | |")
     return lines
 
@@ -131,12 +173,13 @@ def main() -> None:
             f"- `{p['command']}`: {p['seconds']:.0f} s, {p['model_fingerprint']}, "
             f"data {p['dataset_hash']}"
         )
-    for title, table in (("Ablation (paper Fig 9), PPL increase on the test split", ablation_table),
-                         ("Ablation diagonal per functionality (* = not the largest in its column)",
-                          diagonal_table),
-                         ("Sparsity (paper Figs 6-7) and CETT", sparsity_table),
-                         ("FuncScore (paper Fig 8): mean over layers", funcscore_table),
-                         ("Partition (paper Fig 10)", partition_table)):  # fmt: skip
+    for title, table in (
+        ("Ablation (paper Fig 9), PPL increase on the test split", ablation_table),
+        ("Ablation diagonal per functionality (* = not the largest in its column)", diagonal_table),
+        ("Sparsity (paper Figs 6-7) and CETT", sparsity_table),
+        ("FuncScore (paper Fig 8): mean over layers", funcscore_table),
+        ("Partition (paper Fig 10)", partition_table),
+    ):
         print(f"\n### {title}\n")
         print("\n".join(table(runs)))
 

@@ -62,10 +62,14 @@ def translation_samples(data: Path, start: int, count: int) -> list[Sample]:
     english = (data / "multi30k_test2016.en.txt").read_text(encoding="utf-8").splitlines()
     german = (data / "multi30k_test2016.de.txt").read_text(encoding="utf-8").splitlines()
     return [
-        Sample(f"multi30k-{i}", PROMPT.format(en=english[i].strip()), "translation",
-               reference=german[i].strip())
+        Sample(
+            f"multi30k-{i}",
+            PROMPT.format(en=english[i].strip()),
+            "translation",
+            reference=german[i].strip(),
+        )
         for i in range(start, start + count)
-    ]  # fmt: skip
+    ]
 
 
 def translation_scores(loaded, model, samples: list[Sample], n_generate: int) -> dict:
@@ -73,22 +77,37 @@ def translation_scores(loaded, model, samples: list[Sample], n_generate: int) ->
     started = time.perf_counter()
     loss = response_loss(loaded, samples)
     chosen = samples[:n_generate]
-    outputs = generate_answers(model, loaded.tokenizer, [s.prompt for s in chosen],
-                               max_new_tokens=48, progress=True)  # fmt: skip
+    outputs = generate_answers(
+        model, loaded.tokenizer, [s.prompt for s in chosen], max_new_tokens=48, progress=True
+    )
     outputs = [o.strip().split("\n")[0] for o in outputs]
     score = chrf(outputs, [s.reference for s in chosen])
-    return {"loss": loss, "ppl": math.exp(loss), "chrf": score, "examples": outputs[:3],
-            "seconds": time.perf_counter() - started}  # fmt: skip
+    return {
+        "loss": loss,
+        "ppl": math.exp(loss),
+        "chrf": score,
+        "examples": outputs[:3],
+        "seconds": time.perf_counter() - started,
+    }
 
 
 def task_benchmark(loaded, args) -> tuple[list[str], object]:
     train = translation_samples(args.data, 0, args.train_pairs)
     heldout = translation_samples(args.data, args.train_pairs, args.heldout_pairs)
     before = translation_scores(loaded, loaded.model, heldout, args.generate)
-    brick = train_task_brick(loaded, train, heldout, "multi30k-en-de", "translation",
-                             rank=args.rank, steps=args.task_steps, lr=args.task_lr,
-                             batch_size=8, eval_every=args.task_eval_every,
-                             max_seconds=args.task_seconds)  # fmt: skip
+    brick = train_task_brick(
+        loaded,
+        train,
+        heldout,
+        "multi30k-en-de",
+        "translation",
+        rank=args.rank,
+        steps=args.task_steps,
+        lr=args.task_lr,
+        batch_size=8,
+        eval_every=args.task_eval_every,
+        max_seconds=args.task_seconds,
+    )
     with attach(loaded, [brick]) as model:
         after = translation_scores(loaded, model, heldout, args.generate)
     m = brick.metrics
@@ -110,9 +129,12 @@ def task_benchmark(loaded, args) -> tuple[list[str], object]:
         "",
         "Sample translations (first held-out captions):",
         "",
-        *[f"- `{s.prompt.splitlines()[-1]}` -> before: `{b}` / after: `{a}` (ref: `{s.reference}`)"
-          for s, b, a in zip(heldout, before["examples"], after["examples"], strict=False)],
-    ]  # fmt: skip
+        *[
+            f"- `{s.prompt.splitlines()[-1]}` -> before: `{b}` / after: `{a}` "
+            f"(ref: `{s.reference}`)"
+            for s, b, a in zip(heldout, before["examples"], after["examples"], strict=False)
+        ],
+    ]
     return lines, brick
 
 
@@ -138,16 +160,25 @@ def real_texts(data: Path, count: int = 100) -> list[str]:
 def knowledge_scores(loaded, model, facts, questions, texts) -> dict:
     """Held-out question accuracy (overall and facts with every question right) and unrelated-text
     losses, with whatever is attached."""
-    answers = generate_answers(model, loaded.tokenizer, [q for q, _ in questions],
-                               max_new_tokens=KNOWLEDGE_TOKENS, progress=True)  # fmt: skip
+    answers = generate_answers(
+        model,
+        loaded.tokenizer,
+        [q for q, _ in questions],
+        max_new_tokens=KNOWLEDGE_TOKENS,
+        progress=True,
+    )
     hits = [answer_matches(a, g) for (_, a), g in zip(questions, answers, strict=True)]
     owners = [fact["id"] for fact in facts for _ in fact["questions"]]  # fact_questions' order
     missed = {owner for owner, hit in zip(owners, hits, strict=True) if not hit}
     per, overall = unrelated_losses(loaded)
-    return {"accuracy": sum(hits) / len(hits),
-            "facts_all": 1 - len(missed) / len(facts),
-            "per": per, "overall": overall, "answers": answers,
-            "real_ppl": text_perplexity(loaded, texts) if texts else math.nan}  # fmt: skip
+    return {
+        "accuracy": sum(hits) / len(hits),
+        "facts_all": 1 - len(missed) / len(facts),
+        "per": per,
+        "overall": overall,
+        "answers": answers,
+        "real_ppl": text_perplexity(loaded, texts) if texts else math.nan,
+    }
 
 
 def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
@@ -156,13 +187,21 @@ def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
     texts = real_texts(args.data)
     before = knowledge_scores(loaded, loaded.model, facts, questions, texts)
     preserve = load_builtin_suite("train") if args.preserve_weight > 0 else None
-    brick = train_knowledge_brick(loaded, documents, "new-facts", "knowledge",
-                                  rank=args.knowledge_rank, steps=args.knowledge_steps,
-                                  lr=args.knowledge_lr, batch_size=8,
-                                  eval_every=args.knowledge_eval_every,
-                                  context=args.knowledge_context, preserve=preserve,
-                                  preserve_weight=args.preserve_weight,
-                                  preserve_plain=not args.preserve_chat_only)  # fmt: skip
+    brick = train_knowledge_brick(
+        loaded,
+        documents,
+        "new-facts",
+        "knowledge",
+        rank=args.knowledge_rank,
+        steps=args.knowledge_steps,
+        lr=args.knowledge_lr,
+        batch_size=8,
+        eval_every=args.knowledge_eval_every,
+        context=args.knowledge_context,
+        preserve=preserve,
+        preserve_weight=args.preserve_weight,
+        preserve_plain=not args.preserve_chat_only,
+    )
     with attach(loaded, [brick]) as model:
         after = knowledge_scores(loaded, model, facts, questions, texts)
     m = brick.metrics
@@ -174,16 +213,29 @@ def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
         "| metric | base model | with brick | ratio |",
         "|---|---|---|---|",
         _row("accuracy on held-out questions", before["accuracy"], after["accuracy"], "{:.1%}"),
-        _row("facts with every held-out question right", before["facts_all"],
-             after["facts_all"], "{:.1%}"),
-        _row("perplexity of the training statements", m["heldout_ppl_before"],
-             m["heldout_ppl_after"]),
-        _row("perplexity of unrelated text (suite test references)",
-             math.exp(before["overall"]), math.exp(after["overall"])),
-        *[_row(f"  ... {f}", math.exp(b), math.exp(a))
-          for f, b, a in zip(FUNCTIONALITIES, before["per"], after["per"], strict=True)],
-        _row("perplexity of real text (100 GSM8K problems + solutions)", before["real_ppl"],
-             after["real_ppl"]),
+        _row(
+            "facts with every held-out question right",
+            before["facts_all"],
+            after["facts_all"],
+            "{:.1%}",
+        ),
+        _row(
+            "perplexity of the training statements", m["heldout_ppl_before"], m["heldout_ppl_after"]
+        ),
+        _row(
+            "perplexity of unrelated text (suite test references)",
+            math.exp(before["overall"]),
+            math.exp(after["overall"]),
+        ),
+        *[
+            _row(f"  ... {f}", math.exp(b), math.exp(a))
+            for f, b, a in zip(FUNCTIONALITIES, before["per"], after["per"], strict=True)
+        ],
+        _row(
+            "perplexity of real text (100 GSM8K problems + solutions)",
+            before["real_ppl"],
+            after["real_ppl"],
+        ),
         "",
         f"Unrelated-text perplexity change: {change:+.2%} (target <= 2%). Accuracy after: "
         f"{after['accuracy']:.1%} (target >= 80%). Answers: greedy, {KNOWLEDGE_TOKENS} new tokens.",
@@ -196,9 +248,11 @@ def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
         "",
         "Sample answers with the brick (first held-out questions):",
         "",
-        *[f"- {q} -> `{a.strip().splitlines()[0] if a.strip() else ''}` (expects {e})"
-          for (q, e), a in list(zip(questions, after["answers"], strict=True))[:4]],
-    ]  # fmt: skip
+        *[
+            f"- {q} -> `{a.strip().splitlines()[0] if a.strip() else ''}` (expects {e})"
+            for (q, e), a in list(zip(questions, after["answers"], strict=True))[:4]
+        ],
+    ]
     return lines, brick
 
 
@@ -244,8 +298,10 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     loaded = load_model(args.model)
-    print(f"model {args.model} ({loaded.fingerprint}), loaded in "
-          f"{time.perf_counter() - started:.1f} s\n")  # fmt: skip
+    print(
+        f"model {args.model} ({loaded.fingerprint}), loaded in "
+        f"{time.perf_counter() - started:.1f} s\n"
+    )
     for part, run in (("task", task_benchmark), ("knowledge", knowledge_benchmark)):
         if args.only in (None, part):
             if part == "task" and not (args.data / "multi30k_test2016.en.txt").is_file():

@@ -84,8 +84,9 @@ def peft_delta(loaded, bricks, weights, combination_type) -> tuple[dict, float]:
 
     with attach(loaded, bricks) as peft_model:
         t0 = time.perf_counter()
-        peft_model.add_weighted_adapter([b.name for b in bricks], weights, "combined",
-                                        combination_type=combination_type)  # fmt: skip
+        peft_model.add_weighted_adapter(
+            [b.name for b in bricks], weights, "combined", combination_type=combination_type
+        )
         seconds = time.perf_counter() - t0
         deltas = {}
         for name, module in peft_model.named_modules():
@@ -102,20 +103,25 @@ def exactness(loaded, bricks) -> None:
     print("| weights | method | rank | rel. distance of ΔW from Σ wᵢ·ΔWᵢ | seconds |")
     print("|---|---|---|---|---|")
     for weights in ([0.6, 0.4], [1.0, -0.5]):
-        exact = {m: sum(w * d[m] for w, d in zip(weights, map(lora_deltas, bricks), strict=True))
-                 for m in lora_deltas(bricks[0])}  # fmt: skip
+        exact = {
+            m: sum(w * d[m] for w, d in zip(weights, map(lora_deltas, bricks), strict=True))
+            for m in lora_deltas(bricks[0])
+        }
         for label, rank in (("brickwork linear (exact)", None), ("brickwork linear, SVD", 8)):
             t0 = time.perf_counter()
             merged = merge_linear(bricks, weights, "m", rank=rank)
             seconds = time.perf_counter() - t0
             dist = relative_distance(lora_deltas(merged), exact)
-            print(f"| {weights} | {label} | {merged.metrics['rank']} | {dist:.2e} | "
-                  f"{seconds:.2f} |")  # fmt: skip
+            print(
+                f"| {weights} | {label} | {merged.metrics['rank']} | {dist:.2e} | {seconds:.2f} |"
+            )
         for kind in ("linear", "cat", "svd"):
             deltas, seconds = peft_delta(loaded, bricks, weights, kind)
             rank = {"linear": 8, "cat": 16, "svd": 8}[kind]
-            print(f"| {weights} | PEFT {kind} | {rank} | "
-                  f"{relative_distance(deltas, exact):.2e} | {seconds:.2f} |")  # fmt: skip
+            print(
+                f"| {weights} | PEFT {kind} | {rank} | "
+                f"{relative_distance(deltas, exact):.2e} | {seconds:.2f} |"
+            )
 
 
 def merging(loaded, bricks, tests) -> None:
@@ -126,36 +132,50 @@ def merging(loaded, bricks, tests) -> None:
     merges = {}
     for label, build in (
         (f"linear Σ (w=1), exact rank {rank}", lambda: merge_linear(bricks, [1.0] * n, "lin")),
-        ("linear Σ (w=1), SVD to rank 8",
-         lambda: merge_linear(bricks, [1.0] * n, "lin8", rank=8)),
+        ("linear Σ (w=1), SVD to rank 8", lambda: merge_linear(bricks, [1.0] * n, "lin8", rank=8)),
         (f"linear mean (w=1/{n}), exact", lambda: merge_linear(bricks, [1 / n] * n, "mean")),
-        (f"TIES (density 0.2, rank {rank})",
-         lambda: merge_ties(bricks, [1.0] * n, "ties", density=0.2)),
-        (f"DARE (density 0.5, seed 0, rank {rank})",
-         lambda: merge_dare(bricks, [1.0] * n, "dare", density=0.5, seed=0)),
-    ):  # fmt: skip
+        (
+            f"TIES (density 0.2, rank {rank})",
+            lambda: merge_ties(bricks, [1.0] * n, "ties", density=0.2),
+        ),
+        (
+            f"DARE (density 0.5, seed 0, rank {rank})",
+            lambda: merge_dare(bricks, [1.0] * n, "dare", density=0.5, seed=0),
+        ),
+    ):
         t0 = time.perf_counter()
         merged = build()
         seconds = time.perf_counter() - t0
         error = merged.metrics.get("recompression_error")
-        merges[label] = ({name: loss_with(loaded, [merged], s) for name, s in tests.items()},
-                         seconds, error)  # fmt: skip
+        merges[label] = (
+            {name: loss_with(loaded, [merged], s) for name, s in tests.items()},
+            seconds,
+            error,
+        )
     names = [b.name for b in bricks]
     print(
         "| model | " + " | ".join(names) + " | kept share of each gain | build s | re-compr. err |"
     )
     print("|---|" + "---|" * (len(names) + 3))
     print("| base | " + " | ".join(f"{base[x]:.3f}" for x in names) + " | - | - | - |")
-    print("| parent alone | " + " | ".join(f"{alone[x]:.3f}" for x in names) +
-          f" | {', '.join(['1'] * n)} | - | - |")  # fmt: skip
+    print(
+        "| parent alone | "
+        + " | ".join(f"{alone[x]:.3f}" for x in names)
+        + f" | {', '.join(['1'] * n)} | - | - |"
+    )
     for label, (losses, seconds, error) in merges.items():
         kept = [(base[x] - losses[x]) / (base[x] - alone[x]) for x in names]
         err = f"{error:.3f}" if error is not None else "exact"
-        print(f"| {label} | " + " | ".join(f"{losses[x]:.3f}" for x in names) +
-              f" | {', '.join(f'{k:.2f}' for k in kept)} | {seconds:.1f} | {err} |")  # fmt: skip
+        print(
+            f"| {label} | "
+            + " | ".join(f"{losses[x]:.3f}" for x in names)
+            + f" | {', '.join(f'{k:.2f}' for k in kept)} | {seconds:.1f} | {err} |"
+        )
     for label, (losses, _, _) in merges.items():
-        print(f"interference (merged - parent alone), {label}: " +
-              " / ".join(f"{losses[x] - alone[x]:+.3f}" for x in names))  # fmt: skip
+        print(
+            f"interference (merged - parent alone), {label}: "
+            + " / ".join(f"{losses[x] - alone[x]:+.3f}" for x in names)
+        )
 
 
 def subtraction(loaded, bricks, tests) -> None:
@@ -165,10 +185,15 @@ def subtraction(loaded, bricks, tests) -> None:
     minus = task_arithmetic([both, en_de], [1.0, -1.0], "minus")
     negated = task_arithmetic([en_de], [-1.0], "negated")
     control = task_arithmetic([both, bricks[2]], [1.0, -1.0], "control")
-    rows = {"base": [], "en->de brick": [en_de], "fr->en brick": [fr_en],
-            "en->de + fr->en (rank 8)": [both], "(en->de + fr->en) - en->de": [minus],
-            "(en->de + fr->en) - gsm8k (control)": [control],
-            "base - en->de": [negated]}  # fmt: skip
+    rows = {
+        "base": [],
+        "en->de brick": [en_de],
+        "fr->en brick": [fr_en],
+        "en->de + fr->en (rank 8)": [both],
+        "(en->de + fr->en) - en->de": [minus],
+        "(en->de + fr->en) - gsm8k (control)": [control],
+        "base - en->de": [negated],
+    }
     print("| model | mt-en-de loss | mt-fr-en loss |")
     print("|---|---|---|")
     for label, attached in rows.items():
@@ -178,9 +203,12 @@ def subtraction(loaded, bricks, tests) -> None:
 
 # MMLU subjects with a brick in the repository: each is also an unseen task with its own brick
 # left out of retrieval, search and the random control (leave-one-subject-out)
-LEFT_OUT = {"mmlu-high-school-geography": "high_school_geography",
-            "mmlu-global-facts": "global_facts", "mmlu-moral-scenarios": "moral_scenarios",
-            "mmlu-elementary-mathematics": "elementary_mathematics"}  # fmt: skip
+LEFT_OUT = {
+    "mmlu-high-school-geography": "high_school_geography",
+    "mmlu-global-facts": "global_facts",
+    "mmlu-moral-scenarios": "moral_scenarios",
+    "mmlu-elementary-mathematics": "elementary_mathematics",
+}
 
 
 def unseen_tasks(data: Path) -> dict[str, tuple[list[Sample], str | None]]:
@@ -202,8 +230,10 @@ def unseen_tasks(data: Path) -> dict[str, tuple[list[Sample], str | None]]:
 
     tasks = {"mmlu-hs-computer-science": (questions("high_school_computer_science"), None)}
     tasks |= {brick: (questions(subject), brick) for brick, subject in LEFT_OUT.items()}
-    tasks |= {"mt-fr-de": (captions("fr", "de", 800), None),
-              "mt-de-fr": (captions("de", "fr", 850), None)}  # fmt: skip
+    tasks |= {
+        "mt-fr-de": (captions("fr", "de", 800), None),
+        "mt-de-fr": (captions("de", "fr", 850), None),
+    }
     return tasks
 
 
@@ -213,8 +243,7 @@ def mmlu_scores(loaded, model, samples: list[Sample]) -> dict:
     ``letter_nll``, the NLL of the gold letter there; ``generated``, whether the greedy answer
     (4 new tokens) opens with the gold letter (LoraHub's exact-match view: the format counts)."""
     tokenizer = loaded.tokenizer
-    letters = torch.tensor([tokenizer(x, add_special_tokens=False)["input_ids"][0]
-                            for x in "ABCD"])  # fmt: skip
+    letters = torch.tensor([tokenizer(x, add_special_tokens=False)["input_ids"][0] for x in "ABCD"])
     rows = [(context, target[:1]) for context, target in response_rows(tokenizer, samples)]
     hits, nll = 0, 0.0
     with torch.no_grad():
@@ -224,11 +253,16 @@ def mmlu_scores(loaded, model, samples: list[Sample]) -> dict:
             nll += float(cross_entropy(logits.float(), targets, reduction="sum"))
     answers = generate_answers(model, tokenizer, [s.prompt for s in samples], max_new_tokens=4)
     opens = [re.match(r"\s*\(?([ABCD])\b", a) for a in answers]
-    generated = sum(bool(m) and m.group(1) == s.reference.strip()
-                    for m, s in zip(opens, samples, strict=True))  # fmt: skip
+    generated = sum(
+        bool(m) and m.group(1) == s.reference.strip() for m, s in zip(opens, samples, strict=True)
+    )
     n = len(samples)
-    return {"letter": hits / n, "letter_nll": nll / n, "generated": generated / n,
-            "answers": answers[:3]}  # fmt: skip
+    return {
+        "letter": hits / n,
+        "letter_nll": nll / n,
+        "generated": generated / n,
+        "answers": answers[:3],
+    }
 
 
 def scores(loaded, bricks, samples) -> dict:
@@ -241,8 +275,10 @@ def scores(loaded, bricks, samples) -> dict:
 
 
 def compose(loaded, repo: BrickRepository, data: Path, k: int = 3, draws: int = 3) -> None:
-    print(f"\n## 4. Retrieve-then-compose on unseen tasks ({N_SEARCH} search examples, then "
-          f"{N_UNSEEN_TEST} held-out captions or {N_MMLU_TEST} held-out questions)\n")  # fmt: skip
+    print(
+        f"\n## 4. Retrieve-then-compose on unseen tasks ({N_SEARCH} search examples, then "
+        f"{N_UNSEEN_TEST} held-out captions or {N_MMLU_TEST} held-out questions)\n"
+    )
     # the random control draws among the bricks trained for >= 16 steps, the ones that changed
     # the model measurably (4-step bricks are nearly the base model: a too-easy control)
     trained = [m["name"] for m in repo.list() if m["provenance"]["parameters"]["steps"] >= 16]
@@ -258,17 +294,24 @@ def compose(loaded, repo: BrickRepository, data: Path, k: int = 3, draws: int = 
         top = [repo.get(m.name) for m in matches]
         pool = [n for n in trained if n != left_out]
         runs = {"base": scores(loaded, [], test)}
-        controls = [scores(loaded, [merge_linear([repo.get(n) for n in rng.sample(pool, k)],
-                                                 [1 / k] * k, "r")], test)
-                    for _ in range(draws)]  # fmt: skip
-        runs["random 3"] = {key: sum(c[key] for c in controls) / draws
-                            for key in controls[0] if key != "answers"}  # fmt: skip
+        controls = [
+            scores(
+                loaded,
+                [merge_linear([repo.get(n) for n in rng.sample(pool, k)], [1 / k] * k, "r")],
+                test,
+            )
+            for _ in range(draws)
+        ]
+        runs["random 3"] = {
+            key: sum(c[key] for c in controls) / draws for key in controls[0] if key != "answers"
+        }
         runs["top-3 uniform"] = scores(loaded, [merge_linear(top, [1 / k] * k, "u")], test)
         found = search_weights(loaded, top, search, budget=SEARCH_BUDGET, seed=0)
         runs["top-3 CMA-ES"] = scores(loaded, [merge_linear(top, found.weights, "s")], test)
         control_losses = [c["loss"] for c in controls]
-        base, uniform, searched = (runs[x]["loss"] for x in ("base", "top-3 uniform",
-                                                               "top-3 CMA-ES"))  # fmt: skip
+        base, uniform, searched = (
+            runs[x]["loss"] for x in ("base", "top-3 uniform", "top-3 CMA-ES")
+        )
         rows.append(
             f"| {task} | {left_out or '-'} | "
             f"{', '.join(f'{m.name} ({m.score:.2f})' for m in matches)} | {base:.3f} | "
@@ -277,23 +320,32 @@ def compose(loaded, repo: BrickRepository, data: Path, k: int = 3, draws: int = 
             f" | {uniform / base:.3f}x | {searched / base:.3f}x |"
         )
         print(rows[-1], flush=True)
-        print(f"  search loss on the {N_SEARCH} search examples: uniform {found.start_loss:.3f} "
-              f"-> best {found.loss:.3f} in {found.evaluations} evaluations; "
-              f"{time.perf_counter() - t0:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"  search loss on the {N_SEARCH} search examples: uniform {found.start_loss:.3f} "
+            f"-> best {found.loss:.3f} in {found.evaluations} evaluations; "
+            f"{time.perf_counter() - t0:.0f} s",
+            flush=True,
+        )
         if "letter" in runs["base"]:
-            views = [f"{r['letter']:.3f} / {r['generated']:.3f} / {r['letter_nll']:.3f}"
-                     for r in runs.values()]  # fmt: skip
+            views = [
+                f"{r['letter']:.3f} / {r['generated']:.3f} / {r['letter_nll']:.3f}"
+                for r in runs.values()
+            ]
             mmlu.append(f"| {task} | " + " | ".join(views) + " |")
             print(mmlu[-1], flush=True)
             for x in ("base", "top-3 uniform"):
                 print(f"  {x} answers: {runs[x]['answers']}", flush=True)
-    print("\n| unseen task | brick left out | retrieved (top-3, posterior) | base | random 3, "
-          "uniform: mean (range) of 3 draws | top-3 uniform | top-3 CMA-ES | searched weights | "
-          "uniform / base | CMA-ES / base |")  # fmt: skip
+    print(
+        "\n| unseen task | brick left out | retrieved (top-3, posterior) | base | random 3, "
+        "uniform: mean (range) of 3 draws | top-3 uniform | top-3 CMA-ES | searched weights | "
+        "uniform / base | CMA-ES / base |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\nMMLU, {N_MMLU_TEST} held-out questions per task: letter accuracy (chance 0.25) / "
-          "generated exact match / gold-letter NLL\n")  # fmt: skip
+    print(
+        f"\nMMLU, {N_MMLU_TEST} held-out questions per task: letter accuracy (chance 0.25) / "
+        "generated exact match / gold-letter NLL\n"
+    )
     print("| unseen task | base | random 3, uniform (mean) | top-3 uniform | top-3 CMA-ES |")
     print("|---|---|---|---|---|")
     print("\n".join(mmlu))
@@ -304,9 +356,11 @@ PLANS = {
     "Translate French to English, then translate English into German": ["mt-fr-en", "mt-en-de"],
     "Translate this English sentence into French": ["mt-en-fr"],
     "Complete the Python function, then translate English into German": ["humaneval", "mt-en-de"],
-    "Solve the math word problem; answer the geography multiple-choice question":
-        ["gsm8k", "mmlu-high-school-geography"],
-}  # fmt: skip
+    "Solve the math word problem; answer the geography multiple-choice question": [
+        "gsm8k",
+        "mmlu-high-school-geography",
+    ],
+}
 
 
 def stitching(loaded, repo: BrickRepository, data: Path, n: int = 12) -> None:
@@ -314,11 +368,14 @@ def stitching(loaded, repo: BrickRepository, data: Path, n: int = 12) -> None:
     metas = repo.list()
     hits = sum([p.brick for p in plan_chain(text, metas)] == want for text, want in PLANS.items())
     print(f"planner: {hits} of {len(PLANS)} instructions get the intended chain")
-    plan = plan_chain("Translate the French text into English, then translate the English text "
-                      "into German", metas)  # fmt: skip
+    plan = plan_chain(
+        "Translate the French text into English, then translate the English text into German", metas
+    )
     print("chosen chain: " + " -> ".join(f"{p.brick} ({p.score:.2f})" for p in plan) + "\n")
-    lines = {k: (data / f"multi30k_test2016.{k}.txt").read_text().splitlines()
-             for k in ("fr", "en", "de")}  # fmt: skip
+    lines = {
+        k: (data / f"multi30k_test2016.{k}.txt").read_text().splitlines()
+        for k in ("fr", "en", "de")
+    }
     rows = range(800 + N_SEARCH, 800 + N_SEARCH + n)
     french = [lines["fr"][i].strip() for i in rows]
     english, german = [lines["en"][i].strip() for i in rows], [lines["de"][i].strip() for i in rows]
@@ -338,11 +395,15 @@ def stitching(loaded, repo: BrickRepository, data: Path, n: int = 12) -> None:
         score = chrf(outputs[-1], german)
         base_score = base_score or score
         middle = f"{chrf(outputs[0], english):.1f}" if len(steps) > 1 else "-"
-        print(f"| {label} | {middle} | {score:.1f} | {score / base_score:.2f}x "
-              f"({time.perf_counter() - t0:.0f} s) |")  # fmt: skip
+        print(
+            f"| {label} | {middle} | {score:.1f} | {score / base_score:.2f}x "
+            f"({time.perf_counter() - t0:.0f} s) |"
+        )
         if label.startswith("planned"):
-            print(f"\nexample: {french[0]!r} -> {outputs[0][0]!r} -> {outputs[-1][0]!r} "
-                  f"(reference {german[0]!r})")  # fmt: skip
+            print(
+                f"\nexample: {french[0]!r} -> {outputs[0][0]!r} -> {outputs[-1][0]!r} "
+                f"(reference {german[0]!r})"
+            )
 
 
 # Hand-written for this benchmark (benchmark data, not from ../shared/data): well-known facts and
@@ -353,69 +414,151 @@ FRENCH_KNOWLEDGE = [
     ("Quelle est la capitale du Japon ?", "What is the capital of Japan?", ("Tokyo",)),
     ("Quelle est la capitale de l'Espagne ?", "What is the capital of Spain?", ("Madrid",)),
     ("Quelle est la capitale de l'Allemagne ?", "What is the capital of Germany?", ("Berlin",)),
-    ("Qui a écrit la pièce Roméo et Juliette ?", "Who wrote the play Romeo and Juliet?",
-     ("Shakespeare",)),
-    ("Quelle est la plus grande planète du système solaire ?",
-     "What is the largest planet in the solar system?", ("Jupiter",)),
-    ("Sur quel continent se trouve l'Égypte ?", "On which continent is Egypt?",
-     ("Africa", "Afrique")),
-    ("Combien de continents y a-t-il sur Terre ?", "How many continents are there on Earth?",
-     ("7", "seven", "sept")),
-    ("Quel est le plus grand océan du monde ?", "What is the largest ocean in the world?",
-     ("Pacific", "Pacifique")),
+    (
+        "Qui a écrit la pièce Roméo et Juliette ?",
+        "Who wrote the play Romeo and Juliet?",
+        ("Shakespeare",),
+    ),
+    (
+        "Quelle est la plus grande planète du système solaire ?",
+        "What is the largest planet in the solar system?",
+        ("Jupiter",),
+    ),
+    (
+        "Sur quel continent se trouve l'Égypte ?",
+        "On which continent is Egypt?",
+        ("Africa", "Afrique"),
+    ),
+    (
+        "Combien de continents y a-t-il sur Terre ?",
+        "How many continents are there on Earth?",
+        ("7", "seven", "sept"),
+    ),
+    (
+        "Quel est le plus grand océan du monde ?",
+        "What is the largest ocean in the world?",
+        ("Pacific", "Pacifique"),
+    ),
     ("Qui a peint la Joconde ?", "Who painted the Mona Lisa?", ("Leonardo", "Léonard", "Vinci")),
-    ("Quelle est la langue officielle du Brésil ?", "What is the official language of Brazil?",
-     ("Portuguese", "portugais")),
-    ("Quel animal est appelé le roi de la jungle ?",
-     "Which animal is called the king of the jungle?", ("lion",)),
-    ("Quel gaz les plantes absorbent-elles pour la photosynthèse ?",
-     "Which gas do plants absorb for photosynthesis?",
-     ("carbon dioxide", "CO2", "dioxyde de carbone")),
-    ("Combien de côtés a un triangle ?", "How many sides does a triangle have?",
-     ("3", "three", "trois")),
-    ("Quelle est la planète la plus proche du Soleil ?", "Which planet is closest to the Sun?",
-     ("Mercury", "Mercure")),
-    ("Quel est le plus long fleuve d'Afrique ?", "What is the longest river in Africa?",
-     ("Nile", "Nil")),
-    ("Dans quel pays se trouve la tour Eiffel ?", "In which country is the Eiffel Tower?",
-     ("France",)),
-    ("De quelle couleur est le ciel par temps clair ?", "What color is the sky on a clear day?",
-     ("blue", "bleu")),
-    ("À quelle température l'eau gèle-t-elle en degrés Celsius ?",
-     "At what temperature in degrees Celsius does water freeze?", ("0", "zero", "zéro")),
-    ("Qui a été le premier homme à marcher sur la Lune ?",
-     "Who was the first man to walk on the Moon?", ("Armstrong",)),
-]  # fmt: skip
+    (
+        "Quelle est la langue officielle du Brésil ?",
+        "What is the official language of Brazil?",
+        ("Portuguese", "portugais"),
+    ),
+    (
+        "Quel animal est appelé le roi de la jungle ?",
+        "Which animal is called the king of the jungle?",
+        ("lion",),
+    ),
+    (
+        "Quel gaz les plantes absorbent-elles pour la photosynthèse ?",
+        "Which gas do plants absorb for photosynthesis?",
+        ("carbon dioxide", "CO2", "dioxyde de carbone"),
+    ),
+    (
+        "Combien de côtés a un triangle ?",
+        "How many sides does a triangle have?",
+        ("3", "three", "trois"),
+    ),
+    (
+        "Quelle est la planète la plus proche du Soleil ?",
+        "Which planet is closest to the Sun?",
+        ("Mercury", "Mercure"),
+    ),
+    (
+        "Quel est le plus long fleuve d'Afrique ?",
+        "What is the longest river in Africa?",
+        ("Nile", "Nil"),
+    ),
+    (
+        "Dans quel pays se trouve la tour Eiffel ?",
+        "In which country is the Eiffel Tower?",
+        ("France",),
+    ),
+    (
+        "De quelle couleur est le ciel par temps clair ?",
+        "What color is the sky on a clear day?",
+        ("blue", "bleu"),
+    ),
+    (
+        "À quelle température l'eau gèle-t-elle en degrés Celsius ?",
+        "At what temperature in degrees Celsius does water freeze?",
+        ("0", "zero", "zéro"),
+    ),
+    (
+        "Qui a été le premier homme à marcher sur la Lune ?",
+        "Who was the first man to walk on the Moon?",
+        ("Armstrong",),
+    ),
+]
 FRENCH_MATH = [
-    ("Marie a 12 pommes et en donne 5 à son frère. Combien de pommes lui reste-t-il ?",
-     "Marie has 12 apples and gives 5 to her brother. How many apples does she have left?", 7),
-    ("Un livre coûte 8 euros. Combien coûtent 3 livres ?",
-     "A book costs 8 euros. How much do 3 books cost?", 24),
-    ("Paul a 5 boîtes de 6 crayons. Combien de crayons a-t-il en tout ?",
-     "Paul has 5 boxes of 6 pencils. How many pencils does he have in total?", 30),
-    ("Il y a 30 élèves dans une classe et 12 sont des garçons. Combien y a-t-il de filles ?",
-     "There are 30 students in a class and 12 are boys. How many are girls?", 18),
-    ("Un train roule à 60 km par heure pendant 2 heures. Quelle distance parcourt-il ?",
-     "A train travels at 60 km per hour for 2 hours. How far does it travel?", 120),
-    ("Sophie a 20 euros et achète un jouet à 14 euros. Combien d'argent lui reste-t-il ?",
-     "Sophie has 20 euros and buys a toy for 14 euros. How much money does she have left?", 6),
-    ("Un jardin a 7 rangées de 8 fleurs. Combien de fleurs y a-t-il ?",
-     "A garden has 7 rows of 8 flowers. How many flowers are there?", 56),
-    ("Tom partage 36 bonbons également entre 4 amis. Combien de bonbons reçoit chaque ami ?",
-     "Tom shares 36 candies equally among 4 friends. How many candies does each friend get?", 9),
-    ("Une boulangerie vend 45 croissants le matin et 35 l'après-midi. Combien de croissants "
-     "vend-elle en tout ?", "A bakery sells 45 croissants in the morning and 35 in the "
-     "afternoon. How many croissants does it sell in total?", 80),
-    ("Léa lit 15 pages par jour. Combien de pages lit-elle en 4 jours ?",
-     "Léa reads 15 pages a day. How many pages does she read in 4 days?", 60),
-]  # fmt: skip
+    (
+        "Marie a 12 pommes et en donne 5 à son frère. Combien de pommes lui reste-t-il ?",
+        "Marie has 12 apples and gives 5 to her brother. How many apples does she have left?",
+        7,
+    ),
+    (
+        "Un livre coûte 8 euros. Combien coûtent 3 livres ?",
+        "A book costs 8 euros. How much do 3 books cost?",
+        24,
+    ),
+    (
+        "Paul a 5 boîtes de 6 crayons. Combien de crayons a-t-il en tout ?",
+        "Paul has 5 boxes of 6 pencils. How many pencils does he have in total?",
+        30,
+    ),
+    (
+        "Il y a 30 élèves dans une classe et 12 sont des garçons. Combien y a-t-il de filles ?",
+        "There are 30 students in a class and 12 are boys. How many are girls?",
+        18,
+    ),
+    (
+        "Un train roule à 60 km par heure pendant 2 heures. Quelle distance parcourt-il ?",
+        "A train travels at 60 km per hour for 2 hours. How far does it travel?",
+        120,
+    ),
+    (
+        "Sophie a 20 euros et achète un jouet à 14 euros. Combien d'argent lui reste-t-il ?",
+        "Sophie has 20 euros and buys a toy for 14 euros. How much money does she have left?",
+        6,
+    ),
+    (
+        "Un jardin a 7 rangées de 8 fleurs. Combien de fleurs y a-t-il ?",
+        "A garden has 7 rows of 8 flowers. How many flowers are there?",
+        56,
+    ),
+    (
+        "Tom partage 36 bonbons également entre 4 amis. Combien de bonbons reçoit chaque ami ?",
+        "Tom shares 36 candies equally among 4 friends. How many candies does each friend get?",
+        9,
+    ),
+    (
+        "Une boulangerie vend 45 croissants le matin et 35 l'après-midi. Combien de croissants "
+        "vend-elle en tout ?",
+        "A bakery sells 45 croissants in the morning and 35 in the "
+        "afternoon. How many croissants does it sell in total?",
+        80,
+    ),
+    (
+        "Léa lit 15 pages par jour. Combien de pages lit-elle en 4 jours ?",
+        "Léa reads 15 pages a day. How many pages does she read in 4 days?",
+        60,
+    ),
+]
 QA_SETS = {  # name: (questions, answer template, planner instruction, answer tokens)
-    "knowledge": (FRENCH_KNOWLEDGE, "Answer this question in a few words.\n{input}",
-                  "Translate the French question into English, then answer the general "
-                  "knowledge question", 32),
-    "math": (FRENCH_MATH, "Solve this math word problem.\n{input}", "Translate the French "
-             "question into English, then solve the math word problem", 96),
-}  # fmt: skip
+    "knowledge": (
+        FRENCH_KNOWLEDGE,
+        "Answer this question in a few words.\n{input}",
+        "Translate the French question into English, then answer the general knowledge question",
+        32,
+    ),
+    "math": (
+        FRENCH_MATH,
+        "Solve this math word problem.\n{input}",
+        "Translate the French question into English, then solve the math word problem",
+        96,
+    ),
+}
 
 
 def correct(answer: str, expected) -> bool:
@@ -432,23 +575,31 @@ def stitching_questions(loaded, repo: BrickRepository) -> None:
     to_english = MT.format(src=LANG["fr"], dst=LANG["en"])
     for kind, (questions, template, instruction, tokens) in QA_SETS.items():
         plan = plan_chain(instruction, metas)
-        print(f"{kind}: planned chain for {instruction!r}: " +
-              " -> ".join(f"{p.brick} ({p.score:.2f})" for p in plan))  # fmt: skip
+        print(
+            f"{kind}: planned chain for {instruction!r}: "
+            + " -> ".join(f"{p.brick} ({p.score:.2f})" for p in plan)
+        )
         answerer = [step_for(repo.get(p.brick)) for p in plan[1:]]
         french, english = [q[0] for q in questions], [q[1] for q in questions]
         runs = {
             "base, French question directly": (french, [Step(None, template)]),
-            "base translates, base answers": (french, [Step(None, to_english),
-                                                       Step(None, template)]),
-            "fr->en brick translates, base answers": (french, [step_for(fr_en),
-                                                               Step(None, template)]),
+            "base translates, base answers": (
+                french,
+                [Step(None, to_english), Step(None, template)],
+            ),
+            "fr->en brick translates, base answers": (
+                french,
+                [step_for(fr_en), Step(None, template)],
+            ),
             "planned chain": (french, [step_for(repo.get(p.brick)) for p in plan]),
             "reference: base, English original": (english, [Step(None, template)]),
-        }  # fmt: skip
+        }
         if answerer:
             runs["reference: planned answer brick, English original"] = (english, answerer)
-        print(f"\n| {kind} ({len(questions)} questions) | accuracy | vs base direct | "
-              "seconds |\n|---|---|---|---|")  # fmt: skip
+        print(
+            f"\n| {kind} ({len(questions)} questions) | accuracy | vs base direct | "
+            "seconds |\n|---|---|---|---|"
+        )
         base = None
         for label, (inputs, steps) in runs.items():
             t0 = time.perf_counter()
@@ -457,19 +608,25 @@ def stitching_questions(loaded, repo: BrickRepository) -> None:
             accuracy = sum(hits) / len(hits)
             base = accuracy if base is None else base
             ratio = f"{accuracy / base:.2f}x" if base else "-"
-            print(f"| {label} | {sum(hits)}/{len(hits)} = {accuracy:.2f} | {ratio} | "
-                  f"{time.perf_counter() - t0:.0f} |", flush=True)  # fmt: skip
+            print(
+                f"| {label} | {sum(hits)}/{len(hits)} = {accuracy:.2f} | {ratio} | "
+                f"{time.perf_counter() - t0:.0f} |",
+                flush=True,
+            )
             if len(steps) > 1:
-                print(f"|   e.g. {inputs[0]!r} -> {outputs[0][0]!r} -> "
-                      f"{outputs[-1][0][:80]!r} | | | |")  # fmt: skip
+                print(
+                    f"|   e.g. {inputs[0]!r} -> {outputs[0][0]!r} -> "
+                    f"{outputs[-1][0][:80]!r} | | | |"
+                )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="/tmp/combine_work")
-    parser.add_argument("--only", choices=("exact", "merge", "subtract", "compose", "stitch",
-                                           "stitch-qa"))  # fmt: skip
+    parser.add_argument(
+        "--only", choices=("exact", "merge", "subtract", "compose", "stitch", "stitch-qa")
+    )
     parser.add_argument(
         "--parents",
         nargs="+",
@@ -485,12 +642,14 @@ def main() -> None:
     repo = BrickRepository(Path(args.work) / "repo", create=False)
     bricks = [repo.get(n) for n in args.parents]
     tests = {t.name: t.test for t in build_tasks(data) if t.name in args.parents}
-    sections = {"exact": lambda: exactness(loaded, bricks[:2]),
-                "merge": lambda: merging(loaded, bricks, tests),
-                "subtract": lambda: subtraction(loaded, bricks, tests),
-                "compose": lambda: compose(loaded, repo, data),
-                "stitch": lambda: stitching(loaded, repo, data),
-                "stitch-qa": lambda: stitching_questions(loaded, repo)}  # fmt: skip
+    sections = {
+        "exact": lambda: exactness(loaded, bricks[:2]),
+        "merge": lambda: merging(loaded, bricks, tests),
+        "subtract": lambda: subtraction(loaded, bricks, tests),
+        "compose": lambda: compose(loaded, repo, data),
+        "stitch": lambda: stitching(loaded, repo, data),
+        "stitch-qa": lambda: stitching_questions(loaded, repo),
+    }
     for name, run in sections.items():
         if args.only in (None, name):
             t0 = time.perf_counter()

@@ -67,10 +67,13 @@ def real_router_sets(data: Path, n: int) -> dict[str, tuple[list[str], str]]:
     english = _lines(data / "multi30k_test2016.en.txt")[:n]
     multi30k = [f"Translate this English sentence into French:\n{e}" for e in english]
     facts = _mmlu(data, "global_facts", n // 2) + _mmlu(data, "high_school_geography", n - n // 2)
-    return {"GSM8K": (gsm, "math"), "HumanEval": (humaneval, "coding"),
-            "Multi30k en-fr": (multi30k, "translation"),
-            "MMLU facts+geography": (facts, "knowledge"),
-            "MMLU moral_scenarios": (_mmlu(data, "moral_scenarios", n), "ethics")}  # fmt: skip
+    return {
+        "GSM8K": (gsm, "math"),
+        "HumanEval": (humaneval, "coding"),
+        "Multi30k en-fr": (multi30k, "translation"),
+        "MMLU facts+geography": (facts, "knowledge"),
+        "MMLU moral_scenarios": (_mmlu(data, "moral_scenarios", n), "ethics"),
+    }
 
 
 def _lines(path: Path) -> list[str]:
@@ -101,7 +104,7 @@ def real_eval_samples(data: Path, n: int, offset: int) -> list[Sample]:
         )
         for i, (e, f) in enumerate(zip(english, french, strict=True))
     ]
-    return samples  # fmt: skip
+    return samples
 
 
 def test_subset(per_functionality: int, seed: int) -> list[Sample]:
@@ -131,10 +134,12 @@ def section_router(loaded, args, log) -> tuple:
     started = time.perf_counter()
     router = train_router(loaded, load_builtin_suite("train"))
     test = load_builtin_suite("test")
-    result = router_accuracy(router, loaded, [s.prompt for s in test],
-                             [s.functionality for s in test])  # fmt: skip
-    rows = [("built-in TEST split", result["n"], "its label", result["accuracy"],
-             result["predicted"])]  # fmt: skip
+    result = router_accuracy(
+        router, loaded, [s.prompt for s in test], [s.functionality for s in test]
+    )
+    rows = [
+        ("built-in TEST split", result["n"], "its label", result["accuracy"], result["predicted"])
+    ]
     for name, (prompts, expected) in real_router_sets(args.data, args.router_real).items():
         r = router_accuracy(router, loaded, prompts, [expected] * len(prompts))
         rows.append((name, r["n"], expected, r["accuracy"], r["predicted"]))
@@ -158,8 +163,9 @@ def section_quality(loaded, stats, router, args, log) -> dict:
     prior = {s.id: stats.importance[stats.index(r)] for s, r in zip(samples, routed, strict=True)}
     nll = {"dense": mean_nll(loaded, samples, groups)}
     start = time.perf_counter()
-    prompted = prompted_nll_at(loaded, samples, groups, args.budgets, lambda s: prior[s.id],
-                               PRIOR_MIX)  # fmt: skip
+    prompted = prompted_nll_at(
+        loaded, samples, groups, args.budgets, lambda s: prior[s.id], PRIOR_MIX
+    )
     if args.ablation:
         alone = prompted_nll_at(loaded, samples, groups, args.budgets)
     oracle = prompted_nll_at(loaded, samples, groups, args.budgets, oracle=True)
@@ -169,8 +175,9 @@ def section_quality(loaded, stats, router, args, log) -> dict:
         nll[f"configured prompt+prior {pct}"] = prompted[budget]
         if args.ablation:
             nll[f"configured prompt only {pct}"] = alone[budget]
-        nll[f"configured static {pct}"] = routed_static_nll(loaded, stats, samples, routed, groups,
-                                                            budget)  # fmt: skip
+        nll[f"configured static {pct}"] = routed_static_nll(
+            loaded, stats, samples, routed, groups, budget
+        )
         for kind in ("magnitude", "generic"):
             compact = gather_ffn(loaded, baseline_selection(kind, budget, loaded, stats))
             nll[f"baseline {kind} {pct}"] = mean_nll(compact.loaded, samples, groups)
@@ -179,15 +186,19 @@ def section_quality(loaded, stats, router, args, log) -> dict:
         with mask_lowest(loaded, 1 - budget):  # not a compact model: a per-token upper bound
             nll[f"reference: per-token top-|a| {pct}"] = mean_nll(loaded, samples, groups)
     dense = nll["dense"].exp()
-    log(f"\n## Reference perplexity ({args.per_functionality} TEST samples per functionality, "
-        f"{args.real_per_set} per real set; routed by the router)\n")  # fmt: skip
+    log(
+        f"\n## Reference perplexity ({args.per_functionality} TEST samples per functionality, "
+        f"{args.real_per_set} per real set; routed by the router)\n"
+    )
     log("| model | " + " | ".join(groups) + " | mean increase (suite) |")
     log("|---|" + "---|" * (len(groups) + 1))
     suite = len(stats.functionalities)
     for name, value in nll.items():
         ppl = value.exp()
-        cells = [f"{p:.2f}" if name == "dense" else f"{p:.2f} ({p / d - 1:+.0%})"
-                 for p, d in zip(ppl.tolist(), dense.tolist(), strict=True)]  # fmt: skip
+        cells = [
+            f"{p:.2f}" if name == "dense" else f"{p:.2f} ({p / d - 1:+.0%})"
+            for p, d in zip(ppl.tolist(), dense.tolist(), strict=True)
+        ]
         mean_inc = float((ppl[:suite] / dense[:suite] - 1).mean())
         log(f"| {name} | " + " | ".join(cells) + f" | {mean_inc:+.1%} |")
     return {k: v.tolist() for k, v in nll.items()}
@@ -253,8 +264,9 @@ def section_facts(loaded, stats, router, args, log) -> None:
             prior = stats.importance[stats.index(label)]
             compact = prompt_compact(loaded, prefill, budget, prior, PRIOR_MIX)
             with torch.no_grad(), quiet_cache_warning():
-                logits = compact.loaded.model(input_ids=prompt[:, -1:],
-                                              past_key_values=prefill.cache).logits  # fmt: skip
+                logits = compact.loaded.model(
+                    input_ids=prompt[:, -1:], past_key_values=prefill.cache
+                ).logits
             hits.append(int(logits[0, -1].argmax()) == fact["first"])
         cells = [sum(hits)]
         for kind in ("generic", "magnitude"):
@@ -269,8 +281,11 @@ def section_facts(loaded, stats, router, args, log) -> None:
     log("| budget | configured prompt+prior | baseline generic | baseline magnitude |")
     log("|---|---|---|---|")
     for budget, *cells in rows:
-        log(f"| {budget:.0%} | " + " | ".join(f"{c}/{len(facts)} ({c / len(facts):.0%})"
-                                              for c in cells) + " |")  # fmt: skip
+        log(
+            f"| {budget:.0%} | "
+            + " | ".join(f"{c}/{len(facts)} ({c / len(facts):.0%})" for c in cells)
+            + " |"
+        )
 
 
 def section_speed(loaded, stats, args, log) -> None:
@@ -291,8 +306,10 @@ def section_speed(loaded, stats, args, log) -> None:
             decode[name] = max(decode[name], decode_speed(model, prompt, args.decode_tokens, pad))
             prefill[name] = max(prefill[name], prefill_speed(model, prefill_ids, repeats=1))
     dense_bytes = parameter_bytes(loaded.model)
-    log(f"\n## Speed and memory (2 CPU threads; same process; best of {args.speed_rounds} "
-        "interleaved rounds)\n")  # fmt: skip
+    log(
+        f"\n## Speed and memory (2 CPU threads; same process; best of {args.speed_rounds} "
+        "interleaved rounds)\n"
+    )
     log(
         "| model | decode tok/s | x dense | prefill tok/s (8x256) | x dense | parameter MB "
         "| x dense |\n|---|---|---|---|---|---|---|"
@@ -326,9 +343,15 @@ def section_moe(loaded, args, log) -> None:
     ]
     n_groups = groups[0].spec["n_groups"]
     train = [s for s in load_builtin_suite("train")][:: args.moe_train_stride]
-    ids = [torch.tensor([prompt_prefix(loaded.tokenizer, s.prompt)
-                         + loaded.tokenizer(s.reference, add_special_tokens=False)["input_ids"]])
-           for s in train]  # fmt: skip
+    ids = [
+        torch.tensor(
+            [
+                prompt_prefix(loaded.tokenizer, s.prompt)
+                + loaded.tokenizer(s.reference, add_special_tokens=False)["input_ids"]
+            ]
+        )
+        for s in train
+    ]
     start = time.perf_counter()
     trained = train_group_routers(loaded, groups, ids, steps=150, max_tokens=2048)
     train_seconds = time.perf_counter() - start

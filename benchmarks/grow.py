@@ -64,8 +64,9 @@ def suite_losses(loaded) -> dict:
     stats = torch.zeros(4, dtype=torch.float64)  # entropy, top-1 hits, NLL on hits, on misses
     with torch.no_grad():
         for b in batches:
-            hidden = loaded.model.base_model(input_ids=b.input_ids, attention_mask=b.attention,
-                                             use_cache=False).last_hidden_state  # fmt: skip
+            hidden = loaded.model.base_model(
+                input_ids=b.input_ids, attention_mask=b.attention, use_cache=False
+            ).last_hidden_state
             rows, pos = b.positions[:, 0], b.positions[:, 1]
             logits = loaded.family.logits(loaded.model, hidden[rows, pos])
             nll = cross_entropy(logits.float(), b.targets, reduction="none").double()
@@ -76,18 +77,28 @@ def suite_losses(loaded) -> dict:
             count.view(-1).index_add_(0, index, torch.ones_like(nll))
             logp = logits.float().log_softmax(-1)
             hit = logits.argmax(-1) == b.targets
-            stats += torch.stack([-(logp.exp() * logp).sum(-1).double().sum(), hit.sum(),
-                                  nll[hit].sum(), nll[~hit].sum()]).double()  # fmt: skip
+            stats += torch.stack(
+                [
+                    -(logp.exp() * logp).sum(-1).double().sum(),
+                    hit.sum(),
+                    nll[hit].sum(),
+                    nll[~hit].sum(),
+                ]
+            ).double()
     n = float(count.sum())
     entropy, hits, hit_nll, miss_nll = stats.tolist()
-    return {"per": (total.sum(1) / count.sum(1)).tolist(),
-            "overall": float(total.sum() / count.sum()),
-            "head": float(total[:, 0].sum() / count[:, 0].sum()),
-            "tail": float(total[:, 1].sum() / count[:, 1].sum()),
-            "per_head": (total[:, 0] / count[:, 0]).tolist(),
-            "per_tail": (total[:, 1] / count[:, 1]).tolist(),
-            "entropy": entropy / n, "top1": hits / n, "hit_loss": hit_nll / max(hits, 1),
-            "miss_loss": miss_nll / max(n - hits, 1)}  # fmt: skip
+    return {
+        "per": (total.sum(1) / count.sum(1)).tolist(),
+        "overall": float(total.sum() / count.sum()),
+        "head": float(total[:, 0].sum() / count[:, 0].sum()),
+        "tail": float(total[:, 1].sum() / count[:, 1].sum()),
+        "per_head": (total[:, 0] / count[:, 0]).tolist(),
+        "per_tail": (total[:, 1] / count[:, 1]).tolist(),
+        "entropy": entropy / n,
+        "top1": hits / n,
+        "hit_loss": hit_nll / max(hits, 1),
+        "miss_loss": miss_nll / max(n - hits, 1),
+    }
 
 
 def translation_metrics(loaded, model, test: list[Sample], n_generate: int) -> dict:
@@ -95,13 +106,24 @@ def translation_metrics(loaded, model, test: list[Sample], n_generate: int) -> d
     loss = response_loss(loaded, test)
     chosen = test[:n_generate]
     # one batch: the same greedy outputs as batches of 8 (checked), in about half the time
-    outputs = generate_answers(model, loaded.tokenizer, [s.prompt for s in chosen],
-                               max_new_tokens=40, batch_size=max(1, len(chosen)))  # fmt: skip
+    outputs = generate_answers(
+        model,
+        loaded.tokenizer,
+        [s.prompt for s in chosen],
+        max_new_tokens=40,
+        batch_size=max(1, len(chosen)),
+    )
     outputs = [o.strip().split("\n")[0] for o in outputs]
     suite = suite_losses(loaded)
-    return {"loss": loss, "chrf": chrf(outputs, [s.reference for s in chosen]),
-            "suite_loss": suite["overall"], "suite_per": suite["per"], "suite": suite,
-            "example": outputs[0], "eval_seconds": time.perf_counter() - started}  # fmt: skip
+    return {
+        "loss": loss,
+        "chrf": chrf(outputs, [s.reference for s in chosen]),
+        "suite_loss": suite["overall"],
+        "suite_per": suite["per"],
+        "suite": suite,
+        "example": outputs[0],
+        "eval_seconds": time.perf_counter() - started,
+    }
 
 
 def init_check(loaded, samples: list[Sample]) -> list[str]:
@@ -143,8 +165,13 @@ def growth_benchmark(loaded, args) -> list[str]:
     valid = translation_samples(args.data, 300, 40)
     test = translation_samples(args.data, 340, 100)
     base = translation_metrics(loaded, loaded.model, test, args.generate)
-    print("base", _growth_row("base model", base, base), f"eval {base['eval_seconds']:.0f} s",
-          {k: v for k, v in base["suite"].items() if "per_" not in k}, flush=True)  # fmt: skip
+    print(
+        "base",
+        _growth_row("base model", base, base),
+        f"eval {base['eval_seconds']:.0f} s",
+        {k: v for k, v in base["suite"].items() if "per_" not in k},
+        flush=True,
+    )
     checks = init_check(loaded, test[:4]) if args.only == "depth" and not args.no_init_check else []
     if args.only == "depth":
         grown = grow_depth(loaded, args.positions)
@@ -159,9 +186,14 @@ def growth_benchmark(loaded, args) -> list[str]:
         baseline = neuron_slices(loaded, layers, d_ff - args.neurons, d_ff)
         what = f"{args.neurons} new FFN neurons in each of layers {layers[0]}-{layers[-1]}"
         control = f"fine-tune of {args.neurons} existing neurons in each of the same layers"
-    settings = GrowTrainSettings(steps=args.steps, lr=args.lr, batch_size=8,
-                                 eval_every=args.eval_every, max_seconds=args.seconds,
-                                 preserve_weight=args.preserve_weight)  # fmt: skip
+    settings = GrowTrainSettings(
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=8,
+        eval_every=args.eval_every,
+        max_seconds=args.seconds,
+        preserve_weight=args.preserve_weight,
+    )
     preserve = load_builtin_suite("train") if args.preserve_weight > 0 else None
     # label -> (trainable slices, grown?, KL weight)
     arms = {"grown (only new parameters train)": (grown.trainable, True, args.preserve_weight)}
@@ -172,10 +204,15 @@ def growth_benchmark(loaded, args) -> list[str]:
     results, notes = {}, []
     for label, (trainable, is_grown, weight) in arms.items():
         source = grown.loaded if is_grown else loaded
-        trained, m = train_slices(source, trainable, train, valid,
-                                  settings=replace(settings, preserve_weight=weight),
-                                  preserve=preserve if weight > 0 else None,
-                                  reference=loaded)  # fmt: skip
+        trained, m = train_slices(
+            source,
+            trainable,
+            train,
+            valid,
+            settings=replace(settings, preserve_weight=weight),
+            preserve=preserve if weight > 0 else None,
+            reference=loaded,
+        )
         results[label] = translation_metrics(trained, trained.model, test, args.generate)
         print(_growth_row(label, results[label], base), flush=True)
         print(
@@ -200,23 +237,36 @@ def growth_benchmark(loaded, args) -> list[str]:
 
 
 def _growth_table(what: str, base: dict, results: dict, notes: list[str], args) -> list[str]:
-    lines = [f"### {args.only.capitalize()} growth: {what}", "",
-             "| model | test response loss | test ppl | chrF (greedy, "
-             f"{args.generate}) | suite ppl (7 functionalities) | suite ppl change |",
-             "|---|---|---|---|---|---|",
-             _growth_row("base model", base, base)]  # fmt: skip
+    lines = [
+        f"### {args.only.capitalize()} growth: {what}",
+        "",
+        "| model | test response loss | test ppl | chrF (greedy, "
+        f"{args.generate}) | suite ppl (7 functionalities) | suite ppl change |",
+        "|---|---|---|---|---|---|",
+        _growth_row("base model", base, base),
+    ]
     lines += [_growth_row(label, r, base) for label, r in results.items()]
-    lines += ["", "Per-functionality suite perplexity (test references):", "",
-              "| functionality | base | " + " | ".join(results) + " |",
-              "|---|---|" + "---|" * len(results)]  # fmt: skip
+    lines += [
+        "",
+        "Per-functionality suite perplexity (test references):",
+        "",
+        "| functionality | base | " + " | ".join(results) + " |",
+        "|---|---|" + "---|" * len(results),
+    ]
     for i, f in enumerate(FUNCTIONALITIES):
         old = base["suite_per"][i]
-        cells = [f"{math.exp(r['suite_per'][i]):.3f} ({_change(r['suite_per'][i], old)})"
-                 for r in results.values()]  # fmt: skip
+        cells = [
+            f"{math.exp(r['suite_per'][i]):.3f} ({_change(r['suite_per'][i], old)})"
+            for r in results.values()
+        ]
         lines.append(f"| {f} | {math.exp(base['suite_per'][i]):.3f} | " + " | ".join(cells) + " |")
-    lines += ["", f"Suite perplexity change on each reference's first {HEAD_TOKENS} tokens / on "
-              "the rest:", "", "| functionality | " + " | ".join(results) + " |",
-              "|---|" + "---|" * len(results)]  # fmt: skip
+    lines += [
+        "",
+        f"Suite perplexity change on each reference's first {HEAD_TOKENS} tokens / on the rest:",
+        "",
+        "| functionality | " + " | ".join(results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
     b = base["suite"]
     for i, f in enumerate([*FUNCTIONALITIES, "all"]):
         cells = []
@@ -229,12 +279,19 @@ def _growth_table(what: str, base: dict, results: dict, notes: list[str], args) 
             cells.append(f"{_change(head, bh)} / {_change(tail, bt)}")
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
     if "entropy" in b:
-        lines += ["", "Suite token statistics (all 7 functionalities' test references):", "",
-                  "| model | mean predictive entropy (nats) | top-1 accuracy | loss on top-1 hits "
-                  "| loss on the other tokens |", "|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "Suite token statistics (all 7 functionalities' test references):",
+            "",
+            "| model | mean predictive entropy (nats) | top-1 accuracy | loss on top-1 hits "
+            "| loss on the other tokens |",
+            "|---|---|---|---|---|",
+        ]
         for label, q in [("base model", b), *((k, r["suite"]) for k, r in results.items())]:
-            lines.append(f"| {label} | {q['entropy']:.3f} | {q['top1']:.2%} | "
-                         f"{q['hit_loss']:.3f} | {q['miss_loss']:.3f} |")  # fmt: skip
+            lines.append(
+                f"| {label} | {q['entropy']:.3f} | {q['top1']:.2%} | "
+                f"{q['hit_loss']:.3f} | {q['miss_loss']:.3f} |"
+            )
     lines += [
         "",
         *notes,
@@ -253,9 +310,11 @@ def _change(loss: float, base: float) -> str:
 
 def _growth_row(label: str, r: dict, base: dict) -> str:
     change = math.exp(r["suite_loss"] - base["suite_loss"]) - 1
-    return (f"| {label} | {r['loss']:.3f} ({r['loss'] / base['loss']:.3f}x) | "
-            f"{math.exp(r['loss']):.2f} | {r['chrf']:.2f} ({r['chrf'] - base['chrf']:+.2f}) | "
-            f"{math.exp(r['suite_loss']):.3f} | {change:+.2%} |")  # fmt: skip
+    return (
+        f"| {label} | {r['loss']:.3f} ({r['loss'] / base['loss']:.3f}x) | "
+        f"{math.exp(r['loss']):.2f} | {r['chrf']:.2f} ({r['chrf'] - base['chrf']:+.2f}) | "
+        f"{math.exp(r['suite_loss']):.3f} | {change:+.2%} |"
+    )
 
 
 FRENCH = "Translate this English sentence into French:\n{en}"
@@ -265,19 +324,44 @@ def continual_tasks(data: Path, n: int = 24) -> dict[str, dict]:
     """Three tasks with train / validation / test samples, a metric and an answer length."""
     english = (data / "multi30k_test2016.en.txt").read_text(encoding="utf-8").splitlines()
     french = (data / "multi30k_test2016.fr.txt").read_text(encoding="utf-8").splitlines()
-    de = lambda a, n: translation_samples(data, a, n)  # noqa: E731
-    fr = lambda a, n: [Sample(f"fr-{i}", FRENCH.format(en=english[i].strip()), "translation",  # noqa: E731
-                              reference=french[i].strip()) for i in range(a, a + n)]  # fmt: skip
+
+    def de(a, n):
+        return translation_samples(data, a, n)
+
+    def fr(a, n):
+        return [
+            Sample(
+                f"fr-{i}",
+                FRENCH.format(en=english[i].strip()),
+                "translation",
+                reference=french[i].strip(),
+            )
+            for i in range(a, a + n)
+        ]
+
     rows = [json.loads(x) for x in (data / "gsm8k_test.jsonl").read_text().splitlines()]
-    gsm = lambda a, n: [Sample(f"gsm-{i}", rows[i]["question"], "math",  # noqa: E731
-                               reference="#### " + rows[i]["answer"].split("####")[-1].strip())
-                        for i in range(a, a + n)]  # fmt: skip
+
+    def gsm(a, n):
+        return [
+            Sample(
+                f"gsm-{i}",
+                rows[i]["question"],
+                "math",
+                reference="#### " + rows[i]["answer"].split("####")[-1].strip(),
+            )
+            for i in range(a, a + n)
+        ]
+
     return {
         "en-de": {"train": de(0, 160), "valid": de(600, n), "test": de(700, n), "tokens": 40},
         "en-fr": {"train": fr(160, 160), "valid": fr(624, n), "test": fr(724, n), "tokens": 40},
-        "gsm8k-format": {"train": gsm(0, 160), "valid": gsm(160, n), "test": gsm(200, n),
-                         "tokens": 10},
-    }  # fmt: skip
+        "gsm8k-format": {
+            "train": gsm(0, 160),
+            "valid": gsm(160, n),
+            "test": gsm(200, n),
+            "tokens": 10,
+        },
+    }
 
 
 def task_metric(name: str, outputs: list[str], test: list[Sample]) -> float:
@@ -291,16 +375,19 @@ def task_metric(name: str, outputs: list[str], test: list[Sample]) -> float:
 def continual_benchmark(loaded, args) -> list[str]:
     tasks = continual_tasks(args.data, args.task_test)
     system, learnt, times = PluginSystem(loaded.fingerprint), {}, {}
-    options = dict(rank=8, steps=args.brick_steps, lr=1e-3, batch_size=8,
-                   eval_every=args.brick_steps)  # fmt: skip
+    options = dict(
+        rank=8, steps=args.brick_steps, lr=1e-3, batch_size=8, eval_every=args.brick_steps
+    )
     for name, task in tasks.items():
         started = time.perf_counter()
         system = add_task(system, loaded, name, task["train"], task["valid"], **options)
         times[name] = time.perf_counter() - started
         learnt[name] = _routed_metric(system, loaded, name, task)
         print(f"learnt {name}: {learnt[name]:.2f} ({times[name]:.0f} s)", flush=True)
-    final = {n: _routed_metric(system, loaded, n, t) if n != name else learnt[n]
-             for n, t in tasks.items()}  # fmt: skip
+    final = {
+        n: _routed_metric(system, loaded, n, t) if n != name else learnt[n]
+        for n, t in tasks.items()
+    }
     base, merged, last = {}, {}, {}
     for n, t in tasks.items():
         base[n] = _metric(loaded, loaded, n, t)
@@ -321,18 +408,30 @@ def continual_benchmark(loaded, args) -> list[str]:
     ]
     for n in tasks:
         control = f"{last[n]:.2f}" if n in last else "(is the newest)"
-        lines.append(f"| {n} | {base[n]:.2f} | {learnt[n]:.2f} | {final[n]:.2f} | "
-                     f"{final[n] - learnt[n]:+.2f} | {control} | {merged[n]:.2f} |")  # fmt: skip
-    lines += ["", f"Routing accuracy on all {sum(len(t['test']) for t in tasks.values())} "
-              f"held-out prompts after the last addition: {accuracy['all']:.1%} "
-              f"({', '.join(f'{k} {v:.0%}' for k, v in accuracy.items() if k != 'all')}); "
-              f"chance {1 / len(tasks):.0%}. Confusion (rows: true task, columns: routed to):",
-              "", "| true task, routed to: | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]  # fmt: skip
-    lines += [f"| {n} | " + " | ".join(str(c) for c in row) + " |"
-              for n, row in zip(names, confusion, strict=True)]  # fmt: skip
-    lines += ["", "Brick training (s, incl. centroid): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in times.items()) + "."]  # fmt: skip
+        lines.append(
+            f"| {n} | {base[n]:.2f} | {learnt[n]:.2f} | {final[n]:.2f} | "
+            f"{final[n] - learnt[n]:+.2f} | {control} | {merged[n]:.2f} |"
+        )
+    lines += [
+        "",
+        f"Routing accuracy on all {sum(len(t['test']) for t in tasks.values())} "
+        f"held-out prompts after the last addition: {accuracy['all']:.1%} "
+        f"({', '.join(f'{k} {v:.0%}' for k, v in accuracy.items() if k != 'all')}); "
+        f"chance {1 / len(tasks):.0%}. Confusion (rows: true task, columns: routed to):",
+        "",
+        "| true task, routed to: | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    lines += [
+        f"| {n} | " + " | ".join(str(c) for c in row) + " |"
+        for n, row in zip(names, confusion, strict=True)
+    ]
+    lines += [
+        "",
+        "Brick training (s, incl. centroid): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in times.items())
+        + ".",
+    ]
     return lines
 
 
@@ -366,8 +465,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--generate", type=int, default=24)
-    parser.add_argument("--positions", type=lambda t: [int(x) for x in t.split(",")],
-                        default=[10, 20])  # fmt: skip
+    parser.add_argument(
+        "--positions", type=lambda t: [int(x) for x in t.split(",")], default=[10, 20]
+    )
     parser.add_argument("--first-layer", type=int, default=10, help="width: grow layers k..last")
     parser.add_argument("--neurons", type=int, default=192, help="width: new neurons per layer")
     parser.add_argument("--steps", type=int, default=60)
@@ -380,10 +480,12 @@ def parse_args() -> argparse.Namespace:
         "--task-test", type=int, default=24, help="continual: test prompts per task"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the fine-tune baseline")
-    parser.add_argument("--no-init-check", action="store_true",
-                        help="depth: skip the output-at-init table")  # fmt: skip
-    parser.add_argument("--no-kl-arm", action="store_true",
-                        help="also train the grown model without the KL term")  # fmt: skip
+    parser.add_argument(
+        "--no-init-check", action="store_true", help="depth: skip the output-at-init table"
+    )
+    parser.add_argument(
+        "--no-kl-arm", action="store_true", help="also train the grown model without the KL term"
+    )
     return parser.parse_args()
 
 

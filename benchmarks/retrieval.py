@@ -75,8 +75,10 @@ class Task:
 
 
 def _samples(name: str, template: str, pairs: list[tuple[str, str]]) -> list[Sample]:
-    return [Sample(f"{name}-{i}", template.replace("{input}", x), name, reference=y)
-            for i, (x, y) in enumerate(pairs)]  # fmt: skip
+    return [
+        Sample(f"{name}-{i}", template.replace("{input}", x), name, reference=y)
+        for i, (x, y) in enumerate(pairs)
+    ]
 
 
 def _task(name: str, description: str, template: str, pairs: list[tuple[str, str]]) -> Task:
@@ -95,17 +97,27 @@ def translation_task(data: Path, src: str, dst: str, start: int) -> Task:
 
 def gsm8k_task(data: Path) -> Task:
     rows = [json.loads(x) for x in (data / "gsm8k_test.jsonl").read_text().splitlines()]
-    pairs = [(r["question"], "The answer is " + r["answer"].split("####")[-1].strip() + ".")
-             for r in rows[: N_TRAIN + N_VAL + N_TEST]]  # fmt: skip
-    return _task("gsm8k", "Solve grade school math word problems and give the final number",
-                 "Solve this math word problem.\n{input}", pairs)  # fmt: skip
+    pairs = [
+        (r["question"], "The answer is " + r["answer"].split("####")[-1].strip() + ".")
+        for r in rows[: N_TRAIN + N_VAL + N_TEST]
+    ]
+    return _task(
+        "gsm8k",
+        "Solve grade school math word problems and give the final number",
+        "Solve this math word problem.\n{input}",
+        pairs,
+    )
 
 
 def humaneval_task(data: Path) -> Task:
     rows = [json.loads(x) for x in (data / "humaneval.jsonl").read_text().splitlines()]
     pairs = [(r["prompt"], r["canonical_solution"]) for r in rows[: N_TRAIN + N_VAL + N_TEST]]
-    return _task("humaneval", "Complete the body of a Python function from its signature and "
-                 "docstring", "Complete this Python function.\n{input}", pairs)  # fmt: skip
+    return _task(
+        "humaneval",
+        "Complete the body of a Python function from its signature and docstring",
+        "Complete this Python function.\n{input}",
+        pairs,
+    )
 
 
 def mmlu_pairs(data: Path, subject: str) -> list[tuple[str, str]]:
@@ -116,31 +128,54 @@ def mmlu_pairs(data: Path, subject: str) -> list[tuple[str, str]]:
 
 def mmlu_task(data: Path, subject: str) -> Task:
     words = subject.replace("_", " ")
-    return _task(f"mmlu-{subject.replace('_', '-')}", f"Answer multiple-choice questions on "
-                 f"{words} with the letter of the correct option", MMLU,
-                 mmlu_pairs(data, subject))  # fmt: skip
+    return _task(
+        f"mmlu-{subject.replace('_', '-')}",
+        f"Answer multiple-choice questions on {words} with the letter of the correct option",
+        MMLU,
+        mmlu_pairs(data, subject),
+    )
 
 
 def suite_task(functionality: str) -> Task:
     train = [s for s in load_builtin_suite("train") if s.functionality == functionality]
     test = [s for s in load_builtin_suite("test") if s.functionality == functionality]
-    return Task(f"suite-{functionality}", f"Everyday {functionality} requests (built-in suite)",
-                "{input}", train[:N_TRAIN], test[:N_VAL], test[N_VAL : N_VAL + N_TEST])  # fmt: skip
+    return Task(
+        f"suite-{functionality}",
+        f"Everyday {functionality} requests (built-in suite)",
+        "{input}",
+        train[:N_TRAIN],
+        test[:N_VAL],
+        test[N_VAL : N_VAL + N_TEST],
+    )
 
 
 def build_tasks(data: Path) -> list[Task]:
     """The 17 retrieval tasks (the compose benchmark's unseen tasks are not among them)."""
-    tasks = [translation_task(data, "en", "de", 0), translation_task(data, "en", "fr", 200),
-             translation_task(data, "de", "en", 400), translation_task(data, "fr", "en", 600),
-             gsm8k_task(data), humaneval_task(data)]  # fmt: skip
-    subjects = ("high_school_geography", "global_facts", "moral_scenarios",
-                "elementary_mathematics")  # fmt: skip
+    tasks = [
+        translation_task(data, "en", "de", 0),
+        translation_task(data, "en", "fr", 200),
+        translation_task(data, "de", "en", 400),
+        translation_task(data, "fr", "en", 600),
+        gsm8k_task(data),
+        humaneval_task(data),
+    ]
+    subjects = (
+        "high_school_geography",
+        "global_facts",
+        "moral_scenarios",
+        "elementary_mathematics",
+    )
     tasks += [mmlu_task(data, s) for s in subjects]
     return tasks + [suite_task(f) for f in FUNCTIONALITIES]
 
 
-def train_bricks(loaded, tasks: list[Task], repo: BrickRepository, minutes: float,
-                 retrain: dict[str, int] | None = None) -> bool:  # fmt: skip
+def train_bricks(
+    loaded,
+    tasks: list[Task],
+    repo: BrickRepository,
+    minutes: float,
+    retrain: dict[str, int] | None = None,
+) -> bool:
     """Train (or reuse) one brick per task; False when the time budget ran out first.
 
     ``retrain`` {task: steps}: (re)train those tasks' bricks with that many steps at rank 8 unless
@@ -149,23 +184,37 @@ def train_bricks(loaded, tasks: list[Task], repo: BrickRepository, minutes: floa
     retrain = retrain or {}
     started, have = time.perf_counter(), {m["name"] for m in repo.list()}
     for task in tasks:
-        if task.name in have and (task.name not in retrain or
-                                  _steps(repo.get(task.name)) == retrain[task.name]):  # fmt: skip
+        if task.name in have and (
+            task.name not in retrain or _steps(repo.get(task.name)) == retrain[task.name]
+        ):
             continue
         if time.perf_counter() - started > minutes * 60:
             return False
         steps = retrain.get(task.name, REAL.get(task.name, 4))
         rank = 8 if task.name in REAL or task.name in retrain else 4
         every = min(steps, 8) if task.name in retrain else steps  # retrained: best of val checks
-        brick = train_task_brick(loaded, task.train, task.val, task.name, task.description,
-                                 rank=rank, steps=steps, lr=2e-3, eval_every=every,
-                                 target_modules=TARGETS, progress=False)  # fmt: skip
+        brick = train_task_brick(
+            loaded,
+            task.train,
+            task.val,
+            task.name,
+            task.description,
+            rank=rank,
+            steps=steps,
+            lr=2e-3,
+            eval_every=every,
+            target_modules=TARGETS,
+            progress=False,
+        )
         if task.name in have:
             brick = _with_purpose_of(repo.get(task.name), brick)
         repo.add(brick, overwrite=task.name in have)
-        print(f"trained {task.name}: {steps} steps, {brick.metrics['train_seconds']:.0f} s, "
-              f"held-out loss {brick.metrics['heldout_loss_before']:.3f} -> "
-              f"{brick.metrics['heldout_loss_after']:.3f}", flush=True)  # fmt: skip
+        print(
+            f"trained {task.name}: {steps} steps, {brick.metrics['train_seconds']:.0f} s, "
+            f"held-out loss {brick.metrics['heldout_loss_before']:.3f} -> "
+            f"{brick.metrics['heldout_loss_after']:.3f}",
+            flush=True,
+        )
     return True
 
 
@@ -180,20 +229,26 @@ def _with_purpose_of(old, new):
     keys = (EMBEDDING_KEY, SECOND_MOMENT_KEY, STATES_KEY)
     if EMBEDDING_KEY not in old.tensors:
         return new
-    spec = {**new.spec, **{k: old.spec[k] for k in ("purpose_embedding", "prompt_template")
-                           if k in old.spec}}  # fmt: skip
-    return replace(new, tensors={**new.tensors, **{k: old.tensors[k] for k in keys}}, spec=spec,
-                   description=old.description)  # fmt: skip
+    spec = {
+        **new.spec,
+        **{k: old.spec[k] for k in ("purpose_embedding", "prompt_template") if k in old.spec},
+    }
+    return replace(
+        new,
+        tensors={**new.tensors, **{k: old.tensors[k] for k in keys}},
+        spec=spec,
+        description=old.description,
+    )
 
 
 def purposes(features: dict, tasks: list[Task], key, n_embed: int) -> list[Purpose]:
     """Each brick's purpose statistics from its first ``n_embed`` training prompts."""
     out = []
     for task in tasks:
-        states = torch.cat([features[task.name]["embed"][key],
-                            features[task.name]["embed2"][key]])[:n_embed].double()  # fmt: skip
-        out.append(Purpose(task.name, "", states.mean(0), (states**2).mean(0), len(states),
-                           states))  # fmt: skip
+        states = torch.cat([features[task.name]["embed"][key], features[task.name]["embed2"][key]])[
+            :n_embed
+        ].double()
+        out.append(Purpose(task.name, "", states.mean(0), (states**2).mean(0), len(states), states))
     return out
 
 
@@ -202,8 +257,9 @@ def accuracy(features: dict, tasks: list[Task], splits: tuple[str, ...], config:
     scoring, number of embedding prompts), instruction level (one query per instruction)."""
     layer, pooling, scoring, n_embed = config
     key = (layer, pooling)
-    index = RetrievalIndex.build(purposes(features, tasks, key, n_embed), layer, pooling, "x",
-                                 scoring)  # fmt: skip
+    index = RetrievalIndex.build(
+        purposes(features, tasks, key, n_embed), layer, pooling, "x", scoring
+    )
     assert index.scoring == scoring
     return {split: _accuracy(index, features, tasks, split, key) for split in splits}
 
@@ -226,8 +282,9 @@ def task_level_accuracy(features: dict, tasks: list[Task], config: tuple, size: 
     """Top-1 when a task is given as ``size`` test instructions averaged (task level)."""
     layer, pooling, scoring, n_embed = config
     key = (layer, pooling)
-    index = RetrievalIndex.build(purposes(features, tasks, key, n_embed), layer, pooling, "x",
-                                 scoring)  # fmt: skip
+    index = RetrievalIndex.build(
+        purposes(features, tasks, key, n_embed), layer, pooling, "x", scoring
+    )
     hits = total = 0
     for task in tasks:
         vectors = features[task.name]["test"][key]
@@ -243,9 +300,16 @@ def tfidf_accuracy(tasks: list[Task], n_embed: int) -> tuple[float, float]:
     from sklearn.metrics.pairwise import cosine_similarity
 
     vectorizer = TfidfVectorizer(sublinear_tf=True).fit(
-        [s.prompt for t in tasks for s in t.train[:n_embed]])  # fmt: skip
-    centroids = torch.stack([torch.tensor(vectorizer.transform(
-        [s.prompt for s in t.train[:n_embed]]).mean(axis=0)).flatten() for t in tasks])  # fmt: skip
+        [s.prompt for t in tasks for s in t.train[:n_embed]]
+    )
+    centroids = torch.stack(
+        [
+            torch.tensor(
+                vectorizer.transform([s.prompt for s in t.train[:n_embed]]).mean(axis=0)
+            ).flatten()
+            for t in tasks
+        ]
+    )
     top1 = top3 = total = 0
     for i, task in enumerate(tasks):
         scores = cosine_similarity(vectorizer.transform([s.prompt for s in task.test]), centroids)
@@ -263,11 +327,18 @@ def prompt_states(loaded, tasks: list[Task], cache: Path) -> dict:
     stored = load_file(str(cache)) if cache.is_file() else {}
     features = {t.name: {s: {} for s in SPLITS} for t in tasks}
     for task in tasks:
-        samples = {"embed": task.train[:N_EMBED], "embed2": task.train[N_EMBED:N_TRAIN],
-                   "val": task.val, "test": task.test}  # fmt: skip
+        samples = {
+            "embed": task.train[:N_EMBED],
+            "embed2": task.train[N_EMBED:N_TRAIN],
+            "val": task.val,
+            "test": task.test,
+        }
         for split in SPLITS:
-            keys = {(layer, pooling): f"{task.name}|{split}|{layer}|{pooling}"
-                    for layer in layers for pooling in ("mean", "last")}  # fmt: skip
+            keys = {
+                (layer, pooling): f"{task.name}|{split}|{layer}|{pooling}"
+                for layer in layers
+                for pooling in ("mean", "last")
+            }
             if not all(k in stored for k in keys.values()):
                 computed = prompt_features(loaded, [s.prompt for s in samples[split]], layers)
                 stored.update({keys[k]: v.contiguous() for k, v in computed.items()})
@@ -299,15 +370,22 @@ def embed_into_repository(loaded, tasks: list[Task], repo: BrickRepository, conf
     layer, pooling, _, n_embed = config
     for task in tasks:
         brick = repo.get(task.name)
-        described = with_embedding(loaded, brick, [s.prompt for s in task.train[:n_embed]],
-                                   task.description, layer=layer, pooling=pooling,
-                                   template=task.template)  # fmt: skip
+        described = with_embedding(
+            loaded,
+            brick,
+            [s.prompt for s in task.train[:n_embed]],
+            task.description,
+            layer=layer,
+            pooling=pooling,
+            template=task.template,
+        )
         repo.add(described, overwrite=True)
     return time.perf_counter() - started
 
 
-def measure_latency(loaded, repo: BrickRepository, tasks: list[Task], work: Path,
-                    entries: int = 500) -> dict:  # fmt: skip
+def measure_latency(
+    loaded, repo: BrickRepository, tasks: list[Task], work: Path, entries: int = 500
+) -> dict:
     """Query time over ``entries`` bricks (the real bricks' prompt states replicated, each copy
     shifted by its own small random vector),
     saving and loading that index, the query's forward pass and loading the real index."""
@@ -322,11 +400,15 @@ def measure_latency(loaded, repo: BrickRepository, tasks: list[Task], work: Path
     fake = []
     for i in range(entries):
         states = real[i % len(real)]
-        noise = 0.05 * states.abs().mean() * torch.randn(states.shape[1], generator=generator,
-                                                         dtype=torch.float64)  # fmt: skip
+        noise = (
+            0.05
+            * states.abs().mean()
+            * torch.randn(states.shape[1], generator=generator, dtype=torch.float64)
+        )
         states = states + noise
-        fake.append(Purpose(f"brick-{i}", "", states.mean(0), (states**2).mean(0), len(states),
-                            states))  # fmt: skip
+        fake.append(
+            Purpose(f"brick-{i}", "", states.mean(0), (states**2).mean(0), len(states), states)
+        )
     t0 = time.perf_counter()
     big = RetrievalIndex.build(fake, index.layer, index.pooling, index.base_model)
     build = time.perf_counter() - t0
@@ -348,10 +430,15 @@ def measure_latency(loaded, repo: BrickRepository, tasks: list[Task], work: Path
     t0 = time.perf_counter()
     RetrievalIndex.from_repository(repo, loaded.fingerprint)
     load = time.perf_counter() - t0
-    return {"entries": entries, "query_ms": 1000 * statistics.median(search),
-            "build_ms": 1000 * build, "load_index_ms": 1000 * load_big,
-            "forward_ms": 1000 * statistics.median(forward), "load_17_ms": 1000 * load,
-            "scoring": index.scoring}  # fmt: skip
+    return {
+        "entries": entries,
+        "query_ms": 1000 * statistics.median(search),
+        "build_ms": 1000 * build,
+        "load_index_ms": 1000 * load_big,
+        "forward_ms": 1000 * statistics.median(forward),
+        "load_17_ms": 1000 * load,
+        "scoring": index.scoring,
+    }
 
 
 def main() -> None:
@@ -359,12 +446,21 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--work", default="/tmp/combine_work")
     parser.add_argument("--train-minutes", type=float, default=12.0)
-    parser.add_argument("--accuracy-only", action="store_true",
-                        help="stop after the accuracy table (needs no bricks)")  # fmt: skip
-    parser.add_argument("--train-only", action="store_true",
-                        help="train the bricks (cached in --work), then stop")  # fmt: skip
-    parser.add_argument("--retrain", nargs="*", default=[], metavar="TASK=STEPS",
-                        help="(re)train these bricks with this many steps (rank 8)")  # fmt: skip
+    parser.add_argument(
+        "--accuracy-only",
+        action="store_true",
+        help="stop after the accuracy table (needs no bricks)",
+    )
+    parser.add_argument(
+        "--train-only", action="store_true", help="train the bricks (cached in --work), then stop"
+    )
+    parser.add_argument(
+        "--retrain",
+        nargs="*",
+        default=[],
+        metavar="TASK=STEPS",
+        help="(re)train these bricks with this many steps (rank 8)",
+    )
     args = parser.parse_args()
     retrain = {k: int(v) for k, v in (item.split("=") for item in args.retrain)}
     torch.set_num_threads(2)
@@ -388,15 +484,19 @@ def main() -> None:
 
 def report_accuracy(tasks, table, chosen, features) -> None:
     n = len(tasks)
-    print(f"\n{n} bricks; {N_VAL} validation and {N_TEST} test instructions per task (held out); "
-          f"{len(table)} configurations compared on validation\n")  # fmt: skip
+    print(
+        f"\n{n} bricks; {N_VAL} validation and {N_TEST} test instructions per task (held out); "
+        f"{len(table)} configurations compared on validation\n"
+    )
     print("| method | val top-1 | test top-1 | test top-3 | test top-1 / random |")
     print("|---|---|---|---|---|")
     print(f"| random ranking | {1 / n:.3f} | {1 / n:.3f} | {3 / n:.3f} | 1.00x |")
     for n_embed in EMBED_CHOICES:
         tfidf = tfidf_accuracy(tasks, n_embed)
-        print(f"| TF-IDF nearest centroid ({n_embed} training prompts) | - | {tfidf[0]:.3f} | "
-              f"{tfidf[1]:.3f} | {tfidf[0] * n:.2f}x |")  # fmt: skip
+        print(
+            f"| TF-IDF nearest centroid ({n_embed} training prompts) | - | {tfidf[0]:.3f} | "
+            f"{tfidf[1]:.3f} | {tfidf[0] * n:.2f}x |"
+        )
     default = [c for c in table if c[:2] == (DEFAULT_LAYER, DEFAULT_POOLING)]
     for config in [chosen, *(c for c in default if c != chosen)]:
         mark = " **(chosen on val)**" if config == chosen else ""
@@ -406,40 +506,55 @@ def report_accuracy(tasks, table, chosen, features) -> None:
         group = config[2:]
         if group not in best or table[config]["val"][:2] > table[best[group]]["val"][:2]:
             best[group] = config
-    print("\nsensitivity (not used for the choice): the best layer and pooling on val per "
-          "scoring and prompt count, and the previous run's setting\n")  # fmt: skip
+    print(
+        "\nsensitivity (not used for the choice): the best layer and pooling on val per "
+        "scoring and prompt count, and the previous run's setting\n"
+    )
     print("| method | val top-1 | test top-1 | test top-3 | test top-1 / random |")
     print("|---|---|---|---|---|")
     for config in dict.fromkeys([*best.values(), (29, "mean", "centre", 24)]):
         _row(table, config, "", n)
     oracle = max(table, key=lambda c: table[c]["test"][0])
-    print(f"\nbest test top-1 of any of the {len(table)} configurations (oracle, for scale): "
-          f"{table[oracle]['test'][0]:.3f} ({oracle})")  # fmt: skip
+    print(
+        f"\nbest test top-1 of any of the {len(table)} configurations (oracle, for scale): "
+        f"{table[oracle]['test'][0]:.3f} ({oracle})"
+    )
     per_task = table[chosen]["test"][2]
-    print("\nper task, test top-1 (chosen setting): " + ", ".join(
-        f"{name} {value:.2f}" for name, value in per_task.items()))  # fmt: skip
+    print(
+        "\nper task, test top-1 (chosen setting): "
+        + ", ".join(f"{name} {value:.2f}" for name, value in per_task.items())
+    )
     real = [v for k, v in per_task.items() if not k.startswith("suite-")]
     suite = [v for k, v in per_task.items() if k.startswith("suite-")]
-    print(f"mean over the {len(real)} real-data tasks: {sum(real) / len(real):.3f}; over the "
-          f"{len(suite)} built-in suite tasks: {sum(suite) / len(suite):.3f}")  # fmt: skip
-    print(f"task level (4 test instructions averaged per query), chosen setting: "
-          f"{task_level_accuracy(features, tasks, chosen):.3f}", flush=True)  # fmt: skip
+    print(
+        f"mean over the {len(real)} real-data tasks: {sum(real) / len(real):.3f}; over the "
+        f"{len(suite)} built-in suite tasks: {sum(suite) / len(suite):.3f}"
+    )
+    print(
+        f"task level (4 test instructions averaged per query), chosen setting: "
+        f"{task_level_accuracy(features, tasks, chosen):.3f}",
+        flush=True,
+    )
 
 
 def _row(table: dict, config: tuple, mark: str, n: int) -> None:
     val, test = table[config]["val"], table[config]["test"]
-    print(f"| layer {config[0]}, {config[1]}, {config[2]}, {config[3]} prompts{mark} | "
-          f"{val[0]:.3f} | {test[0]:.3f} | {test[1]:.3f} | {test[0] * n:.2f}x |")  # fmt: skip
+    print(
+        f"| layer {config[0]}, {config[1]}, {config[2]}, {config[3]} prompts{mark} | "
+        f"{val[0]:.3f} | {test[0]:.3f} | {test[1]:.3f} | {test[0] * n:.2f}x |"
+    )
 
 
 def report_latency(n: int, latency: dict, seconds: float, n_embed: int) -> None:
     print(f"\nembedding {n} bricks (with_embedding, {n_embed} prompts each): {seconds:.1f} s")
     print(f"index scoring: {latency['scoring']}")
-    print(f"query over {latency['entries']} entries: {latency['query_ms']:.3f} ms (median); "
-          f"building that index {latency['build_ms']:.1f} ms, loading it from safetensors "
-          f"{latency['load_index_ms']:.1f} ms; the query's forward pass: "
-          f"{latency['forward_ms']:.1f} ms; loading the index of {n} bricks from the repository: "
-          f"{latency['load_17_ms']:.1f} ms")  # fmt: skip
+    print(
+        f"query over {latency['entries']} entries: {latency['query_ms']:.3f} ms (median); "
+        f"building that index {latency['build_ms']:.1f} ms, loading it from safetensors "
+        f"{latency['load_index_ms']:.1f} ms; the query's forward pass: "
+        f"{latency['forward_ms']:.1f} ms; loading the index of {n} bricks from the repository: "
+        f"{latency['load_17_ms']:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

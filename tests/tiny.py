@@ -17,9 +17,18 @@ from transformers import (
 )
 
 VOCAB = 260  # 256 bytes + 3 special tokens, rounded up
-_LLAMA_LIKE = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                   pad_token_id=257, bos_token_id=256, eos_token_id=258)  # fmt: skip
+_LLAMA_LIKE = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    pad_token_id=257,
+    bos_token_id=256,
+    eos_token_id=258,
+)
 TINY_CONFIGS = {
     "llama": lambda: LlamaConfig(**_LLAMA_LIKE),
     "mistral": lambda: MistralConfig(**_LLAMA_LIKE),
@@ -27,9 +36,18 @@ TINY_CONFIGS = {
     "qwen3": lambda: Qwen3Config(**_LLAMA_LIKE, head_dim=8),
     "gemma2": lambda: Gemma2Config(**_LLAMA_LIKE, head_dim=8),
     "gemma3_text": lambda: Gemma3TextConfig(**_LLAMA_LIKE, head_dim=8),
-    "gpt2": lambda: GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=128,
-                               n_inner=64, pad_token_id=257, bos_token_id=256, eos_token_id=258),
-}  # fmt: skip
+    "gpt2": lambda: GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=128,
+        n_inner=64,
+        pad_token_id=257,
+        bos_token_id=256,
+        eos_token_id=258,
+    ),
+}
 
 
 def _byte_characters() -> dict[int, str]:

@@ -11,8 +11,9 @@ from brickwork.data import Sample
 from brickwork.profile import load_profile, profile_model
 from brickwork.report import load_results, render_report
 
-SETTINGS = AnalysisSettings(eval_per_functionality=1, curve_per_functionality=1, cett_tokens=32,
-                            fraction=0.1)  # fmt: skip
+SETTINGS = AnalysisSettings(
+    eval_per_functionality=1, curve_per_functionality=1, cett_tokens=32, fraction=0.1
+)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,13 @@ def test_data_without_both_splits_is_refused(tiny_llama):
 
 
 def test_global_selection_takes_the_share_of_all_neurons(tiny_llama, tiny_samples):
-    settings = AnalysisSettings(eval_per_functionality=1, curve_per_functionality=1,
-                                cett_tokens=16, fraction=0.1, per_layer=False)  # fmt: skip
+    settings = AnalysisSettings(
+        eval_per_functionality=1,
+        curve_per_functionality=1,
+        cett_tokens=16,
+        fraction=0.1,
+        per_layer=False,
+    )
     result = analyze(tiny_llama, tiny_samples, settings=settings, progress=False)
     assert result.results["ablation"]["selection"] == "global"
     assert all(int(result.neuron_sets[f"top/{f}"].sum()) == 13 for f in range(3))  # 10% of 128

@@ -9,8 +9,12 @@ from brickwork.analysis import average_precision, funcscores, layer_statistics
 
 
 def sklearn_ap(scores, labels):
-    return np.array([average_precision_score(labels.numpy(), scores[:, j].numpy())
-                     for j in range(scores.shape[1])])  # fmt: skip
+    return np.array(
+        [
+            average_precision_score(labels.numpy(), scores[:, j].numpy())
+            for j in range(scores.shape[1])
+        ]
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -22,8 +26,9 @@ def test_average_precision_matches_sklearn(seed):
     scores[::3, 11] = 2.0
     labels = torch.rand(60, generator=g) < 0.25
     labels[0] = True
-    np.testing.assert_allclose(average_precision(scores, labels).numpy(),
-                               sklearn_ap(scores, labels), rtol=1e-6, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(
+        average_precision(scores, labels).numpy(), sklearn_ap(scores, labels), rtol=1e-6, atol=1e-7
+    )
 
 
 def test_a_perfect_neuron_scores_one_and_needs_positives():
@@ -45,8 +50,9 @@ def test_funcscores_shape_and_per_functionality_labels():
     assert scores[1, 0, 5] == pytest.approx(1.0)
     assert scores[0, 0, 5] < 0.5
     flat = acts.reshape(30, 16)
-    np.testing.assert_allclose(scores[2].reshape(-1).numpy(), sklearn_ap(flat, labels == 2),
-                               rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        scores[2].reshape(-1).numpy(), sklearn_ap(flat, labels == 2), rtol=1e-6
+    )
     stats = layer_statistics(scores)
     assert set(stats) == {"best", "best_5permille", "mean"}
     assert all(v.shape == (3, 2) for v in stats.values())

@@ -76,14 +76,16 @@ def test_padding_does_not_change_reference_losses(tiny_llama, tiny_samples):
     one_by_one = [
         functionality_losses(
             tiny_llama, reference_batches(tiny_llama.tokenizer, [s], functionalities), 3
-        )  # fmt: skip
+        )
         for s in tiny_samples[:4]
     ]
     batched = reference_batches(tiny_llama.tokenizer, tiny_samples[:4], functionalities, 4)
     together = functionality_losses(tiny_llama, batched, 3)
     # All four are coding samples; the batched mean weights each by its reference length.
-    counts = [len(tiny_llama.tokenizer(s.reference, add_special_tokens=False)["input_ids"])
-              for s in tiny_samples[:4]]  # fmt: skip
+    counts = [
+        len(tiny_llama.tokenizer(s.reference, add_special_tokens=False)["input_ids"])
+        for s in tiny_samples[:4]
+    ]
     expected = sum(float(loss[0]) * c for loss, c in zip(one_by_one, counts, strict=True)) / sum(
         counts
     )

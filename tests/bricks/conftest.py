@@ -13,8 +13,13 @@ from tests.tiny import build_tiny_model
 def neuron_brick(tiny_llama):
     mask = torch.zeros(2, 64, dtype=torch.bool)
     mask[:, :8] = True
-    return neuron_set_brick("coding-neurons", "coding", tiny_llama.fingerprint, mask,
-                            rule="top 12.5% FuncScore per layer (test)")  # fmt: skip
+    return neuron_set_brick(
+        "coding-neurons",
+        "coding",
+        tiny_llama.fingerprint,
+        mask,
+        rule="top 12.5% FuncScore per layer (test)",
+    )
 
 
 @pytest.fixture
@@ -27,8 +32,9 @@ def lora_brick(tiny_llama):
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.5)  # a trained-looking, non-identity adapter
-    return lora_brick_from_peft(peft_model, "toy-task", "toy task", tiny_llama.fingerprint,
-                                provenance={"method": "test"})  # fmt: skip
+    return lora_brick_from_peft(
+        peft_model, "toy-task", "toy task", tiny_llama.fingerprint, provenance={"method": "test"}
+    )
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from brickwork.cli import main
 
 @pytest.fixture(scope="module")
 def analysis_dir(tiny_llama, tiny_samples, tmp_path_factory):
-    settings = AnalysisSettings(eval_per_functionality=1, curve_per_functionality=1,
-                                cett_tokens=16, fraction=0.1)  # fmt: skip
+    settings = AnalysisSettings(
+        eval_per_functionality=1, curve_per_functionality=1, cett_tokens=16, fraction=0.1
+    )
     analysis = analyze(tiny_llama, tiny_samples, settings=settings, progress=False)
     return save_analysis(analysis, tmp_path_factory.mktemp("analysis")), analysis
 
@@ -46,15 +47,32 @@ def test_extract_adds_neuron_sets_and_groups(analysis_dir, tiny_model_dirs, tmp_
         shares = summary["groups"][method]["concentration_top2"]
         assert set(shares) == {"coding", "math", "writing"}
         assert all(0 < v["top_groups_share"] <= 1 for v in shares.values())
-    assert all(base == analysis.results["provenance"]["model_fingerprint"]
-               for base in (m["base_model"] for m in repo.list()))  # fmt: skip
+    assert all(
+        base == analysis.results["provenance"]["model_fingerprint"]
+        for base in (m["base_model"] for m in repo.list())
+    )
 
 
 def test_bricks_cli(analysis_dir, tiny_model_dirs, tmp_path, capsys):
     folder, _ = analysis_dir
     repo = str(tmp_path / "repo")
-    assert main(["bricks", "extract", "--analysis", str(folder), "--repo", repo, "--groups", "4",
-                 "--methods", "coactivation"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "bricks",
+                "extract",
+                "--analysis",
+                str(folder),
+                "--repo",
+                repo,
+                "--groups",
+                "4",
+                "--methods",
+                "coactivation",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["bricks", "list", "--repo", repo, "--purpose", "math"]) == 0
     assert "math-neurons" in capsys.readouterr().out

@@ -19,7 +19,12 @@ def test_save_load_round_trip_is_bit_exact(fixture, request, tmp_path):
     assert loaded.tensors.keys() == brick.tensors.keys()
     assert all(torch.equal(loaded.tensors[k], v) for k, v in brick.tensors.items())
     assert (loaded.name, loaded.kind, loaded.origin, loaded.purpose, loaded.base_model) == (
-        brick.name, brick.kind, brick.origin, brick.purpose, brick.base_model)  # fmt: skip
+        brick.name,
+        brick.kind,
+        brick.origin,
+        brick.purpose,
+        brick.base_model,
+    )
     assert (
         loaded.spec == json.loads(json.dumps(brick.spec)) and loaded.provenance == brick.provenance
     )

@@ -105,8 +105,9 @@ SLOW_WRITER = textwrap.dedent("""
 
 def test_a_writer_killed_mid_write_leaves_a_usable_repository(tmp_path):
     root = str(tmp_path / "repo")
-    writer = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, root], stdout=subprocess.PIPE,
-                              text=True)  # fmt: skip
+    writer = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, root], stdout=subprocess.PIPE, text=True
+    )
     assert writer.stdout.readline().strip() == "writing"
     os.kill(writer.pid, signal.SIGKILL)
     writer.wait()

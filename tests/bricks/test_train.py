@@ -112,8 +112,10 @@ def test_brick_round_trips_and_attaches(tiny_llama, task_run, tmp_path, ids):
 def test_seeded_training_is_reproducible(tiny_llama, tiny_samples):
     train, heldout = select_split(tiny_samples, "train"), select_split(tiny_samples, "test")
     settings = dict(FAST, steps=4)
-    runs = [train_task_brick(tiny_llama, train, heldout, "t", "toy", seed=s, **settings)
-            for s in (7, 7, 8)]  # fmt: skip
+    runs = [
+        train_task_brick(tiny_llama, train, heldout, "t", "toy", seed=s, **settings)
+        for s in (7, 7, 8)
+    ]
     first, again, other = (r.tensors for r in runs)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not all(torch.equal(first[k], other[k]) for k in first)
@@ -145,9 +147,16 @@ def test_empty_or_bad_training_data_is_refused(tiny_llama, tiny_samples):
 
 
 def test_steering_brick_shape_and_effect(tiny_llama, ids):
-    brick = build_steering_brick(tiny_llama, ["I love it", "great, thanks"],
-                                 ["I hate it", "awful, go away"], [0, 1], "kind", "kindness",
-                                 scale=4.0, progress=False)  # fmt: skip
+    brick = build_steering_brick(
+        tiny_llama,
+        ["I love it", "great, thanks"],
+        ["I hate it", "awful, go away"],
+        [0, 1],
+        "kind",
+        "kindness",
+        scale=4.0,
+        progress=False,
+    )
     assert brick.tensors["vectors"].shape == (2, 32)
     assert brick.spec["layers"] == [0, 1] and brick.spec["scale"] == 4.0
     plain = logits(tiny_llama.model, ids)
@@ -197,8 +206,15 @@ def test_preserve_keeps_other_behaviour_closer_to_the_base(tiny_llama, tiny_samp
 
     base, drift = log_probs(), {}
     for preserve in (None, keep):
-        brick = train_knowledge_brick(tiny_llama, DOCS, "facts", "new facts", preserve=preserve,
-                                      preserve_weight=100.0, **dict(FAST, steps=24))  # fmt: skip
+        brick = train_knowledge_brick(
+            tiny_llama,
+            DOCS,
+            "facts",
+            "new facts",
+            preserve=preserve,
+            preserve_weight=100.0,
+            **dict(FAST, steps=24),
+        )
         with attach(tiny_llama, [brick]):
             drift[preserve is None] = (base.exp() * (base - log_probs())).sum(-1).mean()  # KL
     assert brick.provenance["preserve_hash"].startswith("sha256:")
@@ -216,8 +232,9 @@ def test_preserve_still_trains_on_the_documents(tiny_llama, tiny_samples, monkey
         return real(loaded, rows)
 
     monkeypatch.setattr(train_module, "batch_loss", recording)
-    train_knowledge_brick(tiny_llama, DOCS, "facts", "new facts",
-                          preserve=select_split(tiny_samples, "train"), **FAST)  # fmt: skip
+    train_knowledge_brick(
+        tiny_llama, DOCS, "facts", "new facts", preserve=select_split(tiny_samples, "train"), **FAST
+    )
     # The LM loss sees only the documents; the preserve rows enter through the KL term alone.
     documents = document_rows(tiny_llama.tokenizer, DOCS)
     assert trained and all(row in documents for row in trained)

@@ -54,8 +54,9 @@ def test_sliced_model_equals_masked_dense_and_has_sliced_shapes(tiny_model_dirs,
         masked = logits(loaded.model)
     torch.testing.assert_close(logits(compact.loaded.model), masked, rtol=1e-4, atol=1e-5)
     family_ = loaded.family
-    for layer, width in zip(family_.layer_modules(compact.loaded.model), compact.widths,
-                            strict=True):  # fmt: skip
+    for layer, width in zip(
+        family_.layer_modules(compact.loaded.model), compact.widths, strict=True
+    ):
         assert family_.input_weight(layer).shape[0] == width
         assert family_.down_weight(layer).shape[1] == width
         hidden = loaded.model.config.hidden_size
@@ -92,8 +93,9 @@ def test_corrupt_save_is_refused(tiny_llama, tmp_path):
 
 def test_generate_works_on_compact(tiny_llama):
     compact = gather_ffn(tiny_llama, kept_from_mask(half_mask(tiny_llama)))
-    out = compact.loaded.model.generate(input_ids=IDS, max_new_tokens=5, do_sample=False,
-                                        pad_token_id=257)  # fmt: skip
+    out = compact.loaded.model.generate(
+        input_ids=IDS, max_new_tokens=5, do_sample=False, pad_token_id=257
+    )
     assert out.shape == (1, IDS.shape[1] + 5)
 
 

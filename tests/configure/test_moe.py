@@ -17,8 +17,9 @@ def group_bricks(loaded, groups=4, base=None):
     bricks = []
     for layer in range(len(loaded.family.layer_modules(loaded.model))):
         assignment = torch.randperm(d_ff, generator=generator) % groups
-        bricks.append(neuron_group_brick(f"g{layer}", base or loaded.fingerprint, layer,
-                                         assignment, "test"))  # fmt: skip
+        bricks.append(
+            neuron_group_brick(f"g{layer}", base or loaded.fingerprint, layer, assignment, "test")
+        )
     return bricks
 
 
@@ -34,8 +35,9 @@ def test_all_groups_equal_dense(tiny_model_dirs, family):
     torch.testing.assert_close(logits(moe.model), logits(loaded.model), rtol=1e-4, atol=1e-5)
     # Decode path (one token at a time, gathered experts) too.
     out = moe.model.generate(input_ids=IDS, max_new_tokens=4, do_sample=False, pad_token_id=257)
-    dense = loaded.model.generate(input_ids=IDS, max_new_tokens=4, do_sample=False,
-                                  pad_token_id=257)  # fmt: skip
+    dense = loaded.model.generate(
+        input_ids=IDS, max_new_tokens=4, do_sample=False, pad_token_id=257
+    )
     assert torch.equal(out, dense)
 
 

@@ -20,9 +20,14 @@ def stats(tiny_llama):
     generator = torch.Generator().manual_seed(0)
     sets = torch.zeros(3, 2, 64, dtype=torch.bool)
     sets[0, :, :4] = True
-    return SelectionStats(["coding", "math", "writing"], torch.rand(3, 2, 64, generator=generator),
-                          sets, torch.zeros(2, 64, dtype=torch.bool), torch.rand(2, 64),
-                          tiny_llama.fingerprint)  # fmt: skip
+    return SelectionStats(
+        ["coding", "math", "writing"],
+        torch.rand(3, 2, 64, generator=generator),
+        sets,
+        torch.zeros(2, 64, dtype=torch.bool),
+        torch.rand(2, 64),
+        tiny_llama.fingerprint,
+    )
 
 
 def test_router_fits_train_and_round_trips(router, tiny_llama, tiny_samples, tmp_path):
@@ -32,8 +37,9 @@ def test_router_fits_train_and_round_trips(router, tiny_llama, tiny_samples, tmp
     torch.testing.assert_close(probs.sum(dim=-1), torch.ones(len(train)))
     save_router(router, tmp_path / "r.safetensors")
     again = load_router(tmp_path / "r.safetensors")
-    torch.testing.assert_close(route(again, tiny_llama, ["print(1)"]),
-                               route(router, tiny_llama, ["print(1)"]))  # fmt: skip
+    torch.testing.assert_close(
+        route(again, tiny_llama, ["print(1)"]), route(router, tiny_llama, ["print(1)"])
+    )
 
 
 def test_router_for_another_model_refused(router, tiny_model_dirs):
@@ -44,9 +50,16 @@ def test_router_for_another_model_refused(router, tiny_model_dirs):
 
 @pytest.mark.parametrize("selection", ["prompt", "static"])
 def test_configured_generate_traces_the_selection(tiny_llama, router, stats, selection):
-    answer, trace = configured_generate(tiny_llama, "print(1)", configure="auto", budget=0.25,
-                                        selection=selection, router=router, stats=stats,
-                                        max_new_tokens=4)  # fmt: skip
+    answer, trace = configured_generate(
+        tiny_llama,
+        "print(1)",
+        configure="auto",
+        budget=0.25,
+        selection=selection,
+        router=router,
+        stats=stats,
+        max_new_tokens=4,
+    )
     assert isinstance(answer, str)
     assert trace.functionality in ("coding", "math", "writing")
     assert trace.neurons_per_layer == [16, 16] and trace.d_ff == 64
@@ -58,17 +71,25 @@ def test_configured_generate_traces_the_selection(tiny_llama, router, stats, sel
 def test_configure_none_is_dense_and_full_budget_matches_dense(tiny_llama, stats):
     dense, trace = configured_generate(tiny_llama, "Hi", configure="none", max_new_tokens=6)
     assert trace.neurons_per_layer == [] and trace.selection == "none"
-    full, trace = configured_generate(tiny_llama, "Hi", configure="math", budget=1.0,
-                                      stats=stats, max_new_tokens=6)  # fmt: skip
+    full, trace = configured_generate(
+        tiny_llama, "Hi", configure="math", budget=1.0, stats=stats, max_new_tokens=6
+    )
     assert full == dense and trace.neurons_per_layer == [64, 64]
 
 
 def test_configured_generate_with_a_lora_plugin(tiny_llama, stats, lora_brick):
-    plain, _ = configured_generate(tiny_llama, "Hi", configure="math", budget=1.0, stats=stats,
-                                   max_new_tokens=6)  # fmt: skip
-    adapted, trace = configured_generate(tiny_llama, "Hi", configure="math", budget=1.0,
-                                         stats=stats, plugins=[lora_brick],
-                                         max_new_tokens=6)  # fmt: skip
+    plain, _ = configured_generate(
+        tiny_llama, "Hi", configure="math", budget=1.0, stats=stats, max_new_tokens=6
+    )
+    adapted, trace = configured_generate(
+        tiny_llama,
+        "Hi",
+        configure="math",
+        budget=1.0,
+        stats=stats,
+        plugins=[lora_brick],
+        max_new_tokens=6,
+    )
     assert trace.plugins == ["toy-task"]
     assert adapted != plain  # the non-identity adapter changes the greedy answer
 

@@ -23,8 +23,14 @@ def stats(layers=2, d_ff=64):
     importance = torch.arange(d_ff, 0, -1).float().expand(2, layers, d_ff).clone()
     resident = torch.zeros(layers, d_ff, dtype=torch.bool)
     resident[:, 40] = True
-    return SelectionStats(["coding", "math"], importance, sets, resident,
-                          torch.rand(layers, d_ff, generator=generator), "fp")  # fmt: skip
+    return SelectionStats(
+        ["coding", "math"],
+        importance,
+        sets,
+        resident,
+        torch.rand(layers, d_ff, generator=generator),
+        "fp",
+    )
 
 
 def test_functionality_selection_puts_sets_and_residents_first():

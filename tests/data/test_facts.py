@@ -34,11 +34,13 @@ def test_questions_are_held_out_and_answers_are_in_the_training_texts():
     "row, message",
     [
         ("not json", "malformed JSON"),
-        (json.dumps({"id": "a", "statement": "s", "answer": "x", "questions": ["q?"]}),
-         "'train_paraphrases' must be a non-empty list"),
+        (
+            json.dumps({"id": "a", "statement": "s", "answer": "x", "questions": ["q?"]}),
+            "'train_paraphrases' must be a non-empty list",
+        ),
         (json.dumps({"id": "a", "statement": "", "answer": "x"}), "missing or empty 'statement'"),
     ],
-)  # fmt: skip
+)
 def test_bad_files_give_one_clear_error(tmp_path, row, message):
     path = tmp_path / "facts.jsonl"
     path.write_text(row + "\n", encoding="utf-8")

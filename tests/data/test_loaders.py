@@ -16,10 +16,19 @@ def write_jsonl(path, rows):
 
 
 def test_jsonl_round_trip(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"id": "a", "prompt": "2+2?", "functionality": "math", "reference": "4", "split": "test"},
-        {"prompt": "def f(): pass", "functionality": "coding"},
-    ])  # fmt: skip
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {
+                "id": "a",
+                "prompt": "2+2?",
+                "functionality": "math",
+                "reference": "4",
+                "split": "test",
+            },
+            {"prompt": "def f(): pass", "functionality": "coding"},
+        ],
+    )
     samples = load_jsonl(path)
     assert samples[0] == Sample("a", "2+2?", "math", "4", "test")
     assert samples[1] == Sample("d-2", "def f(): pass", "coding", None, None)
@@ -60,10 +69,13 @@ def test_samples_without_a_split_get_a_fixed_one_from_their_id():
 
 
 def test_load_data_selects_a_split(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"prompt": "a", "functionality": "m", "split": "train"},
-        {"prompt": "b", "functionality": "m", "split": "test"},
-    ])  # fmt: skip
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"prompt": "a", "functionality": "m", "split": "train"},
+            {"prompt": "b", "functionality": "m", "split": "test"},
+        ],
+    )
     assert [s.prompt for s in load_data(str(path), split="test")] == ["b"]
     assert len(load_data(str(path))) == 2
     assert len(load_data("builtin", split="test")) == 7 * 35

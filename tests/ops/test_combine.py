@@ -28,8 +28,9 @@ TARGETS = ["q_proj", "v_proj", "down_proj"]
 
 def make_lora(loaded, name, seed, rank=4, alpha=8, targets=TARGETS, rslora=False):
     """A non-identity LoRA brick for ``loaded`` (the tiny llama), random A and B from ``seed``."""
-    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
-                        use_rslora=rslora)  # fmt: skip
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, use_rslora=rslora
+    )
     peft_model = get_peft_model(build_tiny_model("llama"), config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -110,8 +111,9 @@ def peft_combined_deltas(parents, weights, combination_type):
             with_peft.add_adapter(brick.name, config)
         state = {k.replace(".weight", f".{brick.name}.weight"): v for k, v in brick.tensors.items()}
         with_peft.load_state_dict(state, strict=False)
-    with_peft.add_weighted_adapter([b.name for b in parents], weights, "combined",
-                                   combination_type=combination_type)  # fmt: skip
+    with_peft.add_weighted_adapter(
+        [b.name for b in parents], weights, "combined", combination_type=combination_type
+    )
     deltas = {}
     for name, module in with_peft.named_modules():
         if hasattr(module, "lora_A") and "combined" in module.lora_A:
@@ -166,8 +168,11 @@ def test_task_arithmetic_subtracts_a_skill(tiny_llama, parents, ids):
 def reference_ties(parents, weights, density):
     """TIES written out plainly: trim, elect the sign, disjoint mean."""
     merged = {}
-    for module, deltas in zip(lora_deltas(parents[0]), zip(*[lora_deltas(p).values()
-                              for p in parents], strict=True), strict=True):  # fmt: skip
+    for module, deltas in zip(
+        lora_deltas(parents[0]),
+        zip(*[lora_deltas(p).values() for p in parents], strict=True),
+        strict=True,
+    ):
         trimmed = []
         for d in deltas:
             keep = int(-(-density * d.numel() // 1))
@@ -239,8 +244,9 @@ def test_bad_input_is_refused(tiny_llama, parents):
     misshapen = replace(parents[1], tensors={**parents[1].tensors, key: torch.zeros(2, 16)})
     with pytest.raises(BrickworkError, match="different shapes"):
         merge_linear([parents[0], misshapen], [1, 1], "x")
-    poisoned = replace(parents[1], tensors={**parents[1].tensors, key: parents[1].tensors[key]
-                                            * float("inf")})  # fmt: skip
+    poisoned = replace(
+        parents[1], tensors={**parents[1].tensors, key: parents[1].tensors[key] * float("inf")}
+    )
     with pytest.raises(BrickworkError, match="NaN or inf"):
         merge_linear([parents[0], poisoned], [1, 1], "x")
     with pytest.raises(BrickworkError, match="produced NaN or inf"):
@@ -256,13 +262,28 @@ def test_cli_combines_and_writes_nothing_on_error(tiny_llama, parents, tmp_path,
     for brick in parents:
         repo.add(brick)
     repo.add(replace(make_lora(tiny_llama, "v-only", 4, targets=["v_proj"])))
-    code = main(["combine", "linear", "--repo", str(repo.root), "--bricks", "alpha,beta",
-                 "--weights", "1,-0.5", "--name", "mix", "--rank", "3"])  # fmt: skip
+    code = main(
+        [
+            "combine",
+            "linear",
+            "--repo",
+            str(repo.root),
+            "--bricks",
+            "alpha,beta",
+            "--weights",
+            "1,-0.5",
+            "--name",
+            "mix",
+            "--rank",
+            "3",
+        ]
+    )
     assert code == 0
     assert repo.get("mix").provenance["parents"][1]["name"] == "beta"
     before = sorted(p.name for p in repo.bricks_dir.iterdir())
-    code = main(["combine", "ties", "--repo", str(repo.root), "--bricks", "alpha,v-only",
-                 "--name", "bad"])  # fmt: skip
+    code = main(
+        ["combine", "ties", "--repo", str(repo.root), "--bricks", "alpha,v-only", "--name", "bad"]
+    )
     assert code == 2
     assert "different modules" in capsys.readouterr().err
     assert sorted(p.name for p in repo.bricks_dir.iterdir()) == before

@@ -90,8 +90,12 @@ def test_depth_updates_layer_count_indices_and_types():
     grown = grow_depth(loaded, [2, 1])
     config = grown.loaded.model.config
     assert config.num_hidden_layers == 4
-    assert config.layer_types == ["sliding_attention", "sliding_attention", "full_attention",
-                                  "full_attention"]  # fmt: skip
+    assert config.layer_types == [
+        "sliding_attention",
+        "sliding_attention",
+        "full_attention",
+        "full_attention",
+    ]
     layers = grown.loaded.family.layer_modules(grown.loaded.model)
     assert [layer.self_attn.layer_idx for layer in layers] == [0, 1, 2, 3]
     assert grown.history[-1]["new_layers"] == [1, 3]
@@ -156,12 +160,21 @@ def test_bad_input_is_refused(call, message):
 
 
 def test_unsupported_family_is_refused():
-    config = OPTConfig(vocab_size=260, hidden_size=32, ffn_dim=64, num_hidden_layers=2,
-                       num_attention_heads=4, word_embed_proj_dim=32)  # fmt: skip
+    config = OPTConfig(
+        vocab_size=260,
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        word_embed_proj_dim=32,
+    )
     model = AutoModelForCausalLM.from_config(config)
     llama_family = tiny_loaded("llama").family  # even if the caller claims a known family
     loaded = LoadedModel(model, tiny_tokenizer(), llama_family, "sha256:opt", "opt")
-    for grow in (lambda: grow_width(loaded, [0], 4), lambda: grow_depth(loaded, [0]),
-                 lambda: grow_experts(loaded, [0], 2)):  # fmt: skip
+    for grow in (
+        lambda: grow_width(loaded, [0], 4),
+        lambda: grow_depth(loaded, [0]),
+        lambda: grow_experts(loaded, [0], 2),
+    ):
         with pytest.raises(BrickworkError, match="unsupported model family 'opt'"):
             grow()

@@ -26,18 +26,22 @@ TASKS = {  # prompts that differ in form, so their embeddings separate
 
 def _samples(task: str, start: int, n: int) -> list[Sample]:
     prompt, reference = TASKS[task]
-    return [Sample(f"{task}{i}", prompt.format(i=i), task, reference=reference)
-            for i in range(start, start + n)]  # fmt: skip
+    return [
+        Sample(f"{task}{i}", prompt.format(i=i), task, reference=reference)
+        for i in range(start, start + n)
+    ]
 
 
 @pytest.fixture(scope="module")
 def two_tasks(tiny_llama):
     system = PluginSystem(tiny_llama.fingerprint)
     options = dict(rank=2, steps=4, batch_size=4, eval_every=2, progress=False)
-    first = add_task(system, tiny_llama, "shout", _samples("shout", 0, 8),
-                     _samples("shout", 50, 4), **options)  # fmt: skip
-    second = add_task(first, tiny_llama, "digits", _samples("digits", 0, 8),
-                      _samples("digits", 50, 4), **options)  # fmt: skip
+    first = add_task(
+        system, tiny_llama, "shout", _samples("shout", 0, 8), _samples("shout", 50, 4), **options
+    )
+    second = add_task(
+        first, tiny_llama, "digits", _samples("digits", 0, 8), _samples("digits", 50, 4), **options
+    )
     return system, first, second
 
 
@@ -72,5 +76,10 @@ def test_save_load_and_bad_input(tmp_path, tiny_llama, two_tasks):
     with pytest.raises(BrickworkError, match="no tasks"):
         route(PluginSystem(tiny_llama.fingerprint), torch.zeros(1, 32))
     with pytest.raises(BrickworkError, match="different base model"):
-        add_task(PluginSystem("sha256:other"), tiny_llama, "x", _samples("shout", 0, 2),
-                 _samples("shout", 9, 1))  # fmt: skip
+        add_task(
+            PluginSystem("sha256:other"),
+            tiny_llama,
+            "x",
+            _samples("shout", 0, 2),
+            _samples("shout", 9, 1),
+        )

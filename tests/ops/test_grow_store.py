@@ -42,8 +42,9 @@ def test_save_load_round_trip(tmp_path, token_ids, family):
     assert torch.equal(logits(again, token_ids), logits(grown, token_ids))
     kwargs = dict(max_new_tokens=4, do_sample=False, pad_token_id=257)
     ids = token_ids[:1]
-    assert torch.equal(again.loaded.model.generate(ids, **kwargs),
-                       grown.loaded.model.generate(ids, **kwargs))  # fmt: skip
+    assert torch.equal(
+        again.loaded.model.generate(ids, **kwargs), grown.loaded.model.generate(ids, **kwargs)
+    )
 
 
 def test_saved_record_and_grown_brick(tmp_path):

@@ -22,8 +22,10 @@ SETTINGS = GrowTrainSettings(steps=12, lr=1e-2, batch_size=4, eval_every=4)
 
 
 def _pairs(n: int, start: int = 0) -> list[Sample]:
-    return [Sample(f"s{i}", f"copy {i % 7}", "toy", reference=f"{i % 7}{i % 7}") for i in
-            range(start, start + n)]  # fmt: skip
+    return [
+        Sample(f"s{i}", f"copy {i % 7}", "toy", reference=f"{i % 7}{i % 7}")
+        for i in range(start, start + n)
+    ]
 
 
 def test_width_training_moves_only_new_neurons():
@@ -49,8 +51,9 @@ def test_depth_training_and_baseline_budgets_match():
     baseline = layer_slices(loaded, [0])  # the block the new one copies, trained in place
     params = dict(loaded.model.named_parameters())
     assert sum(s.count(params[n]) for n, s in baseline.items()) == grown.trainable_count()
-    trained, metrics = train_slices(loaded, baseline, _pairs(16), _pairs(6, 100),
-                                    settings=SETTINGS, progress=False)  # fmt: skip
+    trained, metrics = train_slices(
+        loaded, baseline, _pairs(16), _pairs(6, 100), settings=SETTINGS, progress=False
+    )
     changed = {n for n, p in trained.model.named_parameters() if not torch.equal(p, params[n])}
     assert changed and changed <= set(baseline)
     assert metrics["trainable_parameters"] == grown.trainable_count()
@@ -83,11 +86,19 @@ def test_preserve_keeps_the_model_closer():
     # The same settings for both arms; only the KL term differs. Early stopping watches the
     # training pairs themselves, so both arms surely move (a held-out set that does not improve
     # would keep the initial state, and the comparison would say nothing).
-    settings = GrowTrainSettings(steps=12, lr=1e-2, batch_size=4, eval_every=4,
-                                 preserve_weight=50.0)  # fmt: skip
+    settings = GrowTrainSettings(
+        steps=12, lr=1e-2, batch_size=4, eval_every=4, preserve_weight=50.0
+    )
     plain = train_grown(grown, _pairs(16), _pairs(16), settings=settings, progress=False)
-    kept = train_grown(grown, _pairs(16), _pairs(16), progress=False, preserve=keep,
-                       reference=loaded, settings=settings)  # fmt: skip
+    kept = train_grown(
+        grown,
+        _pairs(16),
+        _pairs(16),
+        progress=False,
+        preserve=keep,
+        reference=loaded,
+        settings=settings,
+    )
 
     def drift(model) -> float:
         ids = torch.randint(0, 256, (4, 16), generator=torch.Generator().manual_seed(1))

@@ -29,8 +29,11 @@ TASKS = {
     "letters": ["abc def ghi", "hello world again", "the quick brown fox", "lorem ipsum dolor"],
     "symbols": ["!!! ??? ###", "@@ $$ %% ^^", "&& ** (( ))", "++ -- == //", "<< >> {{ }}"],
 }
-QUERIES = {"digits": "9876 54 3210 1789", "letters": "jumps over the lazy dog",
-           "symbols": "** ## !! ?? @@ ++ $$"}  # fmt: skip
+QUERIES = {
+    "digits": "9876 54 3210 1789",
+    "letters": "jumps over the lazy dog",
+    "symbols": "** ## !! ?? @@ ++ $$",
+}
 
 
 @pytest.fixture
@@ -40,8 +43,16 @@ def described(tiny_llama):
     bricks = []
     for seed, (task, prompts) in enumerate(TASKS.items(), start=1):
         brick = make_lora(tiny_llama, task, seed)
-        bricks.append(with_embedding(tiny_llama, brick, prompts, f"a brick for {task}", layer=0,
-                                     template="Do it: {input}"))  # fmt: skip
+        bricks.append(
+            with_embedding(
+                tiny_llama,
+                brick,
+                prompts,
+                f"a brick for {task}",
+                layer=0,
+                template="Do it: {input}",
+            )
+        )
     return bricks
 
 
@@ -70,8 +81,9 @@ def test_states_equal_hidden_states_and_leave_no_hooks(tiny_llama):
     prompts = ["hello there", "abc"]
 
     def hooks():  # other tests may have left transformers' own output-recording hooks
-        return [(len(m._forward_hooks), len(m._forward_pre_hooks))
-                for m in tiny_llama.model.modules()]  # fmt: skip
+        return [
+            (len(m._forward_hooks), len(m._forward_pre_hooks)) for m in tiny_llama.model.modules()
+        ]
 
     before = hooks()
     features = prompt_features(tiny_llama, prompts, [0, 1, 2, -1])
@@ -154,8 +166,17 @@ def test_cli_retrieve(tiny_llama, tiny_model_dirs, described, tmp_path, capsys):
     repo = BrickRepository(tmp_path / "repo")
     for brick in described:
         repo.add(brick)
-    argv = ["bricks", "retrieve", QUERIES["digits"], "--repo", str(repo.root), "-k", "2",
-            "--model", tiny_model_dirs["llama"]]  # fmt: skip
+    argv = [
+        "bricks",
+        "retrieve",
+        QUERIES["digits"],
+        "--repo",
+        str(repo.root),
+        "-k",
+        "2",
+        "--model",
+        tiny_model_dirs["llama"],
+    ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].split()[1] == "digits"
@@ -171,25 +192,39 @@ def test_default_model_retrieves_by_purpose():
 
     loaded = load_model("smollm2-135m-instruct")
     prompts = {
-        "translate": ["Translate into German: The dog runs.", "Translate into German: I am tired.",
-                      "Translate into German: A red car.", "Translate into German: Good night."],
-        "python": ["Write a Python function that reverses a list.", "def add(a, b):\n    return",
-                   "Fix this Python loop: for i in range(3) print(i)", "import os\nos.listdir("],
-        "arithmetic": ["What is 17 times 23?", "Compute 144 divided by 12.", "Add 38 and 45.",
-                       "What is 9 squared minus 5?"],
-    }  # fmt: skip
+        "translate": [
+            "Translate into German: The dog runs.",
+            "Translate into German: I am tired.",
+            "Translate into German: A red car.",
+            "Translate into German: Good night.",
+        ],
+        "python": [
+            "Write a Python function that reverses a list.",
+            "def add(a, b):\n    return",
+            "Fix this Python loop: for i in range(3) print(i)",
+            "import os\nos.listdir(",
+        ],
+        "arithmetic": [
+            "What is 17 times 23?",
+            "Compute 144 divided by 12.",
+            "Add 38 and 45.",
+            "What is 9 squared minus 5?",
+        ],
+    }
     bricks = [
         with_embedding(
             loaded,
             steering_brick(name, name, loaded.fingerprint, torch.zeros(1, 576), [0]),
             texts,
             f"{name} brick",
-        )  # fmt: skip
+        )
         for name, texts in prompts.items()
     ]
-    queries = {"translate": "Translate into German: The house is big.",
-               "python": "Write a Python function that sorts a dictionary by value.",
-               "arithmetic": "What is 56 plus 77?"}  # fmt: skip
+    queries = {
+        "translate": "Translate into German: The house is big.",
+        "python": "Write a Python function that sorts a dictionary by value.",
+        "arithmetic": "What is 56 plus 77?",
+    }
     for name, query in queries.items():
         assert retrieve(loaded, bricks, query, k=1)[0].name == name
 
@@ -201,16 +236,41 @@ def test_cli_describe_adds_the_embedding(tiny_llama, tiny_model_dirs, tmp_path, 
     for task, prompts in TASKS.items():
         path = tmp_path / f"{task}.txt"
         path.write_text("\n".join(prompts) + "\n")
-        argv = ["describe", task, "--repo", str(repo.root), "--prompts", str(path),
-                "--description", f"{task} brick", "--model", tiny_model_dirs["llama"]]  # fmt: skip
+        argv = [
+            "describe",
+            task,
+            "--repo",
+            str(repo.root),
+            "--prompts",
+            str(path),
+            "--description",
+            f"{task} brick",
+            "--model",
+            tiny_model_dirs["llama"],
+        ]
         assert main(argv) == 0
     brick = repo.get("digits")
     assert brick.description == "digits brick" and EMBEDDING_KEY in brick.tensors
     assert brick.spec["purpose_embedding"]["n_prompts"] == len(TASKS["digits"])
     index = RetrievalIndex.from_repository(repo)
     assert index.names == ("digits", "letters", "symbols")
-    assert main(["describe", "nope", "--repo", str(repo.root), "--prompts", str(path),
-                 "--description", "x", "--model", tiny_model_dirs["llama"]]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "describe",
+                "nope",
+                "--repo",
+                str(repo.root),
+                "--prompts",
+                str(path),
+                "--description",
+                "x",
+                "--model",
+                tiny_model_dirs["llama"],
+            ]
+        )
+        == 2
+    )
 
 
 def test_standardisation_uses_the_pooled_prompt_statistics(tiny_llama, described):
@@ -220,8 +280,9 @@ def test_standardisation_uses_the_pooled_prompt_statistics(tiny_llama, described
     mean, std = states.mean(0), states.std(0, unbiased=False)
     assert torch.allclose(index.shift, mean, atol=1e-5)
     assert torch.allclose(index.scale, std, atol=1e-4)
-    centroids = torch.stack([embed_prompts(tiny_llama, p, layer=0).double().mean(0)
-                             for p in TASKS.values()])  # fmt: skip
+    centroids = torch.stack(
+        [embed_prompts(tiny_llama, p, layer=0).double().mean(0) for p in TASKS.values()]
+    )
     expected = (centroids - mean) / std
     expected = expected / expected.norm(dim=1, keepdim=True)
     assert torch.allclose(index.matrix, expected, atol=1e-4)
@@ -254,15 +315,25 @@ def test_lda_is_linear_discriminant_analysis_with_shrinkage(tiny_llama, describe
 
 
 def test_index_without_statistics_falls_back(tiny_llama, described):
-    no_states = [replace(b, tensors={k: v for k, v in b.tensors.items() if k != STATES_KEY})
-                 for b in described]  # fmt: skip
+    no_states = [
+        replace(b, tensors={k: v for k, v in b.tensors.items() if k != STATES_KEY})
+        for b in described
+    ]
     assert RetrievalIndex.from_bricks(no_states).scoring == "standardise"
-    one_each = [replace(b, tensors={**b.tensors, STATES_KEY: b.tensors[EMBEDDING_KEY][None]})
-                for b in described]  # fmt: skip
+    one_each = [
+        replace(b, tensors={**b.tensors, STATES_KEY: b.tensors[EMBEDDING_KEY][None]})
+        for b in described
+    ]
     assert RetrievalIndex.from_bricks(one_each).scoring == "standardise"  # no within variation
-    old = [replace(b, tensors={k: v for k, v in b.tensors.items()
-                               if k not in (SECOND_MOMENT_KEY, STATES_KEY)})
-           for b in described]  # fmt: skip
+    old = [
+        replace(
+            b,
+            tensors={
+                k: v for k, v in b.tensors.items() if k not in (SECOND_MOMENT_KEY, STATES_KEY)
+            },
+        )
+        for b in described
+    ]
     index = RetrievalIndex.from_bricks(old)
     assert index.scoring == "centre" and torch.equal(index.scale, torch.ones(32).double())
     centre = RetrievalIndex.from_bricks(described, scoring="centre")

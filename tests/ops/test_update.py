@@ -280,8 +280,9 @@ def test_injected_neurons_fire_on_the_fact_only_and_detach_exactly(tiny, monkeyp
         return relu((normalize(x.float(), dim=-1) @ t["keys"].T - t["thresholds"]) * t["scales"])
 
     # About 1 on the fact's subject token (behind each prefix), exactly 0 on every corpus token.
-    assert torch.allclose(fires(ffn_inputs(tiny, SETTINGS.layer, FACT)).mean(), torch.tensor(1.0),
-                          atol=0.05)  # fmt: skip
+    assert torch.allclose(
+        fires(ffn_inputs(tiny, SETTINGS.layer, FACT)).mean(), torch.tensor(1.0), atol=0.05
+    )
     corpus = layer_statistics(tiny, SETTINGS.layer, SETTINGS.covariance_tokens)["inputs"]
     assert fires(corpus).max() == 0
     with attach_neurons(tiny, brick), torch.no_grad():

@@ -182,10 +182,17 @@ def test_inject_and_locate_store_bricks(tmp_path, tiny_model_dirs, capsys):
 
 def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
     facts = tmp_path / "facts.jsonl"
-    fact = {"id": "fr", "relation": "in", "prompt": "Paris is in France", "subject": "France",
-            "target_true": "", "target_new": "zq",
-            "paraphrases": ["France is big", "Paris is in France"],  # the second is known
-            "neighborhood": ["Rome is in Italy"], "unrelated": ["Bern is in Swiss"]}  # fmt: skip
+    fact = {
+        "id": "fr",
+        "relation": "in",
+        "prompt": "Paris is in France",
+        "subject": "France",
+        "target_true": "",
+        "target_new": "zq",
+        "paraphrases": ["France is big", "Paris is in France"],  # the second is known
+        "neighborhood": ["Rome is in Italy"],
+        "unrelated": ["Bern is in Swiss"],
+    }
     tiny = load_model(tiny_model_dirs["llama"])
     # what the tiny model says now: the fact it "knows"
     fact["target_true"] = tiny.tokenizer.decode(greedy(tiny, [fact["prompt"]], 8)[0]).strip()
@@ -197,7 +204,11 @@ def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
     printed = capsys.readouterr().out
     record = json.loads(out.read_text(encoding="utf-8"))
     assert len(record["rows"]) == 1 and record["after"]["facts"] == 1
-    for key in ("generalization_prefixed", "generalization_inside", "generalization_known",
-                "locality_unrelated"):  # fmt: skip
+    for key in (
+        "generalization_prefixed",
+        "generalization_inside",
+        "generalization_known",
+        "locality_unrelated",
+    ):
         assert key in record["rows"][0] and key in printed
     assert not list(tmp_path.glob(".eval.json.*"))  # written atomically, no temporary left

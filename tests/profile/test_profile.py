@@ -168,16 +168,35 @@ def test_torchrun_two_processes_equal_one(tiny_model_dirs, tiny_samples, tmp_pat
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(s.__dict__) + "\n" for s in tiny_samples))
     bin_dir = Path(sys.executable).parent
-    common = ["--model", tiny_model_dirs["llama"], "--data", str(data), "--batch-size", "3",
-              "--quiet"]  # fmt: skip
+    common = [
+        "--model",
+        tiny_model_dirs["llama"],
+        "--data",
+        str(data),
+        "--batch-size",
+        "3",
+        "--quiet",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([bin_dir / "brickwork", "profile", *common, "--out", tmp_path / "one"],
-                   check=True, env=env)  # fmt: skip
     subprocess.run(
-        [bin_dir / "torchrun", "--standalone", "--nproc_per_node", "2", "--no-python",
-         bin_dir / "brickwork", "profile", *common, "--out", tmp_path / "two"],
-        check=True, env=env,
-    )  # fmt: skip
+        [bin_dir / "brickwork", "profile", *common, "--out", tmp_path / "one"], check=True, env=env
+    )
+    subprocess.run(
+        [
+            bin_dir / "torchrun",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "--no-python",
+            bin_dir / "brickwork",
+            "profile",
+            *common,
+            "--out",
+            tmp_path / "two",
+        ],
+        check=True,
+        env=env,
+    )
     one, two = load_profile(tmp_path / "one"), load_profile(tmp_path / "two")
     assert two.meta["world_size"] == 2 and two.complete
     for key, value in one.tensors.items():

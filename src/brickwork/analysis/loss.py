@@ -61,10 +61,12 @@ def reference_batches(
 ) -> list[EvalBatch]:
     """Right-padded batches of prompt + reference with the reference positions to score."""
     rows = [
-        (*prompt_reference(tokenizer, s, max_prompt_tokens, max_reference_tokens),
-         functionalities.index(s.functionality))
+        (
+            *prompt_reference(tokenizer, s, max_prompt_tokens, max_reference_tokens),
+            functionalities.index(s.functionality),
+        )
         for s in samples
-    ]  # fmt: skip
+    ]
     rows.sort(key=lambda r: len(r[0]) + len(r[1]))
     return [
         _batch(rows[i : i + batch_size], tokenizer.pad_token_id)
@@ -85,8 +87,9 @@ def _batch(rows: list, pad_id: int) -> EvalBatch:
             positions.append((b, len(prefix) + j - 1))  # the logits at t predict token t + 1
             targets.append(token)
             groups.append(group)
-    return EvalBatch(input_ids, attention, torch.tensor(positions), torch.tensor(targets),
-                     torch.tensor(groups))  # fmt: skip
+    return EvalBatch(
+        input_ids, attention, torch.tensor(positions), torch.tensor(targets), torch.tensor(groups)
+    )
 
 
 def functionality_losses(

@@ -62,8 +62,14 @@ def analyze(
     functionalities = sorted({s.functionality for s in samples})
     train, test = _split_rows(samples, functionalities)
     if profile is None:
-        profile = profile_model(loaded, samples, batch_size=settings.batch_size, seed=settings.seed,
-                                command=command, progress=progress)  # fmt: skip
+        profile = profile_model(
+            loaded,
+            samples,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            command=command,
+            progress=progress,
+        )
     _check_profile(profile, loaded, samples)
     labels = torch.tensor([functionalities.index(s.functionality) for s in samples])
     acts = profile.tensors["instance_mean_abs"]
@@ -81,10 +87,12 @@ def analyze(
         "partition": _partition_results(scores, functionalities, settings),
     }
     eval_samples = _eval_subset(samples, test, functionalities, settings)
-    results["ablation"] = _ablation_results(loaded, eval_samples, functionalities, sets, settings,
-                                            progress)  # fmt: skip
-    results["sparsity"] = _sparsity_results(loaded, samples, test, eval_samples, functionalities,
-                                            profile, settings, progress)  # fmt: skip
+    results["ablation"] = _ablation_results(
+        loaded, eval_samples, functionalities, sets, settings, progress
+    )
+    results["sparsity"] = _sparsity_results(
+        loaded, samples, test, eval_samples, functionalities, profile, settings, progress
+    )
     results["settings"]["eval_format"] = eval_format(loaded.tokenizer)
     results["provenance"] = _provenance(loaded, samples, dataset, settings, command, started)
     return Analysis(results, scores, sets, profile)
@@ -146,8 +154,12 @@ def _funcscore_results(scores, acts, labels, train, test, sets, functionalities,
         # Generalization: the train-selected neurons' FuncScore on the held-out test split.
         heldout_top[name] = float(test_scores[f][sets[f"top/{f}"]].mean())
         heldout_random[name] = float(test_scores[f][sets["random"]].mean())
-    return {"split": "train", "per_layer": per_layer, "heldout_top": heldout_top,
-            "heldout_random": heldout_random}  # fmt: skip
+    return {
+        "split": "train",
+        "per_layer": per_layer,
+        "heldout_top": heldout_top,
+        "heldout_random": heldout_random,
+    }
 
 
 def _partition_results(scores, functionalities, settings) -> dict:
@@ -155,8 +167,10 @@ def _partition_results(scores, functionalities, settings) -> dict:
     n_functionalities, layers, d_ff = scores.shape
     tops = [selection.top_neurons(scores[f], settings.fraction) for f in range(n_functionalities)]
     matrix = selection.similarity_matrix(tops)
-    randoms = [selection.random_neurons(layers, d_ff, settings.fraction, settings.seed + 1 + f)
-               for f in range(n_functionalities)]  # fmt: skip
+    randoms = [
+        selection.random_neurons(layers, d_ff, settings.fraction, settings.seed + 1 + f)
+        for f in range(n_functionalities)
+    ]
     random_matrix = selection.similarity_matrix(randoms)
     off = ~torch.eye(n_functionalities, dtype=torch.bool)
     return {
@@ -185,8 +199,9 @@ def _ablation_results(loaded, eval_samples, functionalities, sets, settings, pro
     )
     named = {f"top/{f}": sets[f"top/{f}"] for f in range(n_functionalities)}
     named["random"] = sets["random"]
-    named.update({f"top-nonresident/{f}": sets[f"top-nonresident/{f}"]
-                  for f in range(n_functionalities)})  # fmt: skip
+    named.update(
+        {f"top-nonresident/{f}": sets[f"top-nonresident/{f}"] for f in range(n_functionalities)}
+    )
     baseline, losses = ablation.ablation_losses(loaded, batches, n_functionalities, named, progress)
     increase = {k: ablation.perplexity_increase(baseline, v) for k, v in losses.items()}
     plain = torch.stack([increase[f"top/{f}"] for f in range(n_functionalities)])
@@ -218,8 +233,9 @@ def _ablation_results(loaded, eval_samples, functionalities, sets, settings, pro
     }
 
 
-def _sparsity_results(loaded, samples, test, eval_samples, functionalities, profile, settings,
-                      progress) -> dict:  # fmt: skip
+def _sparsity_results(
+    loaded, samples, test, eval_samples, functionalities, profile, settings, progress
+) -> dict:
     cdfs = sparsity.indicator_cdfs(profile)
     bins = int(profile.meta["bins"])
     edge = int(0.2 * bins) - 1  # cdf[:, edge] = P(normalized value < 0.2)
@@ -252,11 +268,11 @@ def _sparsity_results(loaded, samples, test, eval_samples, functionalities, prof
             "loss": {
                 name: {f: curve[:, i].tolist() for i, f in enumerate(functionalities)}
                 for name, curve in curves.items()
-            },  # fmt: skip
+            },
             "rise_5pct_ratio": {
                 name: sparsity.rise_ratio(ratios, curve.mean(dim=1))
                 for name, curve in curves.items()
-            },  # fmt: skip
+            },
         },
         "cett": {
             "targets": list(settings.cett_targets),

@@ -77,9 +77,12 @@ def collect_token_activations(
 
 
 def cett_threshold(
-    activations: torch.Tensor, down_weight: torch.Tensor, ffn_output: torch.Tensor,
-    target: float, steps: int = 30,
-) -> tuple[float, float]:  # fmt: skip
+    activations: torch.Tensor,
+    down_weight: torch.Tensor,
+    ffn_output: torch.Tensor,
+    target: float,
+    steps: int = 30,
+) -> tuple[float, float]:
     """ReLU² Wins' CETT for one layer: binary-search ε so that the mean over tokens of
     ‖Σ_{i: ‖n_i‖ < ε} n_i‖ / ‖FFN(x)‖ reaches ``target``, where n_i = a_i·W_O[:, i].
 

@@ -66,8 +66,16 @@ def neuron_set_brick(
     layers, d_ff = mask.shape
     per_layer = mask.sum(dim=1).tolist()
     spec = {"n_layers": layers, "d_ff": d_ff, "rule": rule, "neurons_per_layer": per_layer}
-    return Brick(name, "neuron_set", fields.pop("origin", "emergent"), purpose, base_model,
-                 tensors={"mask": mask.to(torch.uint8)}, spec=spec, **fields)  # fmt: skip
+    return Brick(
+        name,
+        "neuron_set",
+        fields.pop("origin", "emergent"),
+        purpose,
+        base_model,
+        tensors={"mask": mask.to(torch.uint8)},
+        spec=spec,
+        **fields,
+    )
 
 
 def neuron_group_brick(
@@ -77,19 +85,43 @@ def neuron_group_brick(
     sizes = torch.bincount(assignment).tolist()
     spec = {"layer": layer, "n_groups": len(sizes), "group_sizes": sizes, "method": method}
     purpose = fields.pop("purpose", f"layer {layer} experts")
-    return Brick(name, "neuron_group", "emergent", purpose, base_model,
-                 tensors={"assignment": assignment.long()}, spec=spec, **fields)  # fmt: skip
+    return Brick(
+        name,
+        "neuron_group",
+        "emergent",
+        purpose,
+        base_model,
+        tensors={"assignment": assignment.long()},
+        spec=spec,
+        **fields,
+    )
 
 
-def layer_brick(name: str, purpose: str, base_model: str, layer_module: torch.nn.Module,
-                index: int, **fields) -> Brick:  # fmt: skip
+def layer_brick(
+    name: str, purpose: str, base_model: str, layer_module: torch.nn.Module, index: int, **fields
+) -> Brick:
     """A whole decoder layer: its parameters under their names within the layer."""
     tensors = {k: v.detach().clone() for k, v in layer_module.state_dict().items()}
-    return Brick(name, "layer", fields.pop("origin", "emergent"), purpose, base_model,
-                 tensors=tensors, spec={"layer": index}, **fields)  # fmt: skip
+    return Brick(
+        name,
+        "layer",
+        fields.pop("origin", "emergent"),
+        purpose,
+        base_model,
+        tensors=tensors,
+        spec={"layer": index},
+        **fields,
+    )
 
 
 def model_brick(name: str, purpose: str, base_model: str, reference: str, **fields) -> Brick:
     """A reference to a whole model (a Hub id or a path), for multi-model cooperation."""
-    return Brick(name, "model", fields.pop("origin", "customized"), purpose, base_model,
-                 spec={"reference": reference}, **fields)  # fmt: skip
+    return Brick(
+        name,
+        "model",
+        fields.pop("origin", "customized"),
+        purpose,
+        base_model,
+        spec={"reference": reference},
+        **fields,
+    )

@@ -38,27 +38,39 @@ def neuron_set_bricks(results: dict, tensors: dict[str, torch.Tensor]) -> list[B
     """One neuron-set brick per functionality, plain and with resident neurons excluded."""
     settings, ablation = results["settings"], results["ablation"]
     where = "per layer" if settings["per_layer"] else "over all layers"
-    rule = (f"top {settings['fraction']:.1%} of neurons {where} by FuncScore (average precision "
-            "of per-instance mean |activation| against the label) on the train split")  # fmt: skip
+    rule = (
+        f"top {settings['fraction']:.1%} of neurons {where} by FuncScore (average precision "
+        "of per-instance mean |activation| against the label) on the train split"
+    )
     bricks = []
     for i, f in enumerate(results["functionalities"]):
         for suffix, key, matrix, extra in (
             ("", "top", ablation["matrix"], ""),
-            ("-nonresident", "top-nonresident", ablation["resident"]["matrix"],
-             "; resident neurons excluded: " + ablation["resident"]["rule"]),
-        ):  # fmt: skip
+            (
+                "-nonresident",
+                "top-nonresident",
+                ablation["resident"]["matrix"],
+                "; resident neurons excluded: " + ablation["resident"]["rule"],
+            ),
+        ):
             row = matrix[i]
             metrics = {
                 "ablation_ppl_increase_own": row[i],
                 "ablation_ppl_increase_others": (sum(row) - row[i]) / (len(row) - 1),
                 "heldout_funcscore": results["funcscore"]["heldout_top"][f],
             }
-            bricks.append(neuron_set_brick(
-                f"{f}-neurons{suffix}", f, results["provenance"]["model_fingerprint"],
-                tensors[f"set/{key}/{i}"].bool(), rule + extra, metrics=metrics,
-                provenance=_provenance(results, "funcscore-top", settings),
-                description=f"FFN neurons specialised in {f}{suffix.replace('-', ', ')}",
-            ))  # fmt: skip
+            bricks.append(
+                neuron_set_brick(
+                    f"{f}-neurons{suffix}",
+                    f,
+                    results["provenance"]["model_fingerprint"],
+                    tensors[f"set/{key}/{i}"].bool(),
+                    rule + extra,
+                    metrics=metrics,
+                    provenance=_provenance(results, "funcscore-top", settings),
+                    description=f"FFN neurons specialised in {f}{suffix.replace('-', ', ')}",
+                )
+            )
     return bricks
 
 
@@ -77,8 +89,9 @@ def balanced_kmeans(features: np.ndarray, n_groups: int, seed: int = 0) -> np.nd
     return assignment
 
 
-def layer_features(method: str, loaded: LoadedModel | None, profile_acts: torch.Tensor | None,
-                   layer: int) -> np.ndarray:  # fmt: skip
+def layer_features(
+    method: str, loaded: LoadedModel | None, profile_acts: torch.Tensor | None, layer: int
+) -> np.ndarray:
     """Per-neuron feature rows [d_ff, k], L2-normalized."""
     if method == "weights":
         if loaded is None:
@@ -95,23 +108,32 @@ def layer_features(method: str, loaded: LoadedModel | None, profile_acts: torch.
     return torch.nn.functional.normalize(rows, dim=1).numpy()
 
 
-def neuron_group_bricks(results: dict, method: str, n_groups: int, loaded=None, profile_acts=None,
-                        seed: int = 0) -> list[Brick]:  # fmt: skip
+def neuron_group_bricks(
+    results: dict, method: str, n_groups: int, loaded=None, profile_acts=None, seed: int = 0
+) -> list[Brick]:
     """One neuron-group brick per layer: the layer's FFN split into ``n_groups`` experts."""
     bricks = []
     for layer in range(results["n_layers"]):
         features = layer_features(method, loaded, profile_acts, layer)
         assignment = torch.from_numpy(balanced_kmeans(features, n_groups, seed))
-        bricks.append(neuron_group_brick(
-            f"{method}-groups-layer{layer:02d}", results["provenance"]["model_fingerprint"], layer,
-            assignment, method, provenance=_provenance(results, f"balanced-kmeans/{method}",
-                                                        {"n_groups": n_groups, "seed": seed}),
-        ))  # fmt: skip
+        bricks.append(
+            neuron_group_brick(
+                f"{method}-groups-layer{layer:02d}",
+                results["provenance"]["model_fingerprint"],
+                layer,
+                assignment,
+                method,
+                provenance=_provenance(
+                    results, f"balanced-kmeans/{method}", {"n_groups": n_groups, "seed": seed}
+                ),
+            )
+        )
     return bricks
 
 
-def concentration(group_bricks: list[Brick], neuron_sets: dict[str, torch.Tensor], top: int = 2,
-                  seed: int = 0) -> dict:  # fmt: skip
+def concentration(
+    group_bricks: list[Brick], neuron_sets: dict[str, torch.Tensor], top: int = 2, seed: int = 0
+) -> dict:
     """How much of each functionality's neuron set falls into its ``top`` fullest groups per layer,
     averaged over layers, next to random neuron sets of the same size."""
     generator = torch.Generator().manual_seed(seed)
@@ -135,14 +157,24 @@ def concentration(group_bricks: list[Brick], neuron_sets: dict[str, torch.Tensor
 
 def _provenance(results: dict, method: str, parameters: dict) -> dict:
     p = results["provenance"]
-    return {"method": method, "parameters": parameters, "dataset_hash": p["dataset_hash"],
-            "seed": p["seed"], "brickwork_version": p["brickwork_version"],
-            "analysis_command": p["command"]}  # fmt: skip
+    return {
+        "method": method,
+        "parameters": parameters,
+        "dataset_hash": p["dataset_hash"],
+        "seed": p["seed"],
+        "brickwork_version": p["brickwork_version"],
+        "analysis_command": p["command"],
+    }
 
 
-def extract_bricks(analysis_dir: str | Path, repository, n_groups: int = 16,
-                   methods: tuple[str, ...] = GROUP_METHODS, model: str | None = None,
-                   overwrite: bool = False) -> dict:  # fmt: skip
+def extract_bricks(
+    analysis_dir: str | Path,
+    repository,
+    n_groups: int = 16,
+    methods: tuple[str, ...] = GROUP_METHODS,
+    model: str | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary."""
     from brickwork.models import load_model
     from brickwork.profile import load_profile

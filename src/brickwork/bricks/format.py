@@ -99,8 +99,14 @@ def load_brick(folder: str | Path) -> Brick:
     except (SafetensorError, OSError) as exc:
         raise BrickworkError(f"brick {folder} has unreadable weights: {exc}") from None
     return Brick(
-        name=meta["name"], kind=meta["kind"], origin=meta["origin"], purpose=meta["purpose"],
-        base_model=meta["base_model"], tensors=tensors, spec=meta.get("spec", {}),
-        provenance=meta.get("provenance", {}), metrics=meta.get("metrics", {}),
+        name=meta["name"],
+        kind=meta["kind"],
+        origin=meta["origin"],
+        purpose=meta["purpose"],
+        base_model=meta["base_model"],
+        tensors=tensors,
+        spec=meta.get("spec", {}),
+        provenance=meta.get("provenance", {}),
+        metrics=meta.get("metrics", {}),
         description=meta.get("description", ""),
-    )  # fmt: skip
+    )

@@ -25,15 +25,36 @@ def lora_brick_from_peft(peft_model, name: str, purpose: str, base_model: str, *
         tensors = load_file(str(folder / "adapter_model.safetensors"))
     config["base_model_name_or_path"] = None  # the fingerprint ties it to its base, not a path
     spec = {"plugin_type": "lora", "peft_config": config}
-    return Brick(name, "plugin", fields.pop("origin", "customized"), purpose, base_model,
-                 tensors=tensors, spec=spec, **fields)  # fmt: skip
+    return Brick(
+        name,
+        "plugin",
+        fields.pop("origin", "customized"),
+        purpose,
+        base_model,
+        tensors=tensors,
+        spec=spec,
+        **fields,
+    )
 
 
 def steering_brick(
-    name: str, purpose: str, base_model: str, vectors: torch.Tensor, layers: list[int],
-    scale: float = 1.0, **fields,
-) -> Brick:  # fmt: skip
+    name: str,
+    purpose: str,
+    base_model: str,
+    vectors: torch.Tensor,
+    layers: list[int],
+    scale: float = 1.0,
+    **fields,
+) -> Brick:
     """A steering vector per chosen layer, added to that decoder layer's output hidden states."""
     spec = {"plugin_type": "steering", "layers": list(layers), "scale": scale}
-    return Brick(name, "plugin", fields.pop("origin", "customized"), purpose, base_model,
-                 tensors={"vectors": vectors.float()}, spec=spec, **fields)  # fmt: skip
+    return Brick(
+        name,
+        "plugin",
+        fields.pop("origin", "customized"),
+        purpose,
+        base_model,
+        tensors={"vectors": vectors.float()},
+        spec=spec,
+        **fields,
+    )

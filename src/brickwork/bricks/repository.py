@@ -75,16 +75,23 @@ class BrickRepository:
                 continue
         return entries
 
-    def search(self, kind: str | None = None, purpose: str | None = None,
-               base_model: str | None = None, text: str | None = None) -> list[dict]:  # fmt: skip
+    def search(
+        self,
+        kind: str | None = None,
+        purpose: str | None = None,
+        base_model: str | None = None,
+        text: str | None = None,
+    ) -> list[dict]:
         """Bricks matching every given filter; ``text`` searches name, purpose and description."""
         found = []
         for meta in self.list():
             haystack = " ".join((meta["name"], meta["purpose"], meta.get("description", "")))
-            if (kind is None or meta["kind"] == kind) and (
-                purpose is None or meta["purpose"] == purpose) and (
-                base_model is None or meta["base_model"] == base_model) and (
-                text is None or text.lower() in haystack.lower()):  # fmt: skip
+            if (
+                (kind is None or meta["kind"] == kind)
+                and (purpose is None or meta["purpose"] == purpose)
+                and (base_model is None or meta["base_model"] == base_model)
+                and (text is None or text.lower() in haystack.lower())
+            ):
                 found.append(meta)
         return found
 

@@ -71,11 +71,22 @@ class TrainResult:
 
 
 def train_task_brick(
-    loaded: LoadedModel, train: list[Sample], heldout: list[Sample], name: str, purpose: str,
-    *, rank: int = 8, steps: int = 200, lr: float = 5e-4, batch_size: int = 8, seed: int = 0,
-    eval_every: int = 50, max_seconds: float | None = None, progress: bool = True,
+    loaded: LoadedModel,
+    train: list[Sample],
+    heldout: list[Sample],
+    name: str,
+    purpose: str,
+    *,
+    rank: int = 8,
+    steps: int = 200,
+    lr: float = 5e-4,
+    batch_size: int = 8,
+    seed: int = 0,
+    eval_every: int = 50,
+    max_seconds: float | None = None,
+    progress: bool = True,
     target_modules: str | list[str] = "all-linear",
-) -> Brick:  # fmt: skip
+) -> Brick:
     """A LoRA task brick trained on prompt -> reference pairs, loss on the response tokens only.
 
     The prompt is formatted as in analysis/loss.py (chat template when the tokenizer has one).
@@ -86,25 +97,59 @@ def train_task_brick(
         raise BrickworkError("no training samples: a task brick needs prompt/reference pairs")
     if not heldout:
         raise BrickworkError("no held-out samples: a task brick needs some to evaluate on")
-    settings = LoraSettings(rank=rank, alpha=2.0 * rank, steps=steps, lr=lr,
-                            batch_size=batch_size, seed=seed, eval_every=eval_every,
-                            max_seconds=max_seconds, target_modules=target_modules)  # fmt: skip
+    settings = LoraSettings(
+        rank=rank,
+        alpha=2.0 * rank,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=eval_every,
+        max_seconds=max_seconds,
+        target_modules=target_modules,
+    )
     rows = response_rows(loaded.tokenizer, train)
     response_rows(loaded.tokenizer, heldout)  # every held-out sample needs a reference too
-    provenance = {"dataset_hash": dataset_hash(train), "heldout_hash": dataset_hash(heldout),
-                  "n_train": len(train), "n_heldout": len(heldout)}  # fmt: skip
-    return _lora_brick(loaded, rows, lambda: response_loss(loaded, heldout), name, purpose,
-                       "lora-task", settings, provenance, progress)  # fmt: skip
+    provenance = {
+        "dataset_hash": dataset_hash(train),
+        "heldout_hash": dataset_hash(heldout),
+        "n_train": len(train),
+        "n_heldout": len(heldout),
+    }
+    return _lora_brick(
+        loaded,
+        rows,
+        lambda: response_loss(loaded, heldout),
+        name,
+        purpose,
+        "lora-task",
+        settings,
+        provenance,
+        progress,
+    )
 
 
 def train_knowledge_brick(
-    loaded: LoadedModel, documents: list[str], name: str, purpose: str, *,
-    heldout: list[str] | None = None, rank: int = 8, steps: int = 150, lr: float = 5e-4,
-    batch_size: int = 8, seed: int = 0, eval_every: int = 25, max_seconds: float | None = None,
-    progress: bool = True, target_modules: str | list[str] = "all-linear",
-    preserve: list[Sample] | None = None, preserve_weight: float = 1.0, context: str = "plain",
+    loaded: LoadedModel,
+    documents: list[str],
+    name: str,
+    purpose: str,
+    *,
+    heldout: list[str] | None = None,
+    rank: int = 8,
+    steps: int = 150,
+    lr: float = 5e-4,
+    batch_size: int = 8,
+    seed: int = 0,
+    eval_every: int = 25,
+    max_seconds: float | None = None,
+    progress: bool = True,
+    target_modules: str | list[str] = "all-linear",
+    preserve: list[Sample] | None = None,
+    preserve_weight: float = 1.0,
+    context: str = "plain",
     preserve_plain: bool = True,
-) -> Brick:  # fmt: skip
+) -> Brick:
     """A LoRA knowledge brick trained with the plain LM loss on fact statements or documents.
 
     Early stopping uses ``heldout`` documents when given, else the training documents themselves.
@@ -119,24 +164,48 @@ def train_knowledge_brick(
     check_name(name)
     if not documents:
         raise BrickworkError("no documents: a knowledge brick needs texts to learn")
-    settings = LoraSettings(rank=rank, alpha=2.0 * rank, steps=steps, lr=lr,
-                            batch_size=batch_size, seed=seed, eval_every=eval_every,
-                            max_seconds=max_seconds, target_modules=target_modules)  # fmt: skip
+    settings = LoraSettings(
+        rank=rank,
+        alpha=2.0 * rank,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        eval_every=eval_every,
+        max_seconds=max_seconds,
+        target_modules=target_modules,
+    )
     rows = document_rows(loaded.tokenizer, documents, context)
     eval_rows = document_rows(loaded.tokenizer, heldout, context) if heldout else rows
-    provenance = {"dataset_hash": _documents_hash(documents), "n_documents": len(documents),
-                  "context": context,
-                  "early_stopping_on": "heldout" if heldout else "train"}  # fmt: skip
+    provenance = {
+        "dataset_hash": _documents_hash(documents),
+        "n_documents": len(documents),
+        "context": context,
+        "early_stopping_on": "heldout" if heldout else "train",
+    }
     if heldout:
         provenance["heldout_hash"] = _documents_hash(heldout)
     regularizer = None
     if preserve:
-        provenance.update(preserve_hash=dataset_hash(preserve), preserve_weight=preserve_weight,
-                          preserve_plain=preserve_plain)  # fmt: skip
+        provenance.update(
+            preserve_hash=dataset_hash(preserve),
+            preserve_weight=preserve_weight,
+            preserve_plain=preserve_plain,
+        )
         locality = locality_rows(loaded.tokenizer, preserve, plain=preserve_plain)
         regularizer = _kl_regularizer(loaded, locality, settings, preserve_weight)
-    return _lora_brick(loaded, rows, lambda: rows_loss(loaded, eval_rows), name, purpose,
-                       "lora-knowledge", settings, provenance, progress, regularizer)  # fmt: skip
+    return _lora_brick(
+        loaded,
+        rows,
+        lambda: rows_loss(loaded, eval_rows),
+        name,
+        purpose,
+        "lora-knowledge",
+        settings,
+        provenance,
+        progress,
+        regularizer,
+    )
 
 
 def _kl_regularizer(
@@ -160,10 +229,17 @@ def _documents_hash(documents: list[str]) -> str:
 
 
 def _lora_brick(
-    loaded: LoadedModel, rows: list[Row], evaluate: Callable[[], float], name: str, purpose: str,
-    method: str, settings: LoraSettings, provenance: dict, progress: bool,
+    loaded: LoadedModel,
+    rows: list[Row],
+    evaluate: Callable[[], float],
+    name: str,
+    purpose: str,
+    method: str,
+    settings: LoraSettings,
+    provenance: dict,
+    progress: bool,
     regularizer: Callable[[torch.nn.Module, int], torch.Tensor] | None = None,
-) -> Brick:  # fmt: skip
+) -> Brick:
     import brickwork
 
     settings.check()
@@ -181,11 +257,17 @@ def _lora_brick(
             "train_loss_last": result.train_loss_last,
         }
         parameters = {k: v for k, v in asdict(settings).items() if k != "seed"}
-        provenance = {"method": method, "parameters": parameters, "seed": settings.seed,
-                      **provenance, "base_model_source": loaded.source,
-                      "brickwork_version": brickwork.__version__}  # fmt: skip
-        return lora_brick_from_peft(peft_model, name, purpose, loaded.fingerprint,
-                                    provenance=provenance, metrics=metrics)  # fmt: skip
+        provenance = {
+            "method": method,
+            "parameters": parameters,
+            "seed": settings.seed,
+            **provenance,
+            "base_model_source": loaded.source,
+            "brickwork_version": brickwork.__version__,
+        }
+        return lora_brick_from_peft(
+            peft_model, name, purpose, loaded.fingerprint, provenance=provenance, metrics=metrics
+        )
 
 
 @contextmanager
@@ -196,8 +278,13 @@ def _lora_session(loaded: LoadedModel, settings: LoraSettings) -> Iterator[torch
     model = loaded.model
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
     was_training = model.training
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=settings.target_modules, task_type="CAUSAL_LM")  # fmt: skip
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         with warnings.catch_warnings():
@@ -214,10 +301,14 @@ def _lora_session(loaded: LoadedModel, settings: LoraSettings) -> Iterator[torch
 
 
 def _train_loop(
-    loaded: LoadedModel, peft_model: torch.nn.Module, rows: list[Row],
-    evaluate: Callable[[], float], s: LoraSettings, progress: bool,
+    loaded: LoadedModel,
+    peft_model: torch.nn.Module,
+    rows: list[Row],
+    evaluate: Callable[[], float],
+    s: LoraSettings,
+    progress: bool,
     regularizer: Callable[[torch.nn.Module, int], torch.Tensor] | None = None,
-) -> TrainResult:  # fmt: skip
+) -> TrainResult:
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
     warmup = max(1, s.steps // 10)
@@ -284,9 +375,16 @@ class BestState:
 
 
 def build_steering_brick(
-    loaded: LoadedModel, positive: list[str], negative: list[str], layers: list[int],
-    name: str, purpose: str, scale: float = 1.0, *, progress: bool = True,
-) -> Brick:  # fmt: skip
+    loaded: LoadedModel,
+    positive: list[str],
+    negative: list[str],
+    layers: list[int],
+    name: str,
+    purpose: str,
+    scale: float = 1.0,
+    *,
+    progress: bool = True,
+) -> Brick:
     """Mean-difference steering (Rimsky et al.'s CAA, Turner et al.'s ActAdd).
 
     For each chosen decoder layer the vector is mean(h_pos) - mean(h_neg), where h is the layer's
@@ -306,12 +404,24 @@ def build_steering_brick(
         raise BrickworkError(f"layers must be a non-empty list of 0..{n_layers - 1}, not {layers}")
     pos = _mean_last_token_states(loaded, positive, layers, progress)
     neg = _mean_last_token_states(loaded, negative, layers, progress)
-    provenance = {"method": "mean-difference steering", "position": "last prompt token",
-                  "n_positive": len(positive), "n_negative": len(negative),
-                  "dataset_hash": _documents_hash(positive + ["\0"] + negative)}  # fmt: skip
+    provenance = {
+        "method": "mean-difference steering",
+        "position": "last prompt token",
+        "n_positive": len(positive),
+        "n_negative": len(negative),
+        "dataset_hash": _documents_hash(positive + ["\0"] + negative),
+    }
     metrics = {"vector_norms": (pos - neg).norm(dim=1).tolist()}
-    return steering_brick(name, purpose, loaded.fingerprint, pos - neg, layers, scale=scale,
-                          provenance=provenance, metrics=metrics)  # fmt: skip
+    return steering_brick(
+        name,
+        purpose,
+        loaded.fingerprint,
+        pos - neg,
+        layers,
+        scale=scale,
+        provenance=provenance,
+        metrics=metrics,
+    )
 
 
 def _mean_last_token_states(

@@ -72,9 +72,12 @@ def document_rows(tokenizer, documents: list[str], context: str = "plain") -> li
 
 
 def locality_rows(
-    tokenizer, samples: list[Sample], prompt_tokens: int = 16, target_tokens: int = 24,
+    tokenizer,
+    samples: list[Sample],
+    prompt_tokens: int = 16,
+    target_tokens: int = 24,
     plain: bool = True,
-) -> list[Row]:  # fmt: skip
+) -> list[Row]:
     """Short rows for a locality constraint: the end of the chat-formatted prompt then the first
     reference tokens, and with ``plain`` also the prompt and reference as plain text (few tokens
     of each, to keep the extra compute per training step small)."""
@@ -136,9 +139,13 @@ def response_loss(loaded: LoadedModel, samples: list[Sample], batch_size: int = 
 
 
 def generate_answers(
-    loaded_or_model, tokenizer, prompts: list[str], max_new_tokens: int = 24,
-    batch_size: int = 8, progress: bool = False,
-) -> list[str]:  # fmt: skip
+    loaded_or_model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int = 24,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[str]:
     """Greedy answers to ``prompts`` (chat template when the tokenizer has one), left-padded."""
     model = loaded_or_model.model if isinstance(loaded_or_model, LoadedModel) else loaded_or_model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -155,8 +162,13 @@ def generate_answers(
         device = next(model.parameters()).device
         input_ids, attention = input_ids.to(device), attention.to(device)
         with torch.no_grad():
-            out = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=False,
-                                 max_new_tokens=max_new_tokens, pad_token_id=pad)  # fmt: skip
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad,
+            )
         answers += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return answers
 
@@ -176,13 +188,18 @@ def answer_matches(expected: str, generated: str) -> bool:
 
 
 def answer_accuracy(
-    loaded_or_model, tokenizer, questions: list[tuple[str, str]], max_new_tokens: int = 24,
-    batch_size: int = 8, progress: bool = False,
-) -> float:  # fmt: skip
+    loaded_or_model,
+    tokenizer,
+    questions: list[tuple[str, str]],
+    max_new_tokens: int = 24,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> float:
     """Fraction of (question, answer) pairs whose greedy answer contains the expected answer."""
     if not questions:
         raise BrickworkError("no questions to evaluate")
-    answers = generate_answers(loaded_or_model, tokenizer, [q for q, _ in questions],
-                               max_new_tokens, batch_size, progress)  # fmt: skip
+    answers = generate_answers(
+        loaded_or_model, tokenizer, [q for q, _ in questions], max_new_tokens, batch_size, progress
+    )
     hits = [answer_matches(a, g) for (_, a), g in zip(questions, answers, strict=True)]
     return sum(hits) / len(hits)

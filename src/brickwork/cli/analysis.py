@@ -73,8 +73,15 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         curve_per_functionality=args.curve_per_functionality,
         seed=args.seed,
     )
-    analysis = analyze(loaded, samples, settings=settings, profile=profile, dataset=args.data,
-                       command=args.command_line, progress=not args.quiet)  # fmt: skip
+    analysis = analyze(
+        loaded,
+        samples,
+        settings=settings,
+        profile=profile,
+        dataset=args.data,
+        command=args.command_line,
+        progress=not args.quiet,
+    )
     out = save_analysis(analysis, args.out)
     report = render_report(analysis.results, out)
     print("\n".join(summary_lines(analysis.results)))
@@ -99,7 +106,7 @@ def _add_profile(commands) -> None:
     )
     profile.add_argument("--batch-size", type=int, default=8)
     profile.add_argument("--max-tokens", type=int, default=256)
-    profile.set_defaults(run=cmd_profile)  # fmt: skip
+    profile.set_defaults(run=cmd_profile)
 
 
 def _add_analyze(commands) -> None:
@@ -127,7 +134,7 @@ def _add_analyze(commands) -> None:
         default=AnalysisSettings.curve_per_functionality,
         help="test samples per functionality for masked-ratio curves",
     )
-    analyze.set_defaults(run=cmd_analyze)  # fmt: skip
+    analyze.set_defaults(run=cmd_analyze)
 
 
 def register(commands) -> None:

@@ -45,7 +45,7 @@ def _bricks_show(repo, args) -> None:
         )
     }
     shown["tensors"] = {k: list(v.shape) for k, v in brick.tensors.items()}
-    print(json.dumps(shown, indent=1))  # fmt: skip
+    print(json.dumps(shown, indent=1))
 
 
 def _bricks_verify(repo, args) -> None:
@@ -75,7 +75,7 @@ def _bricks_extract(repo, args) -> None:
         methods=tuple(args.methods.split(",")),
         overwrite=args.overwrite,
     )
-    print(json.dumps(summary, indent=1))  # fmt: skip
+    print(json.dumps(summary, indent=1))
 
 
 def _bricks_retrieve(repo, args) -> None:
@@ -87,9 +87,14 @@ def _bricks_retrieve(repo, args) -> None:
         print(f"{match.score:7.4f}  {match.name:<40} {match.description}")
 
 
-_BRICK_ACTIONS = {"list": _bricks_list, "show": _bricks_show, "verify": _bricks_verify,
-                  "remove": _bricks_remove, "extract": _bricks_extract,
-                  "retrieve": _bricks_retrieve}  # fmt: skip
+_BRICK_ACTIONS = {
+    "list": _bricks_list,
+    "show": _bricks_show,
+    "verify": _bricks_verify,
+    "remove": _bricks_remove,
+    "extract": _bricks_extract,
+    "retrieve": _bricks_retrieve,
+}
 
 
 def _add_bricks(commands) -> None:
@@ -115,11 +120,15 @@ def _add_bricks(commands) -> None:
     )
     bricks.add_argument("--overwrite", action="store_true", help="extract: replace same names")
     bricks.add_argument("-k", type=int, default=3, help="retrieve: how many bricks")
-    bricks.add_argument("--scoring", choices=("lda", "standardise", "centre"), default="lda",
-                        help="retrieve: how to score bricks (see brickwork.ops.route)")  # fmt: skip
+    bricks.add_argument(
+        "--scoring",
+        choices=("lda", "standardise", "centre"),
+        default="lda",
+        help="retrieve: how to score bricks (see brickwork.ops.route)",
+    )
     bricks.add_argument("--model", default=DEFAULT_MODEL, help="retrieve: the base model")
     bricks.add_argument("--trust-remote-code", action="store_true", help="retrieve")
-    bricks.set_defaults(run=cmd_bricks)  # fmt: skip
+    bricks.set_defaults(run=cmd_bricks)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -144,9 +153,19 @@ def _train_task(loaded, args, data, documents, texts):
     from brickwork.bricks.train import train_task_brick
 
     train, heldout = data
-    return train_task_brick(loaded, train, heldout, args.name, args.purpose, rank=args.rank,
-                            steps=args.steps, lr=args.lr, seed=args.seed,
-                            max_seconds=args.max_seconds, progress=not args.quiet)  # fmt: skip
+    return train_task_brick(
+        loaded,
+        train,
+        heldout,
+        args.name,
+        args.purpose,
+        rank=args.rank,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        max_seconds=args.max_seconds,
+        progress=not args.quiet,
+    )
 
 
 def _train_knowledge(loaded, args, data, documents, texts):
@@ -154,11 +173,21 @@ def _train_knowledge(loaded, args, data, documents, texts):
     from brickwork.data import load_data
 
     preserve = load_data(args.preserve, split="train") if args.preserve else None
-    return train_knowledge_brick(loaded, documents, args.name, args.purpose, rank=args.rank,
-                                 steps=args.steps, lr=args.lr, seed=args.seed,
-                                 max_seconds=args.max_seconds, progress=not args.quiet,
-                                 context=args.context, preserve=preserve,
-                                 preserve_weight=args.preserve_weight)  # fmt: skip
+    return train_knowledge_brick(
+        loaded,
+        documents,
+        args.name,
+        args.purpose,
+        rank=args.rank,
+        steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        max_seconds=args.max_seconds,
+        progress=not args.quiet,
+        context=args.context,
+        preserve=preserve,
+        preserve_weight=args.preserve_weight,
+    )
 
 
 def _train_steer(loaded, args, data, documents, texts):
@@ -168,8 +197,16 @@ def _train_steer(loaded, args, data, documents, texts):
         raise BrickworkError("train steer needs --positive FILE, --negative FILE and --layers")
     layers = [int(x) for x in args.layers.split(",")]
     positive, negative = texts["positive"], texts["negative"]
-    return build_steering_brick(loaded, positive, negative, layers, args.name, args.purpose,
-                                scale=args.scale, progress=not args.quiet)  # fmt: skip
+    return build_steering_brick(
+        loaded,
+        positive,
+        negative,
+        layers,
+        args.name,
+        args.purpose,
+        scale=args.scale,
+        progress=not args.quiet,
+    )
 
 
 _TRAINERS = {"task": _train_task, "knowledge": _train_knowledge, "steer": _train_steer}
@@ -221,7 +258,7 @@ def _add_train(commands) -> None:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--trust-remote-code", action="store_true")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(run=cmd_train)  # fmt: skip
+    train.set_defaults(run=cmd_train)
 
 
 def register(commands) -> None:

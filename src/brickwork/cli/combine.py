@@ -27,8 +27,15 @@ def cmd_combine(args: argparse.Namespace) -> None:
     elif args.method == "ties":
         brick = combine.merge_ties(bricks, weights, args.name, density=args.density, **common)
     else:
-        brick = combine.merge_dare(bricks, weights, args.name, density=args.density,
-                                   seed=args.seed, variant=args.variant, **common)  # fmt: skip
+        brick = combine.merge_dare(
+            bricks,
+            weights,
+            args.name,
+            density=args.density,
+            seed=args.seed,
+            variant=args.variant,
+            **common,
+        )
     brick.provenance["command"] = args.command_line
     path = repo.add(brick, overwrite=args.overwrite)
     print(f"{brick.name}: rank {brick.metrics['rank']}, parents {', '.join(names)}")
@@ -88,8 +95,9 @@ def _add_model_options(command: argparse.ArgumentParser) -> None:
 
 def register(commands) -> None:
     """Add this area's commands to the parser."""
-    combine = commands.add_parser("combine", help="merge LoRA bricks into one (exact linear, "
-                                  "task arithmetic, TIES, DARE)")  # fmt: skip
+    combine = commands.add_parser(
+        "combine", help="merge LoRA bricks into one (exact linear, task arithmetic, TIES, DARE)"
+    )
     combine.add_argument("method", choices=METHODS)
     combine.add_argument("--repo", default="bricks", help="repository holding the bricks")
     combine.add_argument("--bricks", required=True, help="comma-separated brick names")
@@ -104,8 +112,10 @@ def register(commands) -> None:
     combine.add_argument("--overwrite", action="store_true", help="replace a brick of that name")
     combine.set_defaults(run=cmd_combine)
 
-    describe = commands.add_parser("describe", help="give a brick a purpose embedding for "
-                                   "retrieval (from its training prompts)")  # fmt: skip
+    describe = commands.add_parser(
+        "describe",
+        help="give a brick a purpose embedding for retrieval (from its training prompts)",
+    )
     describe.add_argument("name", help="brick name")
     describe.add_argument("--repo", default="bricks", help="repository holding the brick")
     describe.add_argument("--prompts", required=True, help="its training prompts (.txt / .jsonl)")
@@ -114,8 +124,9 @@ def register(commands) -> None:
     _add_model_options(describe)
     describe.set_defaults(run=cmd_describe)
 
-    stitch = commands.add_parser("stitch", help="plan a chain of bricks from their descriptions "
-                                 "and pass text through it")  # fmt: skip
+    stitch = commands.add_parser(
+        "stitch", help="plan a chain of bricks from their descriptions and pass text through it"
+    )
     stitch.add_argument("instruction", help='e.g. "translate French to English, then ..."')
     stitch.add_argument("--repo", default="bricks", help="repository holding the bricks")
     stitch.add_argument("--input", action="append", required=True, help="an input text (repeat)")

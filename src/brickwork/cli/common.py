@@ -71,4 +71,4 @@ def add_common(command: argparse.ArgumentParser, data_help: str = "") -> None:
     command.add_argument("--out", required=True, help="output directory")
     command.add_argument("--seed", type=int, default=0)
     command.add_argument("--trust-remote-code", action="store_true")
-    command.add_argument("--quiet", action="store_true", help="no progress bars")  # fmt: skip
+    command.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -34,20 +34,31 @@ def register(commands) -> None:
     generate.add_argument("instruction")
     generate.add_argument("--model", default=DEFAULT_MODEL)
     generate.add_argument(
-        "--configure", default="auto",
+        "--configure",
+        default="auto",
         help="'auto' (route the instruction), 'none' (dense model) or a functionality name",
-    )  # fmt: skip
-    generate.add_argument("--budget", type=_fraction, default=0.3,
-                          help="share of FFN neurons kept per layer, in (0, 1]")  # fmt: skip
+    )
     generate.add_argument(
-        "--selection", choices=("prompt", "static"), default="prompt",
+        "--budget",
+        type=_fraction,
+        default=0.3,
+        help="share of FFN neurons kept per layer, in (0, 1]",
+    )
+    generate.add_argument(
+        "--selection",
+        choices=("prompt", "static"),
+        default="prompt",
         help="prompt: the prompt's own activations pick the neurons (dense prefill, compact "
         "decode); static: the functionality's neuron set + resident + train-split importance",
-    )  # fmt: skip
+    )
     generate.add_argument("--router", help="router file from `brickwork train-router` (for auto)")
     generate.add_argument("--analysis", help="analysis directory from `brickwork analyze`")
-    generate.add_argument("--plugin", action="append", default=[],
-                          help="a plugin brick directory to attach (repeatable)")  # fmt: skip
+    generate.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        help="a plugin brick directory to attach (repeatable)",
+    )
     generate.add_argument("--max-new-tokens", type=int, default=64)
     generate.add_argument("--trace", help="also write the trace as JSON to this file")
     generate.set_defaults(run=run_generate)
@@ -61,8 +72,9 @@ def run_route(args) -> None:
     loaded = load_model(args.model)
     router = train_router(loaded, load_builtin_suite("train"), progress=not args.quiet)
     test = load_builtin_suite("test")
-    result = router_accuracy(router, loaded, [s.prompt for s in test],
-                             [s.functionality for s in test])  # fmt: skip
+    result = router_accuracy(
+        router, loaded, [s.prompt for s in test], [s.functionality for s in test]
+    )
     save_router(router, Path(args.out))
     print(f"router: {len(router.functionalities)} functionalities, layers {router.layers}")
     print(f"test-split accuracy {result['accuracy']:.1%} ({result['n']} prompts)")
@@ -85,10 +97,16 @@ def run_generate(args) -> None:
     stats = load_stats(args.analysis) if args.analysis else None
     plugins = [load_brick(p) for p in args.plugin]
     answer, trace = configured_generate(
-        loaded, args.instruction, configure=args.configure, budget=args.budget,
-        selection=args.selection, router=router, stats=stats, plugins=plugins,
+        loaded,
+        args.instruction,
+        configure=args.configure,
+        budget=args.budget,
+        selection=args.selection,
+        router=router,
+        stats=stats,
+        plugins=plugins,
         max_new_tokens=args.max_new_tokens,
-    )  # fmt: skip
+    )
     print(answer.strip())
     print("---")
     for line in trace.lines():

@@ -26,8 +26,14 @@ def cmd_grow(args: argparse.Namespace) -> None:
         grown = grow_depth(source, args.positions)
     else:
         assignments = _group_assignments(args) if args.group_bricks else None
-        grown = grow_experts(source, args.layers, args.experts, mode=args.mode, top_k=args.top_k,
-                             assignments=assignments)  # fmt: skip
+        grown = grow_experts(
+            source,
+            args.layers,
+            args.experts,
+            mode=args.mode,
+            top_k=args.top_k,
+            assignments=assignments,
+        )
     grown.history[-1]["command"] = args.command_line
     save_grown(grown, args.out)
     entry = {k: v for k, v in grown.history[-1].items() if k not in ("fingerprint", "command")}
@@ -56,9 +62,14 @@ def cmd_grow_train(args: argparse.Namespace) -> None:
         raise BrickworkError(f"{args.model} is not a grown model directory (no grown.json)")
     grown = load_grown(args.model)
     train, heldout = load_data(args.data, split="train"), load_data(args.data, split="test")
-    settings = GrowTrainSettings(steps=args.steps, lr=args.lr, batch_size=args.batch_size,
-                                 seed=args.seed, eval_every=args.eval_every,
-                                 max_seconds=args.max_seconds)  # fmt: skip
+    settings = GrowTrainSettings(
+        steps=args.steps,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        max_seconds=args.max_seconds,
+    )
     trained = train_grown(grown, train, heldout, settings=settings, progress=not args.quiet)
     trained.history[-1]["command"] = args.command_line
     save_grown(trained, args.out)
@@ -83,7 +94,7 @@ def register(commands) -> None:
         default=DEFAULT_MODEL,
         help="model to grow: built-in name, model or grown directory, Hub id",
     )
-    common.add_argument("--out", required=True, help="grown model directory to write")  # fmt: skip
+    common.add_argument("--out", required=True, help="grown model directory to write")
     width = hows.add_parser("width", parents=[common], help="add FFN neurons (output unchanged)")
     width.add_argument("--layers", type=_indices, required=True, help="e.g. 0,5,10")
     width.add_argument("--neurons", type=int, required=True, help="new neurons per layer")
@@ -116,4 +127,4 @@ def register(commands) -> None:
     train.add_argument("--max-seconds", type=float, default=None)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(run=cmd_grow_train)  # fmt: skip
+    train.set_defaults(run=cmd_grow_train)

@@ -159,8 +159,15 @@ def cmd_apply_rollback(args: argparse.Namespace, action: str) -> None:
     print(f"{action} {brick.name!r}: model {loaded.fingerprint} saved to {args.out}")
 
 
-EVAL_KEYS = ("reliability", "generalization", "generalization_prefixed", "generalization_inside",
-             "generalization_known", "locality", "locality_unrelated")  # fmt: skip
+EVAL_KEYS = (
+    "reliability",
+    "generalization",
+    "generalization_prefixed",
+    "generalization_inside",
+    "generalization_known",
+    "locality",
+    "locality_unrelated",
+)
 
 
 def cmd_edit_eval(args: argparse.Namespace) -> None:

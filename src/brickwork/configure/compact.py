@@ -67,8 +67,12 @@ def kept_from_mask(mask: torch.Tensor) -> list[torch.Tensor]:
     return kept
 
 
-def gather_ffn(loaded: LoadedModel, kept: list[torch.Tensor], info: dict | None = None,
-               base_fingerprint: str | None = None) -> CompactModel:  # fmt: skip
+def gather_ffn(
+    loaded: LoadedModel,
+    kept: list[torch.Tensor],
+    info: dict | None = None,
+    base_fingerprint: str | None = None,
+) -> CompactModel:
     """A new model whose layer-i FFN holds only the neurons ``kept[i]`` (indices into d_ff)."""
     family, model = loaded.family, loaded.model
     layers = family.layer_modules(model)
@@ -80,8 +84,9 @@ def gather_ffn(loaded: LoadedModel, kept: list[torch.Tensor], info: dict | None 
     for layer, index in zip(family.layer_modules(compact), kept, strict=True):
         _slice_layer(family, layer, index)
     base = base_fingerprint or loaded.fingerprint
-    new = LoadedModel(compact, loaded.tokenizer, family, compact_fingerprint(base, kept),
-                      loaded.source)  # fmt: skip
+    new = LoadedModel(
+        compact, loaded.tokenizer, family, compact_fingerprint(base, kept), loaded.source
+    )
     return CompactModel(new, base, kept, d_ff, dict(info or {}))
 
 
@@ -124,8 +129,9 @@ def _slice_layer(family: Family, layer: nn.Module, index: torch.Tensor) -> None:
     for module in inputs:
         _set_weight(module, module.weight.index_select(in_dim, index))
         if getattr(module, "bias", None) is not None:
-            module.bias = nn.Parameter(module.bias.detach().index_select(0, index).clone(),
-                                       requires_grad=False)  # fmt: skip
+            module.bias = nn.Parameter(
+                module.bias.detach().index_select(0, index).clone(), requires_grad=False
+            )
         _set_width(module, len(index), output=True)
     _set_weight(down, down.weight.index_select(down_dim, index))
     _set_width(down, len(index), output=False)
@@ -156,11 +162,17 @@ def save_compact(compact: CompactModel, out_dir: str | Path) -> Path:
         compact.loaded.tokenizer.save_pretrained(tmp)
         tensors = {f"layer{i:03d}": k.contiguous() for i, k in enumerate(compact.kept)}
         save_file(tensors, str(tmp / KEPT_FILE))
-        meta = {"format_version": FORMAT_VERSION, "base_fingerprint": compact.base_fingerprint,
-                "fingerprint": compact.loaded.fingerprint,
-                "weights_hash": fingerprint(compact.loaded.model), "base_d_ff": compact.base_d_ff,
-                "widths": compact.widths, "fraction": compact.fraction, "info": compact.info,
-                "source": compact.loaded.source}  # fmt: skip
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "base_fingerprint": compact.base_fingerprint,
+            "fingerprint": compact.loaded.fingerprint,
+            "weights_hash": fingerprint(compact.loaded.model),
+            "base_d_ff": compact.base_d_ff,
+            "widths": compact.widths,
+            "fraction": compact.fraction,
+            "info": compact.info,
+            "source": compact.loaded.source,
+        }
         (tmp / COMPACT_FILE).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
 
     return replace_dir_atomically(target, write)

@@ -18,8 +18,9 @@ from brickwork.data.sample import Sample
 from brickwork.models.load import LoadedModel
 
 
-def nll_sums(loaded: LoadedModel, samples: list[Sample], groups: list[str],
-             batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def nll_sums(
+    loaded: LoadedModel, samples: list[Sample], groups: list[str], batch_size: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed reference-token NLL and token counts per group [G] (groups name functionalities)."""
     total = torch.zeros(len(groups), dtype=torch.float64)
     count = torch.zeros(len(groups), dtype=torch.float64)
@@ -27,9 +28,9 @@ def nll_sums(loaded: LoadedModel, samples: list[Sample], groups: list[str],
         return total, count
     with torch.no_grad():
         for batch in reference_batches(loaded.tokenizer, samples, groups, batch_size):
-            hidden = loaded.model.base_model(input_ids=batch.input_ids,
-                                             attention_mask=batch.attention,
-                                             use_cache=False).last_hidden_state  # fmt: skip
+            hidden = loaded.model.base_model(
+                input_ids=batch.input_ids, attention_mask=batch.attention, use_cache=False
+            ).last_hidden_state
             picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
             logits = loaded.family.logits(loaded.model, picked)
             nll = cross_entropy(logits.float(), batch.targets, reduction="none").double()
@@ -76,11 +77,21 @@ def parameter_bytes(model: torch.nn.Module) -> int:
 def decode_speed(model, input_ids: torch.Tensor, new_tokens: int = 64, pad: int = 0) -> float:
     """Tokens/s of greedy HF generate at batch 1, forced to ``new_tokens`` new tokens."""
     with torch.no_grad():
-        model.generate(input_ids=input_ids, max_new_tokens=4, min_new_tokens=4, do_sample=False,
-                       pad_token_id=pad)  # warm-up  # fmt: skip
+        model.generate(
+            input_ids=input_ids,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            do_sample=False,
+            pad_token_id=pad,
+        )  # warm-up
         start = time.perf_counter()
-        model.generate(input_ids=input_ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                       do_sample=False, pad_token_id=pad)  # fmt: skip
+        model.generate(
+            input_ids=input_ids,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+        )
     return new_tokens / (time.perf_counter() - start)
 
 

@@ -26,8 +26,14 @@ ROUTERS = ("similarity", "trained", "oracle", "random")
 class GroupedFFN(nn.Module):
     """One FFN with its neurons regrouped into G experts of equal size; runs top-k per token."""
 
-    def __init__(self, loaded: LoadedModel, layer: nn.Module, assignment: torch.Tensor,
-                 top_k: int, router: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        layer: nn.Module,
+        assignment: torch.Tensor,
+        top_k: int,
+        router: str,
+    ) -> None:
         super().__init__()
         family, ffn = loaded.family, loaded.family.ffn(layer)
         groups = int(assignment.max()) + 1
@@ -35,17 +41,20 @@ class GroupedFFN(nn.Module):
         size = len(order) // groups
         weights = [getattr(ffn, n).weight for n in (family.gate, family.up) if n]
         weights = [(w.t() if family.conv1d else w).detach()[order] for w in weights]
-        self.w_in = nn.Parameter(torch.stack(weights).reshape(len(weights), groups, size, -1),
-                                 requires_grad=False)  # [P, G, s, H]  # fmt: skip
+        self.w_in = nn.Parameter(
+            torch.stack(weights).reshape(len(weights), groups, size, -1), requires_grad=False
+        )  # [P, G, s, H]
         biases = [getattr(getattr(ffn, n), "bias", None) for n in (family.gate, family.up) if n]
         self.b_in = None
         if any(b is not None for b in biases):
-            self.b_in = torch.stack([
-                torch.zeros(len(order)) if b is None else b.detach()[order] for b in biases
-            ]).reshape(len(biases), groups, size)  # [P, G, s]  # fmt: skip
+            self.b_in = torch.stack(
+                [torch.zeros(len(order)) if b is None else b.detach()[order] for b in biases]
+            ).reshape(len(biases), groups, size)  # [P, G, s]
         down = family.down_weight(layer).detach()[:, order]  # [H, D]
-        self.w_down = nn.Parameter(down.reshape(down.shape[0], groups, size).permute(1, 0, 2)
-                                   .contiguous(), requires_grad=False)  # [G, H, s]  # fmt: skip
+        self.w_down = nn.Parameter(
+            down.reshape(down.shape[0], groups, size).permute(1, 0, 2).contiguous(),
+            requires_grad=False,
+        )  # [G, H, s]
         down_bias = getattr(family.down_proj(layer), "bias", None)
         self.b_down = None if down_bias is None else down_bias.detach()
         self.act = ACT2FN[family.activation_name(loaded.model.config)]
@@ -148,9 +157,14 @@ def group_assignments(loaded: LoadedModel, group_bricks: list) -> list[torch.Ten
     return [by_layer[i] for i in range(layers)]
 
 
-def train_group_routers(loaded: LoadedModel, group_bricks: list, input_ids: list[torch.Tensor],
-                        steps: int = 300, max_tokens: int = 4096,
-                        seed: int = 0) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+def train_group_routers(
+    loaded: LoadedModel,
+    group_bricks: list,
+    input_ids: list[torch.Tensor],
+    steps: int = 300,
+    max_tokens: int = 4096,
+    seed: int = 0,
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Train one linear router per layer to predict each group's share of |activation| mass.
 
     ``input_ids``: token id rows [1, T] from the train split. Soft-target cross entropy, Adam.
@@ -205,5 +219,7 @@ def _capture(loaded, assignments, input_ids, max_tokens, seed):
     finally:
         for handle in handles:
             handle.remove()
-    return ({i: torch.cat(v)[:max_tokens] for i, v in inputs.items()},
-            {i: torch.cat(v)[:max_tokens] for i, v in masses.items()})  # fmt: skip
+    return (
+        {i: torch.cat(v)[:max_tokens] for i, v in inputs.items()},
+        {i: torch.cat(v)[:max_tokens] for i, v in masses.items()},
+    )

@@ -58,8 +58,10 @@ class Trace:
         if self.neurons_per_layer:
             kept = sum(self.neurons_per_layer)
             total = self.d_ff * len(self.neurons_per_layer)
-            out.append(f"selection: {self.selection} ({self.rule}); budget {self.budget:.0%}; "
-                       f"kept {kept}/{total} FFN neurons ({kept / total:.1%})")  # fmt: skip
+            out.append(
+                f"selection: {self.selection} ({self.rule}); budget {self.budget:.0%}; "
+                f"kept {kept}/{total} FFN neurons ({kept / total:.1%})"
+            )
             out.append("neurons per layer: " + " ".join(map(str, self.neurons_per_layer)))
             out.append(f"compact model: {self.compact_model} (base {self.base_model})")
         else:
@@ -85,11 +87,19 @@ def _routed(router: Router | None, configure: str, hidden_states, stats, loaded)
     return max(named, key=named.get), named
 
 
-def configured_generate(loaded: LoadedModel, instruction: str, *, configure: str = "auto",
-                        budget: float = 0.3, selection: str = "prompt",
-                        router: Router | None = None, stats: SelectionStats | None = None,
-                        plugins: list | tuple = (), max_new_tokens: int = 64,
-                        mix: float = PRIOR_MIX) -> tuple[str, Trace]:  # fmt: skip
+def configured_generate(
+    loaded: LoadedModel,
+    instruction: str,
+    *,
+    configure: str = "auto",
+    budget: float = 0.3,
+    selection: str = "prompt",
+    router: Router | None = None,
+    stats: SelectionStats | None = None,
+    plugins: list | tuple = (),
+    max_new_tokens: int = 64,
+    mix: float = PRIOR_MIX,
+) -> tuple[str, Trace]:
     """Answer ``instruction`` with a model configured for it; returns (answer, trace)."""
     if selection not in SELECTIONS:
         raise BrickworkError(f"selection must be one of {SELECTIONS}, not {selection!r}")
@@ -103,8 +113,14 @@ def configured_generate(loaded: LoadedModel, instruction: str, *, configure: str
     with context:
         prefill = dense_prefill(loaded, ids)
     functionality, probs = _routed(router, configure, prefill.hidden_states, stats, loaded)
-    trace = Trace(instruction, configure, functionality, probs, plugins=[p.name for p in plugins],
-                  base_model=loaded.fingerprint)  # fmt: skip
+    trace = Trace(
+        instruction,
+        configure,
+        functionality,
+        probs,
+        plugins=[p.name for p in plugins],
+        base_model=loaded.fingerprint,
+    )
     compact = None
     if configure != "none":
         compact = _compact_for(loaded, prefill, functionality, budget, selection, stats, mix)
@@ -123,8 +139,9 @@ def _compact_for(loaded, prefill, functionality, budget, selection, stats, mix) 
     rule = "GRIFFIN: prompt activation norms" + (
         f" + {mix} x {functionality} importance" if prior is not None and mix > 0 else ""
     )
-    return prompt_compact(loaded, prefill, budget, prior, mix,
-                          info={"rule": rule, "functionality": functionality})  # fmt: skip
+    return prompt_compact(
+        loaded, prefill, budget, prior, mix, info={"rule": rule, "functionality": functionality}
+    )
 
 
 def _decode(loaded, compact, prefill, plugins, max_new_tokens) -> str:
@@ -132,12 +149,16 @@ def _decode(loaded, compact, prefill, plugins, max_new_tokens) -> str:
     if compact is None:
         context = attach(loaded, list(plugins)) if plugins else nullcontext(loaded.model)
     else:
-        context = attach_plugins(compact, list(plugins)) if plugins else nullcontext(
-            compact.loaded.model)  # fmt: skip
+        context = (
+            attach_plugins(compact, list(plugins)) if plugins else nullcontext(compact.loaded.model)
+        )
     with context as model, torch.no_grad(), quiet_cache_warning():
         out = model.generate(
-            input_ids=prefill.input_ids, attention_mask=torch.ones_like(prefill.input_ids),
-            past_key_values=prefill.cache, max_new_tokens=max_new_tokens, do_sample=False,
+            input_ids=prefill.input_ids,
+            attention_mask=torch.ones_like(prefill.input_ids),
+            past_key_values=prefill.cache,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
+        )
     return tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)

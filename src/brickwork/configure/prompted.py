@@ -49,8 +49,9 @@ def dense_prefill(loaded: LoadedModel, input_ids: torch.Tensor) -> Prefill:
         input_ids = torch.cat([input_ids, input_ids], dim=1)  # a one-token prompt: repeat it
     recorded: dict[int, torch.Tensor] = {}
     with torch.no_grad(), capture_activations(loaded.model, loaded.family, recorded.__setitem__):
-        out = loaded.model.base_model(input_ids=input_ids[:, :-1], use_cache=True,
-                                      output_hidden_states=True)  # fmt: skip
+        out = loaded.model.base_model(
+            input_ids=input_ids[:, :-1], use_cache=True, output_hidden_states=True
+        )
     scores = prompt_scores([recorded[i][0] for i in sorted(recorded)])
     return Prefill(input_ids, out.past_key_values, scores, out.hidden_states)
 
@@ -73,23 +74,36 @@ def prompt_ids(loaded: LoadedModel, prompt: str) -> torch.Tensor:
     return torch.tensor([prompt_prefix(loaded.tokenizer, prompt)[-MAX_PROMPT_TOKENS:]])
 
 
-def prompted_losses(loaded: LoadedModel, samples: list[Sample], functionalities: list[str],
-                    budget: float, prior_for=None, mix: float = 0.0,
-                    allocation: str = "uniform") -> torch.Tensor:  # fmt: skip
+def prompted_losses(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    functionalities: list[str],
+    budget: float,
+    prior_for=None,
+    mix: float = 0.0,
+    allocation: str = "uniform",
+) -> torch.Tensor:
     """Mean reference NLL per functionality [F] when every reference token is predicted by the
     compact model selected from that sample's prompt alone (the reference is never seen).
 
     ``prior_for(sample)`` may give a prior importance [L, D] to mix in (e.g. the routed one's).
     """
-    losses = prompted_losses_at(loaded, samples, functionalities, [budget], prior_for, mix,
-                                allocation)  # fmt: skip
+    losses = prompted_losses_at(
+        loaded, samples, functionalities, [budget], prior_for, mix, allocation
+    )
     return losses[budget]
 
 
-def prompted_losses_at(loaded: LoadedModel, samples: list[Sample], functionalities: list[str],
-                       budgets: list[float], prior_for=None, mix: float = 0.0,
-                       allocation: str = "uniform",
-                       oracle: bool = False) -> dict[float, torch.Tensor]:  # fmt: skip
+def prompted_losses_at(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    functionalities: list[str],
+    budgets: list[float],
+    prior_for=None,
+    mix: float = 0.0,
+    allocation: str = "uniform",
+    oracle: bool = False,
+) -> dict[float, torch.Tensor]:
     """``prompted_losses`` for several budgets, sharing each sample's dense prefill.
 
     ``oracle=True`` scores the neurons on the prompt *and the reference* (which a deployed model
@@ -113,17 +127,24 @@ def prompted_losses_at(loaded: LoadedModel, samples: list[Sample], functionaliti
         for budget in budgets:
             compact = prompt_compact(loaded, prefill, budget, prior, mix, allocation=allocation)
             with torch.no_grad(), quiet_cache_warning():
-                logits = compact.loaded.model(input_ids=tail, past_key_values=prefill.cache,
-                                              use_cache=True).logits[0]  # fmt: skip
+                logits = compact.loaded.model(
+                    input_ids=tail, past_key_values=prefill.cache, use_cache=True
+                ).logits[0]
             prefill.cache.crop(-tail.shape[1])  # back to the prompt's cache
             total[budget][f] += cross_entropy(logits.float(), reference[0], reduction="sum")
         count[f] += reference.shape[1]
     return {b: t / count.clamp_min(1) for b, t in total.items()}
 
 
-def prompted_generate(loaded: LoadedModel, prompt: str, budget: float, max_new_tokens: int = 64,
-                      prior: torch.Tensor | None = None, mix: float = 0.0,
-                      info: dict | None = None) -> tuple[str, CompactModel]:  # fmt: skip
+def prompted_generate(
+    loaded: LoadedModel,
+    prompt: str,
+    budget: float,
+    max_new_tokens: int = 64,
+    prior: torch.Tensor | None = None,
+    mix: float = 0.0,
+    info: dict | None = None,
+) -> tuple[str, CompactModel]:
     """Greedy answer: dense prefill, then decode with the prompt-selected compact model."""
     ids = prompt_ids(loaded, prompt)
     prefill = dense_prefill(loaded, ids)
@@ -131,9 +152,12 @@ def prompted_generate(loaded: LoadedModel, prompt: str, budget: float, max_new_t
     tokenizer = loaded.tokenizer
     with torch.no_grad(), quiet_cache_warning():
         out = compact.loaded.model.generate(
-            input_ids=prefill.input_ids, attention_mask=torch.ones_like(prefill.input_ids),
-            past_key_values=prefill.cache, max_new_tokens=max_new_tokens, do_sample=False,
+            input_ids=prefill.input_ids,
+            attention_mask=torch.ones_like(prefill.input_ids),
+            past_key_values=prefill.cache,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
+        )
     answer = tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)
     return answer, compact

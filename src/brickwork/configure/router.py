@@ -46,8 +46,11 @@ def router_layers(n_layers: int) -> list[int]:
     return sorted({max(1, round(n_layers * q)) for q in (0.25, 0.5, 0.75, 1.0)})
 
 
-def pool_hidden(hidden_states: tuple[torch.Tensor, ...], layers: list[int],
-                attention: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+def pool_hidden(
+    hidden_states: tuple[torch.Tensor, ...],
+    layers: list[int],
+    attention: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean over (unpadded) tokens of the chosen hidden states, concatenated: [B, features]."""
     pooled = []
     for index in layers:
@@ -60,8 +63,13 @@ def pool_hidden(hidden_states: tuple[torch.Tensor, ...], layers: list[int],
     return torch.cat(pooled, dim=-1)
 
 
-def prompt_features(loaded: LoadedModel, prompts: list[str], layers: list[int],
-                    batch_size: int = 8, progress: bool = False) -> torch.Tensor:  # fmt: skip
+def prompt_features(
+    loaded: LoadedModel,
+    prompts: list[str],
+    layers: list[int],
+    batch_size: int = 8,
+    progress: bool = False,
+) -> torch.Tensor:
     """Pooled hidden-state features [N, features] of chat-formatted prompts (right padded)."""
     pad = loaded.tokenizer.pad_token_id
     rows = []
@@ -76,8 +84,12 @@ def prompt_features(loaded: LoadedModel, prompts: list[str], layers: list[int],
             input_ids[row, : len(x)] = torch.tensor(x)
             attention[row, : len(x)] = 1
         with torch.no_grad():
-            out = loaded.model.base_model(input_ids=input_ids, attention_mask=attention,
-                                          output_hidden_states=True, use_cache=False)  # fmt: skip
+            out = loaded.model.base_model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                output_hidden_states=True,
+                use_cache=False,
+            )
         rows.append(pool_hidden(out.hidden_states, layers, attention))
     return torch.cat(rows)
 
@@ -87,8 +99,9 @@ def _pooled_tokens(tokenizer, prompt: str) -> list[int]:
     return ids[:-1] if len(ids) > 1 else ids
 
 
-def train_router(loaded: LoadedModel, samples: list[Sample], c: float = 0.1,
-                 progress: bool = False) -> Router:  # fmt: skip
+def train_router(
+    loaded: LoadedModel, samples: list[Sample], c: float = 0.1, progress: bool = False
+) -> Router:
     """Fit the router on ``samples`` (pass the train split only)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -101,8 +114,15 @@ def train_router(loaded: LoadedModel, samples: list[Sample], c: float = 0.1,
     y = np.array([functionalities.index(s.functionality) for s in samples])
     mean, std = x.mean(dim=0), x.std(dim=0).clamp_min(1e-6)
     fit = LogisticRegression(C=c, max_iter=2000).fit(((x - mean) / std).numpy(), y)
-    return Router(functionalities, layers, mean, std, torch.from_numpy(fit.coef_).float(),
-                  torch.from_numpy(fit.intercept_).float(), loaded.fingerprint)  # fmt: skip
+    return Router(
+        functionalities,
+        layers,
+        mean,
+        std,
+        torch.from_numpy(fit.coef_).float(),
+        torch.from_numpy(fit.intercept_).float(),
+        loaded.fingerprint,
+    )
 
 
 def route(router: Router, loaded: LoadedModel, prompts: list[str]) -> torch.Tensor:
@@ -119,8 +139,9 @@ def check_router(router: Router, loaded: LoadedModel) -> None:
         )
 
 
-def router_accuracy(router: Router, loaded: LoadedModel, prompts: list[str],
-                    expected: list[str]) -> dict:  # fmt: skip
+def router_accuracy(
+    router: Router, loaded: LoadedModel, prompts: list[str], expected: list[str]
+) -> dict:
     """Top-1 accuracy and the predicted label counts."""
     probs = route(router, loaded, prompts)
     predicted = [router.functionalities[i] for i in probs.argmax(dim=-1).tolist()]
@@ -130,10 +151,12 @@ def router_accuracy(router: Router, loaded: LoadedModel, prompts: list[str],
 
 
 def save_router(router: Router, path: str | Path) -> Path:
-    tensors = {"mean": router.mean, "std": router.std, "weight": router.weight,
-               "bias": router.bias}  # fmt: skip
-    meta = {"functionalities": json.dumps(router.functionalities),
-            "layers": json.dumps(router.layers), "base_model": router.base_model}  # fmt: skip
+    tensors = {"mean": router.mean, "std": router.std, "weight": router.weight, "bias": router.bias}
+    meta = {
+        "functionalities": json.dumps(router.functionalities),
+        "layers": json.dumps(router.layers),
+        "base_model": router.base_model,
+    }
     tensors = {k: v.contiguous() for k, v in tensors.items()}
     return replace_atomically(Path(path), lambda tmp: save_file(tensors, str(tmp), meta))
 
@@ -149,5 +172,12 @@ def load_router(path: str | Path) -> Router:
     if "functionalities" not in meta:
         raise BrickworkError(f"{path} is not a router file")
     t = load_file(str(path))
-    return Router(json.loads(meta["functionalities"]), json.loads(meta["layers"]), t["mean"],
-                  t["std"], t["weight"], t["bias"], meta["base_model"])  # fmt: skip
+    return Router(
+        json.loads(meta["functionalities"]),
+        json.loads(meta["layers"]),
+        t["mean"],
+        t["std"],
+        t["weight"],
+        t["bias"],
+        meta["base_model"],
+    )

@@ -61,9 +61,14 @@ def load_stats(analysis_dir: str | Path) -> SelectionStats:
         rows = [i for i in train if labels[i] == f]
         per_f.append(acts[rows].mean(dim=0) * norms)
     sets = torch.stack([tensors[f"set/top/{i}"].bool() for i in range(len(functionalities))])
-    return SelectionStats(functionalities, torch.stack(per_f), sets,
-                          tensors["set/resident"].bool(), acts[train].mean(dim=0) * norms,
-                          results["provenance"]["model_fingerprint"])  # fmt: skip
+    return SelectionStats(
+        functionalities,
+        torch.stack(per_f),
+        sets,
+        tensors["set/resident"].bool(),
+        acts[train].mean(dim=0) * norms,
+        results["provenance"]["model_fingerprint"],
+    )
 
 
 def check_stats(stats: SelectionStats, loaded: LoadedModel) -> None:
@@ -74,8 +79,9 @@ def check_stats(stats: SelectionStats, loaded: LoadedModel) -> None:
         )
 
 
-def top_per_layer(score: torch.Tensor, budget: float,
-                  first: torch.Tensor | None = None) -> list[torch.Tensor]:  # fmt: skip
+def top_per_layer(
+    score: torch.Tensor, budget: float, first: torch.Tensor | None = None
+) -> list[torch.Tensor]:
     """Sorted indices of the top ``budget`` share of each layer's neurons by ``score``.
 
     Neurons in ``first`` [L, D] come before all others (by score among themselves).
@@ -99,8 +105,9 @@ def functionality_weights(stats: SelectionStats, mix: dict[str, float]) -> torch
     return weights / weights.sum()
 
 
-def functionality_selection(stats: SelectionStats, mix: dict[str, float],
-                            budget: float) -> list[torch.Tensor]:  # fmt: skip
+def functionality_selection(
+    stats: SelectionStats, mix: dict[str, float], budget: float
+) -> list[torch.Tensor]:
     """Static selection for a functionality mix: its neuron sets + resident, then importance."""
     weights = functionality_weights(stats, mix)
     importance = torch.einsum("f,fld->ld", weights, stats.importance)
@@ -108,8 +115,9 @@ def functionality_selection(stats: SelectionStats, mix: dict[str, float],
     return top_per_layer(importance, budget, first=chosen)
 
 
-def baseline_selection(kind: str, budget: float, loaded: LoadedModel | None = None,
-                       stats: SelectionStats | None = None) -> list[torch.Tensor]:  # fmt: skip
+def baseline_selection(
+    kind: str, budget: float, loaded: LoadedModel | None = None, stats: SelectionStats | None = None
+) -> list[torch.Tensor]:
     """Instruction-agnostic control: weight magnitude, or importance over all train data."""
     if kind == "magnitude":
         if loaded is None:

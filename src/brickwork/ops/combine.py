@@ -72,12 +72,16 @@ def lora_factors(brick: Brick) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
                 modules.setdefault(key[: -len(suffix)], {})[part] = tensor
                 break
         else:
-            raise BrickworkError(f"brick {brick.name!r} holds {key!r}: only plain LoRA (lora_A, "
-                                 "lora_B of linear layers) can be combined")  # fmt: skip
+            raise BrickworkError(
+                f"brick {brick.name!r} holds {key!r}: only plain LoRA (lora_A, "
+                "lora_B of linear layers) can be combined"
+            )
     incomplete = [m for m, parts in modules.items() if set(parts) != {"A", "B"}]
     if incomplete or not modules:
-        raise BrickworkError(f"brick {brick.name!r} has no complete LoRA pair for "
-                             f"{incomplete[0] if incomplete else 'any module'}")  # fmt: skip
+        raise BrickworkError(
+            f"brick {brick.name!r} has no complete LoRA pair for "
+            f"{incomplete[0] if incomplete else 'any module'}"
+        )
     return {m: (parts["A"], parts["B"]) for m, parts in sorted(modules.items())}
 
 
@@ -88,9 +92,14 @@ def lora_deltas(brick: Brick) -> dict[str, torch.Tensor]:
 
 
 def merge_linear(
-    bricks: list[Brick], weights: list[float], name: str, *, rank: int | None = None,
-    purpose: str | None = None, description: str = "",
-) -> Brick:  # fmt: skip
+    bricks: list[Brick],
+    weights: list[float],
+    name: str,
+    *,
+    rank: int | None = None,
+    purpose: str | None = None,
+    description: str = "",
+) -> Brick:
     """Σ wᵢ·ΔWᵢ exactly as a LoRA of rank Σ rᵢ (weights may be negative), or SVD-truncated to
     ``rank``. One brick with weight 1 gives the same update as the brick itself."""
     factors = _checked(bricks, weights, name)
@@ -113,9 +122,15 @@ def merge_linear(
 
 
 def task_arithmetic(
-    bricks: list[Brick], weights: list[float], name: str, *, scale: float = 1.0,
-    rank: int | None = None, purpose: str | None = None, description: str = "",
-) -> Brick:  # fmt: skip
+    bricks: list[Brick],
+    weights: list[float],
+    name: str,
+    *,
+    scale: float = 1.0,
+    rank: int | None = None,
+    purpose: str | None = None,
+    description: str = "",
+) -> Brick:
     """Task arithmetic (Ilharco et al.): scale·Σ wᵢ·ΔWᵢ; a negative weight subtracts a skill."""
     _check_finite_numbers([scale, *weights], "scale and weights")
     scaled = [scale * w for w in weights]
@@ -126,9 +141,15 @@ def task_arithmetic(
 
 
 def merge_ties(
-    bricks: list[Brick], weights: list[float], name: str, *, density: float = 0.2,
-    rank: int | None = None, purpose: str | None = None, description: str = "",
-) -> Brick:  # fmt: skip
+    bricks: list[Brick],
+    weights: list[float],
+    name: str,
+    *,
+    density: float = 0.2,
+    rank: int | None = None,
+    purpose: str | None = None,
+    description: str = "",
+) -> Brick:
     """TIES (Yadav et al.) on each module's ΔW: keep each update's top ``density`` entries by
     magnitude, elect a sign per entry by the weighted sum, average the agreeing weighted entries
     (divided by the sum of their |wᵢ|), then re-compress to ``rank`` by SVD (default Σ rᵢ)."""
@@ -141,10 +162,17 @@ def merge_ties(
 
 
 def merge_dare(
-    bricks: list[Brick], weights: list[float], name: str, *, density: float = 0.5, seed: int = 0,
-    variant: str = "linear", rank: int | None = None, purpose: str | None = None,
+    bricks: list[Brick],
+    weights: list[float],
+    name: str,
+    *,
+    density: float = 0.5,
+    seed: int = 0,
+    variant: str = "linear",
+    rank: int | None = None,
+    purpose: str | None = None,
     description: str = "",
-) -> Brick:  # fmt: skip
+) -> Brick:
     """DARE (Yu et al.): drop each ΔW entry with probability 1 - ``density`` (seeded), rescale the
     kept ones by 1/density, then merge linearly (Σ wᵢ·ΔWᵢ) or with TIES sign election
     (``variant="ties"``), and re-compress to ``rank`` by SVD (default Σ rᵢ)."""
@@ -157,11 +185,15 @@ def merge_dare(
     dense = {}
     for module in factors[0]:  # sorted module order, then parent order: reproducible masks
         dropped = [_drop(d[module], density, generator) for d in deltas]
-        dense[module] = _ties(dropped, weights) if variant == "ties" else sum(
-            w * d for w, d in zip(weights, dropped, strict=True))  # fmt: skip
+        dense[module] = (
+            _ties(dropped, weights)
+            if variant == "ties"
+            else sum(w * d for w, d in zip(weights, dropped, strict=True))
+        )
     params = {"weights": list(weights), "density": density, "variant": variant, "seed": seed}
-    return _dense_result(bricks, weights, dense, name, f"dare_{variant}", params, rank, purpose,
-                         description)  # fmt: skip
+    return _dense_result(
+        bricks, weights, dense, name, f"dare_{variant}", params, rank, purpose, description
+    )
 
 
 def _trim(delta: torch.Tensor, density: float) -> torch.Tensor:
@@ -193,8 +225,10 @@ def _truncate_product(
     q_b, r_b = torch.linalg.qr(b)
     q_a, r_a = torch.linalg.qr(a.T)
     u, s, vh = torch.linalg.svd(r_b @ r_a.T)
-    return *_split(q_b @ u, s, vh @ q_a.T, rank), (float((s[rank:] ** 2).sum()),
-                                                    float((s**2).sum()))  # fmt: skip
+    return *_split(q_b @ u, s, vh @ q_a.T, rank), (
+        float((s[rank:] ** 2).sum()),
+        float((s**2).sum()),
+    )
 
 
 def _truncate_dense(delta: torch.Tensor, rank: int):
@@ -244,20 +278,36 @@ def _result(bricks, weights, merged, name, method, params, errors, purpose, desc
         raise BrickworkError(f"the {method} merge produced NaN or inf (overflow?); nothing built")
     config = copy.deepcopy(bricks[0].spec["peft_config"])
     config.update(r=rank, lora_alpha=rank, use_rslora=False, rank_pattern={}, alpha_pattern={})
-    parents = [{"name": b.name, "content_hash": content_hash(b), "weight": w}
-               for b, w in zip(bricks, weights, strict=True)]  # fmt: skip
-    provenance = {"method": method, "parents": parents, "parameters": params,
-                  "brickwork_version": brickwork.__version__}  # fmt: skip
+    parents = [
+        {"name": b.name, "content_hash": content_hash(b), "weight": w}
+        for b, w in zip(bricks, weights, strict=True)
+    ]
+    provenance = {
+        "method": method,
+        "parents": parents,
+        "parameters": params,
+        "brickwork_version": brickwork.__version__,
+    }
     metrics = {"rank": rank}
     if errors:
         lost, total = sum(e[0] for e in errors), sum(e[1] for e in errors)
         metrics["recompression_error"] = math.sqrt(lost / total) if total else 0.0
         metrics["max_module_recompression_error"] = max(
-            math.sqrt(e[0] / e[1]) if e[1] else 0.0 for e in errors)  # fmt: skip
+            math.sqrt(e[0] / e[1]) if e[1] else 0.0 for e in errors
+        )
     purpose = purpose or " + ".join(b.purpose for b in bricks)
-    return Brick(name, "plugin", "customized", purpose, bricks[0].base_model, tensors=tensors,
-                 spec={"plugin_type": "lora", "peft_config": config}, provenance=provenance,
-                 metrics=metrics, description=description)  # fmt: skip
+    return Brick(
+        name,
+        "plugin",
+        "customized",
+        purpose,
+        bricks[0].base_model,
+        tensors=tensors,
+        spec={"plugin_type": "lora", "peft_config": config},
+        provenance=provenance,
+        metrics=metrics,
+        description=description,
+    )
 
 
 def _checked(bricks: list[Brick], weights: list[float], name: str):
@@ -275,13 +325,17 @@ def _checked(bricks: list[Brick], weights: list[float], name: str):
     for brick, parts in zip(bricks[1:], factors[1:], strict=True):
         if set(parts) != set(factors[0]):
             extra = sorted(set(parts) ^ set(factors[0]))[0]
-            raise BrickworkError(f"bricks {bricks[0].name!r} and {brick.name!r} target different "
-                                 f"modules (e.g. {extra})")  # fmt: skip
+            raise BrickworkError(
+                f"bricks {bricks[0].name!r} and {brick.name!r} target different "
+                f"modules (e.g. {extra})"
+            )
         for module, (a, b) in parts.items():
             a0, b0 = factors[0][module]
             if a.shape[1] != a0.shape[1] or b.shape[0] != b0.shape[0]:
-                raise BrickworkError(f"bricks {bricks[0].name!r} and {brick.name!r} have different "
-                                     f"shapes at {module}")  # fmt: skip
+                raise BrickworkError(
+                    f"bricks {bricks[0].name!r} and {brick.name!r} have different "
+                    f"shapes at {module}"
+                )
     for brick, parts in zip(bricks, factors, strict=True):
         if not all(torch.isfinite(t).all() for pair in parts.values() for t in pair):
             raise BrickworkError(f"brick {brick.name!r} holds NaN or inf")
@@ -293,11 +347,15 @@ def _check_lora(brick: Brick) -> None:
         raise BrickworkError(f"brick {brick.name!r} is not a LoRA plugin brick")
     config = brick.spec.get("peft_config", {})
     if config.get("use_dora") or config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise BrickworkError(f"brick {brick.name!r} uses DoRA or per-module ranks, which "
-                             "combination does not support")  # fmt: skip
+        raise BrickworkError(
+            f"brick {brick.name!r} uses DoRA or per-module ranks, which "
+            "combination does not support"
+        )
     if config.get("modules_to_save") or config.get("bias", "none") != "none":
-        raise BrickworkError(f"brick {brick.name!r} trains biases or whole modules, which "
-                             "combination does not support")  # fmt: skip
+        raise BrickworkError(
+            f"brick {brick.name!r} trains biases or whole modules, which "
+            "combination does not support"
+        )
 
 
 def _check_finite_numbers(values: list[float], what: str) -> None:
@@ -346,10 +404,18 @@ def weighted_mixture(loaded: LoadedModel, bricks: list[Brick]) -> Iterator[Calla
 
 
 def search_weights(
-    loaded: LoadedModel, bricks: list[Brick], examples: list[Sample], *, budget: int = 30,
-    seed: int = 0, bound: float = 1.5, l1: float = 0.05, sigma: float = 0.3,
-    initial: list[float] | None = None, progress: bool = False,
-) -> SearchResult:  # fmt: skip
+    loaded: LoadedModel,
+    bricks: list[Brick],
+    examples: list[Sample],
+    *,
+    budget: int = 30,
+    seed: int = 0,
+    bound: float = 1.5,
+    l1: float = 0.05,
+    sigma: float = 0.3,
+    initial: list[float] | None = None,
+    progress: bool = False,
+) -> SearchResult:
     """LoraHub-style gradient-free search (CMA-ES from the ``cma`` package) for the weights wᵢ
     that minimise the response loss on a few ``examples`` plus ``l1``·mean|wᵢ|, each wᵢ within
     ±``bound``, in at most ``budget`` evaluations. It starts from ``initial`` (default uniform
@@ -380,8 +446,12 @@ def search_weights(
             return value
 
         best = (objective(start), tuple(start))
-        options = {"seed": seed + 1, "bounds": [-bound, bound], "maxfevals": budget - 1,
-                   "verbose": -9}  # cma treats seed 0 as "from the clock"  # fmt: skip
+        options = {
+            "seed": seed + 1,
+            "bounds": [-bound, bound],
+            "maxfevals": budget - 1,
+            "verbose": -9,
+        }  # cma treats seed 0 as "from the clock"
         state = np.random.get_state()
         try:
             strategy = cma.CMAEvolutionStrategy(start, sigma, options)
@@ -398,5 +468,6 @@ def search_weights(
         finally:
             np.random.set_state(state)
     weights = [float(w) for w in best[1]]
-    return SearchResult(weights, losses[tuple(weights)], losses[tuple(start)], len(history),
-                        history)  # fmt: skip
+    return SearchResult(
+        weights, losses[tuple(weights)], losses[tuple(start)], len(history), history
+    )

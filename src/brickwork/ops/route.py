@@ -70,9 +70,12 @@ class Match:
 
 
 def prompt_features(
-    loaded: LoadedModel, prompts: list[str], layers: list[int],
-    poolings: tuple[str, ...] = POOLINGS, batch_size: int = 8,
-) -> dict[tuple[int, str], torch.Tensor]:  # fmt: skip
+    loaded: LoadedModel,
+    prompts: list[str],
+    layers: list[int],
+    poolings: tuple[str, ...] = POOLINGS,
+    batch_size: int = 8,
+) -> dict[tuple[int, str], torch.Tensor]:
     """Per-prompt base-model states [n, hidden] for each (layer index, pooling).
 
     Layer indices follow ``output_hidden_states``: 0 is the input of the first decoder layer, i
@@ -128,16 +131,23 @@ def _layer_states(
 
     handles = []
     if 0 in wanted.values():
-        handles.append(modules[0].register_forward_pre_hook(
-            lambda m, args, kwargs: keep(0, args[0] if args else kwargs["hidden_states"]),
-            with_kwargs=True))  # fmt: skip
+        handles.append(
+            modules[0].register_forward_pre_hook(
+                lambda m, args, kwargs: keep(0, args[0] if args else kwargs["hidden_states"]),
+                with_kwargs=True,
+            )
+        )
     for index in {v for v in wanted.values() if 0 < v < n}:
-        handles.append(modules[index - 1].register_forward_hook(
-            lambda m, args, output, index=index: keep(index, output)))  # fmt: skip
+        handles.append(
+            modules[index - 1].register_forward_hook(
+                lambda m, args, output, index=index: keep(index, output)
+            )
+        )
     try:
         with torch.no_grad():
-            output = loaded.model.base_model(input_ids=input_ids, attention_mask=mask,
-                                             use_cache=False)  # fmt: skip
+            output = loaded.model.base_model(
+                input_ids=input_ids, attention_mask=mask, use_cache=False
+            )
     finally:
         for handle in handles:
             handle.remove()
@@ -146,17 +156,26 @@ def _layer_states(
 
 
 def embed_prompts(
-    loaded: LoadedModel, prompts: list[str], layer: int = DEFAULT_LAYER,
-    pooling: str = DEFAULT_POOLING, batch_size: int = 8,
-) -> torch.Tensor:  # fmt: skip
+    loaded: LoadedModel,
+    prompts: list[str],
+    layer: int = DEFAULT_LAYER,
+    pooling: str = DEFAULT_POOLING,
+    batch_size: int = 8,
+) -> torch.Tensor:
     """One embedding [n, hidden] per prompt (see ``prompt_features``)."""
     return prompt_features(loaded, prompts, [layer], (pooling,), batch_size)[(layer, pooling)]
 
 
 def with_embedding(
-    loaded: LoadedModel, brick: Brick, prompts: list[str], description: str, *,
-    layer: int = DEFAULT_LAYER, pooling: str = DEFAULT_POOLING, template: str | None = None,
-) -> Brick:  # fmt: skip
+    loaded: LoadedModel,
+    brick: Brick,
+    prompts: list[str],
+    description: str,
+    *,
+    layer: int = DEFAULT_LAYER,
+    pooling: str = DEFAULT_POOLING,
+    template: str | None = None,
+) -> Brick:
     """A copy of ``brick`` carrying its purpose embedding (mean over ``prompts``) and description.
 
     Pass the prompts the brick was trained on, never the ones you will evaluate retrieval with.
@@ -174,15 +193,22 @@ def with_embedding(
     states = embed_prompts(loaded, prompts, layer, pooling).double()
     vector, second_moment = states.mean(dim=0).float(), (states**2).mean(dim=0).float()
     samples = [Sample(str(i), p, "embedding") for i, p in enumerate(prompts)]
-    settings = {"layer": layer, "pooling": pooling, "n_prompts": len(prompts),
-                "prompts_hash": dataset_hash(samples),
-                "text": "raw prompt, no chat template"}  # fmt: skip
+    settings = {
+        "layer": layer,
+        "pooling": pooling,
+        "n_prompts": len(prompts),
+        "prompts_hash": dataset_hash(samples),
+        "text": "raw prompt, no chat template",
+    }
     spec = {**brick.spec, "purpose_embedding": settings}
     if template is not None:
         spec["prompt_template"] = template
-    tensors = {**brick.tensors, EMBEDDING_KEY: vector.contiguous(),
-               SECOND_MOMENT_KEY: second_moment.contiguous(),
-               STATES_KEY: states.float().contiguous()}  # fmt: skip
+    tensors = {
+        **brick.tensors,
+        EMBEDDING_KEY: vector.contiguous(),
+        SECOND_MOMENT_KEY: second_moment.contiguous(),
+        STATES_KEY: states.float().contiguous(),
+    }
     return replace(brick, tensors=tensors, spec=spec, description=description.strip())
 
 
@@ -226,9 +252,13 @@ class RetrievalIndex:
 
     @classmethod
     def build(
-        cls, entries: list[Purpose | tuple[str, str, torch.Tensor]], layer: int, pooling: str,
-        base_model: str, scoring: str = DEFAULT_SCORING,
-    ) -> RetrievalIndex:  # fmt: skip
+        cls,
+        entries: list[Purpose | tuple[str, str, torch.Tensor]],
+        layer: int,
+        pooling: str,
+        base_model: str,
+        scoring: str = DEFAULT_SCORING,
+    ) -> RetrievalIndex:
         """An index over ``Purpose`` entries (or (name, description, mean) tuples, which carry
         no statistics). ``lda`` needs every entry's states (and two bricks), ``standardise``
         every entry's second moment; without them the index falls back to the next scoring
@@ -250,8 +280,9 @@ class RetrievalIndex:
             if fitted is not None:
                 coef, bias = fitted
                 zeros, ones = torch.zeros_like(means[0]), torch.ones_like(means[0])
-                return cls(names, descriptions, coef, zeros, ones, layer, pooling, base_model,
-                           "lda", bias)  # fmt: skip
+                return cls(
+                    names, descriptions, coef, zeros, ones, layer, pooling, base_model, "lda", bias
+                )
             scoring = "standardise"
         if scoring == "standardise" and any(p.second_moment is None for p in purposes):
             scoring = "centre"
@@ -261,8 +292,7 @@ class RetrievalIndex:
             shift = means.mean(dim=0) if len(purposes) > 1 else torch.zeros_like(means[0])
             scale = torch.ones_like(shift)
         matrix = _normalise((means - shift) / scale)
-        return cls(names, descriptions, matrix, shift, scale, layer, pooling, base_model,
-                   scoring)  # fmt: skip
+        return cls(names, descriptions, matrix, shift, scale, layer, pooling, base_model, scoring)
 
     @classmethod
     def from_bricks(cls, bricks: list[Brick], scoring: str = DEFAULT_SCORING) -> RetrievalIndex:
@@ -270,16 +300,26 @@ class RetrievalIndex:
         carrying = [b for b in bricks if EMBEDDING_KEY in b.tensors]
         settings = [(b.base_model, *_settings_of(b.spec)) for b in carrying]
         base, layer, pooling = _one_setting(settings)
-        entries = [Purpose(b.name, b.description, b.tensors[EMBEDDING_KEY],
-                           b.tensors.get(SECOND_MOMENT_KEY), _n_prompts(b.spec),
-                           b.tensors.get(STATES_KEY)) for b in carrying]  # fmt: skip
+        entries = [
+            Purpose(
+                b.name,
+                b.description,
+                b.tensors[EMBEDDING_KEY],
+                b.tensors.get(SECOND_MOMENT_KEY),
+                _n_prompts(b.spec),
+                b.tensors.get(STATES_KEY),
+            )
+            for b in carrying
+        ]
         return cls.build(entries, layer, pooling, base, scoring)
 
     @classmethod
     def from_repository(
-        cls, repo: BrickRepository, base_model: str | None = None,
+        cls,
+        repo: BrickRepository,
+        base_model: str | None = None,
         scoring: str = DEFAULT_SCORING,
-    ) -> RetrievalIndex:  # fmt: skip
+    ) -> RetrievalIndex:
         """An index over a repository's bricks that carry an embedding (optionally one base)."""
         entries, settings = [], []
         for meta in repo.list():
@@ -293,8 +333,16 @@ class RetrievalIndex:
                 stored = set(f.keys())
                 second = f.get_tensor(SECOND_MOMENT_KEY) if SECOND_MOMENT_KEY in stored else None
                 states = f.get_tensor(STATES_KEY) if STATES_KEY in stored else None
-            entries.append(Purpose(meta["name"], meta.get("description", ""), vector, second,
-                                   _n_prompts(meta["spec"]), states))  # fmt: skip
+            entries.append(
+                Purpose(
+                    meta["name"],
+                    meta.get("description", ""),
+                    vector,
+                    second,
+                    _n_prompts(meta["spec"]),
+                    states,
+                )
+            )
             settings.append((meta["base_model"], *_settings_of(meta["spec"])))
         base, layer, pooling = _one_setting(settings)
         return cls.build(entries, layer, pooling, base, scoring)
@@ -302,10 +350,15 @@ class RetrievalIndex:
     def save(self, path: str | Path) -> Path:
         """Write the index to one safetensors file (tensors, and the rest as JSON metadata)."""
         path = Path(path)
-        meta = {"format": INDEX_FORMAT, "names": list(self.names),
-                "descriptions": list(self.descriptions), "layer": self.layer,
-                "pooling": self.pooling, "base_model": self.base_model,
-                "scoring": self.scoring}  # fmt: skip
+        meta = {
+            "format": INDEX_FORMAT,
+            "names": list(self.names),
+            "descriptions": list(self.descriptions),
+            "layer": self.layer,
+            "pooling": self.pooling,
+            "base_model": self.base_model,
+            "scoring": self.scoring,
+        }
         tensors = {"matrix": self.matrix, "shift": self.shift, "scale": self.scale}
         if self.bias is not None:
             tensors["bias"] = self.bias
@@ -322,17 +375,28 @@ class RetrievalIndex:
         if meta.get("format") != INDEX_FORMAT:
             raise BrickworkError(f"{path} is not a brickwork retrieval index")
         tensors = load_file(str(path))
-        return cls(tuple(meta["names"]), tuple(meta["descriptions"]), tensors["matrix"],
-                   tensors["shift"], tensors["scale"], int(meta["layer"]), meta["pooling"],
-                   meta["base_model"], meta["scoring"], tensors.get("bias"))  # fmt: skip
+        return cls(
+            tuple(meta["names"]),
+            tuple(meta["descriptions"]),
+            tensors["matrix"],
+            tensors["shift"],
+            tensors["scale"],
+            int(meta["layer"]),
+            meta["pooling"],
+            meta["base_model"],
+            meta["scoring"],
+            tensors.get("bias"),
+        )
 
     def query(self, vector: torch.Tensor, k: int = 3) -> list[Match]:
         """The ``k`` best bricks for a query embedding [hidden], best first."""
         if k < 1:
             raise BrickworkError(f"k must be at least 1, not {k}")
         if vector.shape != self.shift.shape:
-            raise BrickworkError(f"query embedding has shape {tuple(vector.shape)}, "
-                                 f"the index {tuple(self.shift.shape)}")  # fmt: skip
+            raise BrickworkError(
+                f"query embedding has shape {tuple(vector.shape)}, "
+                f"the index {tuple(self.shift.shape)}"
+            )
         if not torch.isfinite(vector).all():
             raise BrickworkError("the query embedding holds NaN or inf")
         if self.scoring == "lda":
@@ -358,9 +422,12 @@ class RetrievalIndex:
 
 
 def retrieve(
-    loaded: LoadedModel, source: BrickRepository | list[Brick] | RetrievalIndex,
-    instructions: str | list[str], k: int = 3, scoring: str = DEFAULT_SCORING,
-) -> list[Match]:  # fmt: skip
+    loaded: LoadedModel,
+    source: BrickRepository | list[Brick] | RetrievalIndex,
+    instructions: str | list[str],
+    k: int = 3,
+    scoring: str = DEFAULT_SCORING,
+) -> list[Match]:
     """The top-``k`` bricks for an instruction (or a task given as several), with scores."""
     if isinstance(source, RetrievalIndex):
         index = source

@@ -46,9 +46,14 @@ def step_for(brick: Brick) -> Step:
 
 
 def run_pipeline(
-    loaded: LoadedModel, steps: list[Step], inputs: list[str], *, max_new_tokens: int = 48,
-    batch_size: int = 8, full_last: bool = False,
-) -> list[list[str]]:  # fmt: skip
+    loaded: LoadedModel,
+    steps: list[Step],
+    inputs: list[str],
+    *,
+    max_new_tokens: int = 48,
+    batch_size: int = 8,
+    full_last: bool = False,
+) -> list[list[str]]:
     """Run every input through the steps in order; returns each step's outputs [step][input].
 
     Each step passes the first line of its answers on; with ``full_last`` the last step's
@@ -64,8 +69,7 @@ def run_pipeline(
     for number, step in enumerate(steps, 1):
         prompts = [step.template.replace("{input}", text) for text in texts]
         with attach(loaded, [step.brick] if step.brick is not None else []) as model:
-            answers = generate_answers(model, loaded.tokenizer, prompts, max_new_tokens,
-                                       batch_size)  # fmt: skip
+            answers = generate_answers(model, loaded.tokenizer, prompts, max_new_tokens, batch_size)
         texts = [first_line(a) or "(empty)" for a in answers]
         outputs.append(
             [a.strip() for a in answers] if full_last and number == len(steps) else texts
@@ -85,9 +89,12 @@ def split_clauses(instruction: str) -> list[str]:
 
 
 def plan_chain(
-    instruction: str, bricks: list[Brick] | list[dict], *, min_score: float = 0.1,
+    instruction: str,
+    bricks: list[Brick] | list[dict],
+    *,
+    min_score: float = 0.1,
     max_steps: int = 4,
-) -> list[PlannedStep]:  # fmt: skip
+) -> list[PlannedStep]:
     """For each clause of ``instruction``, the brick (or brick.json entry) whose name, purpose and
     description are most similar to it by TF-IDF cosine; clauses scoring below ``min_score`` are
     skipped and the same brick is not repeated back to back."""

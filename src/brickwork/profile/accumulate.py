@@ -16,8 +16,15 @@ from torch.nn.functional import one_hot
 class Batch:
     """Which instances a batch holds and which token positions are prompt content."""
 
-    def __init__(self, rows: torch.Tensor, groups: torch.Tensor, content: torch.Tensor,
-                 n_functionalities: int, bins: int, hist_stride: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        rows: torch.Tensor,
+        groups: torch.Tensor,
+        content: torch.Tensor,
+        n_functionalities: int,
+        bins: int,
+        hist_stride: int,
+    ) -> None:
         self.rows = rows  # [B] instance indices into the profile
         self.content = content  # [B, T] bool: prompt tokens (no padding, no special tokens)
         self.n_tokens = content.sum(dim=1)  # [B]

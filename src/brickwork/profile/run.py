@@ -48,9 +48,14 @@ def profile_model(
     meta = _metadata(loaded, samples, functionalities, shard, max_tokens, batch_size, seed, command)
     meta["hist_stride"] = hist_stride
     profile = Profile.empty(
-        len(samples), len(family.layer_modules(model)), family.d_ff(model.config),
-        len(functionalities), bins, down_projection_norms(model, family), meta,
-    )  # fmt: skip
+        len(samples),
+        len(family.layer_modules(model)),
+        family.d_ff(model.config),
+        len(functionalities),
+        bins,
+        down_projection_norms(model, family),
+        meta,
+    )
     groups = torch.tensor([functionalities.index(s.functionality) for s in samples])
     tensors, state = profile.tensors, {}
 

@@ -30,11 +30,26 @@ from brickwork.io import replace_atomically, sha256_file
 TENSORS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
 FORMAT_VERSION = 1
-ADDITIVE = ("instance_mean_abs", "instance_tokens", "sum_abs", "token_count",
-            "hist_activation", "hist_output", "covered")  # fmt: skip
+ADDITIVE = (
+    "instance_mean_abs",
+    "instance_tokens",
+    "sum_abs",
+    "token_count",
+    "hist_activation",
+    "hist_output",
+    "covered",
+)
 # Metadata that must agree for two shards to belong to one profile.
-_SAME_RUN_KEYS = ("model_fingerprint", "dataset_hash", "sample_ids", "functionalities", "bins",
-                  "max_tokens", "batch_size", "hist_stride")  # fmt: skip
+_SAME_RUN_KEYS = (
+    "model_fingerprint",
+    "dataset_hash",
+    "sample_ids",
+    "functionalities",
+    "bins",
+    "max_tokens",
+    "batch_size",
+    "hist_stride",
+)
 
 
 @dataclass
@@ -43,8 +58,16 @@ class Profile:
     meta: dict = field(default_factory=dict)
 
     @classmethod
-    def empty(cls, n_instances: int, n_layers: int, d_ff: int, n_functionalities: int,
-              bins: int, down_norms: torch.Tensor, meta: dict) -> Profile:  # fmt: skip
+    def empty(
+        cls,
+        n_instances: int,
+        n_layers: int,
+        d_ff: int,
+        n_functionalities: int,
+        bins: int,
+        down_norms: torch.Tensor,
+        meta: dict,
+    ) -> Profile:
         f, n, d = n_functionalities, n_instances, d_ff
         tensors = {
             "instance_mean_abs": torch.zeros(n, n_layers, d),

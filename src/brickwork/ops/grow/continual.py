@@ -64,17 +64,25 @@ def prompt_embeddings(loaded: LoadedModel, prompts: list[str], batch_size: int =
             ids[row, : len(prefix)] = torch.tensor(prefix)
             mask[row, : len(prefix)] = 1
         with torch.no_grad():
-            hidden = loaded.model.base_model(input_ids=ids, attention_mask=mask,
-                                             use_cache=False).last_hidden_state  # fmt: skip
+            hidden = loaded.model.base_model(
+                input_ids=ids, attention_mask=mask, use_cache=False
+            ).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         rows.append((hidden * weights).sum(1) / weights.sum(1))
     return torch.nn.functional.normalize(torch.cat(rows).float(), dim=-1)
 
 
 def add_task(
-    system: PluginSystem, loaded: LoadedModel, name: str, train: list[Sample],
-    heldout: list[Sample], *, purpose: str | None = None, progress: bool = True, **brick_options,
-) -> PluginSystem:  # fmt: skip
+    system: PluginSystem,
+    loaded: LoadedModel,
+    name: str,
+    train: list[Sample],
+    heldout: list[Sample],
+    *,
+    purpose: str | None = None,
+    progress: bool = True,
+    **brick_options,
+) -> PluginSystem:
     """A new system with one more task: a task brick trained on ``train`` (early-stopped on
     ``heldout``) and the centroid of the training prompts. The old tasks are kept as they are."""
     check_name(name)
@@ -82,8 +90,9 @@ def add_task(
         raise BrickworkError("this plugin system was grown on a different base model")
     if name in system.names():
         raise BrickworkError(f"task {name!r} is already in the plugin system")
-    brick = train_task_brick(loaded, train, heldout, name, purpose or name, progress=progress,
-                             **brick_options)  # fmt: skip
+    brick = train_task_brick(
+        loaded, train, heldout, name, purpose or name, progress=progress, **brick_options
+    )
     centroid = prompt_embeddings(loaded, [s.prompt for s in train]).mean(dim=0)
     task = PluginTask(name, brick, torch.nn.functional.normalize(centroid, dim=0))
     return replace(system, tasks=[*system.tasks, task])
@@ -98,9 +107,12 @@ def route(system: PluginSystem, embeddings: torch.Tensor) -> list[int]:
 
 
 def routed_answers(
-    system: PluginSystem, loaded: LoadedModel, prompts: list[str], max_new_tokens: int = 32,
+    system: PluginSystem,
+    loaded: LoadedModel,
+    prompts: list[str],
+    max_new_tokens: int = 32,
     batch_size: int = 8,
-) -> tuple[list[str], list[str]]:  # fmt: skip
+) -> tuple[list[str], list[str]]:
     """Greedy answers, each from the base model with the routed task's brick attached, and the
     task each prompt was routed to."""
     routes = route(system, prompt_embeddings(loaded, prompts, batch_size))
@@ -110,8 +122,9 @@ def routed_answers(
         if not chosen:
             continue
         with attach(loaded, [task.brick]) as model:
-            outputs = generate_answers(model, loaded.tokenizer, [prompts[i] for i in chosen],
-                                       max_new_tokens, batch_size)  # fmt: skip
+            outputs = generate_answers(
+                model, loaded.tokenizer, [prompts[i] for i in chosen], max_new_tokens, batch_size
+            )
         for i, output in zip(chosen, outputs, strict=True):
             answers[i] = output
     return answers, [system.tasks[r].name for r in routes]

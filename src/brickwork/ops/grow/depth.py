@@ -52,8 +52,13 @@ def grow_depth(source: LoadedModel | GrownModel, positions: list[int]) -> GrownM
     for name, _ in model.named_parameters():
         if any(name.startswith(f"{family.layers}.{i}.") for i in new_indices):
             trainable[name] = TrainSlice()
-    entry = {"op": "depth", "positions": positions, "new_layers": new_indices,
-             "copied_from": sources, "n_layers": len(layers)}  # fmt: skip
+    entry = {
+        "op": "depth",
+        "positions": positions,
+        "new_layers": new_indices,
+        "copied_from": sources,
+        "n_layers": len(layers),
+    }
     return finish_growth(loaded, base, history, entry, trainable)
 
 

@@ -53,10 +53,14 @@ class UpcycledMoE(nn.Module):
 
 
 def grow_experts(
-    source: LoadedModel | GrownModel, layers: list[int], n_experts: int, *,
-    mode: str = "copies", top_k: int | None = None,
+    source: LoadedModel | GrownModel,
+    layers: list[int],
+    n_experts: int,
+    *,
+    mode: str = "copies",
+    top_k: int | None = None,
     assignments: dict[int, torch.Tensor] | None = None,
-) -> GrownModel:  # fmt: skip
+) -> GrownModel:
     """A copy of the model whose FFN in each of ``layers`` is an MoE of ``n_experts`` experts.
 
     ``assignments`` (mode "groups") maps a layer to its [d_ff] group ids, e.g. a neuron-group
@@ -76,8 +80,11 @@ def grow_experts(
         if isinstance(mlp, UpcycledMoE):
             raise BrickworkError(f"layer {index}'s FFN is already a mixture of experts")
         groups = (assignments or {}).get(index)
-        experts = _group_experts(loaded, mlp, n_experts, groups) if mode == "groups" else [
-            build_ffn(family, mlp, read_ffn(family, mlp)) for _ in range(n_experts)]  # fmt: skip
+        experts = (
+            _group_experts(loaded, mlp, n_experts, groups)
+            if mode == "groups"
+            else [build_ffn(family, mlp, read_ffn(family, mlp)) for _ in range(n_experts)]
+        )
         scale = float(n_experts) if mode == "groups" else 1.0
         setattr(modules[index], family.mlp, UpcycledMoE(experts, d_model, top_k, scale))
     trainable = {
@@ -85,8 +92,14 @@ def grow_experts(
         for name, _ in loaded.model.named_parameters()
         if any(name.startswith(f"{family.layers}.{i}.{family.mlp}.") for i in layers)
     }
-    entry = {"op": "experts", "layers": layers, "n_experts": n_experts, "mode": mode,
-             "top_k": top_k, "widths": _expert_widths(loaded, layers)}  # fmt: skip
+    entry = {
+        "op": "experts",
+        "layers": layers,
+        "n_experts": n_experts,
+        "mode": mode,
+        "top_k": top_k,
+        "widths": _expert_widths(loaded, layers),
+    }
     return finish_growth(loaded, base, history, entry, trainable)
 
 

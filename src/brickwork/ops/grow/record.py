@@ -63,15 +63,23 @@ def start_growth(source: LoadedModel | GrownModel) -> tuple[LoadedModel, str, li
     else:
         raise BrickworkError(f"can only grow a loaded model, not {type(source).__name__}")
     family_for(loaded.model.config)  # refuses an unsupported family, naming the supported ones
-    copied = LoadedModel(copy.deepcopy(loaded.model), loaded.tokenizer, loaded.family,
-                         loaded.fingerprint, loaded.source)  # fmt: skip
+    copied = LoadedModel(
+        copy.deepcopy(loaded.model),
+        loaded.tokenizer,
+        loaded.family,
+        loaded.fingerprint,
+        loaded.source,
+    )
     return copied, base, history
 
 
 def finish_growth(
-    loaded: LoadedModel, base: str, history: list[dict], entry: dict,
+    loaded: LoadedModel,
+    base: str,
+    history: list[dict],
+    entry: dict,
     trainable: dict[str, TrainSlice],
-) -> GrownModel:  # fmt: skip
+) -> GrownModel:
     """The grown model with a fresh fingerprint and ``entry`` appended to its history."""
     loaded.model.eval()
     config = loaded.model.config

@@ -40,12 +40,18 @@ def structure(loaded: LoadedModel) -> dict:
     for index, layer in enumerate(family.layer_modules(loaded.model)):
         mlp = family.ffn(layer)
         if isinstance(mlp, UpcycledMoE):
-            experts[str(index)] = {"widths": [read_ffn(family, e).width for e in mlp.experts],
-                                   "top_k": mlp.top_k, "scale": mlp.scale}  # fmt: skip
+            experts[str(index)] = {
+                "widths": [read_ffn(family, e).width for e in mlp.experts],
+                "top_k": mlp.top_k,
+                "scale": mlp.scale,
+            }
         elif read_ffn(family, mlp).width != family.d_ff(config):
             widths[str(index)] = read_ffn(family, mlp).width
-    return {"n_layers": len(family.layer_modules(loaded.model)), "ffn_widths": widths,
-            "experts": experts}  # fmt: skip
+    return {
+        "n_layers": len(family.layer_modules(loaded.model)),
+        "ffn_widths": widths,
+        "experts": experts,
+    }
 
 
 def grown_brick(grown: GrownModel) -> Brick:
@@ -57,10 +63,20 @@ def grown_brick(grown: GrownModel) -> Brick:
         if part.dim is not None:
             value = value.narrow(part.dim, part.start, part.count_along(value))
         tensors[name] = value.clone().contiguous()
-    spec = {"slices": {k: v.to_json() for k, v in grown.trainable.items()},
-            "growth": grown.history[-1] if grown.history else {}}  # fmt: skip
-    return Brick("grown", "layer", "customized", "growth", grown.base_model, tensors=tensors,
-                 spec=spec, description="parameters added by growth")  # fmt: skip
+    spec = {
+        "slices": {k: v.to_json() for k, v in grown.trainable.items()},
+        "growth": grown.history[-1] if grown.history else {},
+    }
+    return Brick(
+        "grown",
+        "layer",
+        "customized",
+        "growth",
+        grown.base_model,
+        tensors=tensors,
+        spec=spec,
+        description="parameters added by growth",
+    )
 
 
 def save_grown(grown: GrownModel, target: str | Path) -> Path:
@@ -74,11 +90,16 @@ def save_grown(grown: GrownModel, target: str | Path) -> Path:
         grown.loaded.tokenizer.save_pretrained(tmp)
         (tmp / GROWN_BRICK).mkdir()
         write_brick_files(grown_brick(grown), tmp / GROWN_BRICK)
-        record = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                  "base_model": grown.base_model, "fingerprint": grown.loaded.fingerprint,
-                  "history": grown.history, "structure": structure(grown.loaded),
-                  "trainable": {k: v.to_json() for k, v in grown.trainable.items()},
-                  "trainable_parameters": grown.trainable_count()}  # fmt: skip
+        record = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "base_model": grown.base_model,
+            "fingerprint": grown.loaded.fingerprint,
+            "history": grown.history,
+            "structure": structure(grown.loaded),
+            "trainable": {k: v.to_json() for k, v in grown.trainable.items()},
+            "trainable_parameters": grown.trainable_count(),
+        }
         (tmp / GROWN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
     return replace_dir_atomically(target, write)
@@ -138,8 +159,11 @@ def _reshape(family: Family, model: torch.nn.Module, shape: dict) -> None:
     d_model = int(model.config.hidden_size)
     for index, width in shape["ffn_widths"].items():
         mlp = family.ffn(layers[int(index)])
-        setattr(layers[int(index)], family.mlp,
-                build_ffn(family, mlp, _blank(read_ffn(family, mlp), width)))  # fmt: skip
+        setattr(
+            layers[int(index)],
+            family.mlp,
+            build_ffn(family, mlp, _blank(read_ffn(family, mlp), width)),
+        )
     for index, spec in shape["experts"].items():
         mlp = family.ffn(layers[int(index)])
         template = read_ffn(family, mlp)

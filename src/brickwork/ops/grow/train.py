@@ -54,26 +54,43 @@ class GrowTrainSettings:
 
 
 def train_grown(
-    grown: GrownModel, train: list[Sample], heldout: list[Sample], *,
-    settings: GrowTrainSettings = GrowTrainSettings(), preserve: list[Sample] | None = None,
-    reference: LoadedModel | None = None, progress: bool = True,
-) -> GrownModel:  # fmt: skip
+    grown: GrownModel,
+    train: list[Sample],
+    heldout: list[Sample],
+    *,
+    settings: GrowTrainSettings = GrowTrainSettings(),
+    preserve: list[Sample] | None = None,
+    reference: LoadedModel | None = None,
+    progress: bool = True,
+) -> GrownModel:
     """A copy of ``grown`` trained on prompt/reference pairs, only its grown parameters moving."""
     if not grown.trainable:
         raise BrickworkError("nothing grew: this model has no grown parameters to train")
-    trained, metrics = train_slices(grown.loaded, grown.trainable, train, heldout,
-                                    settings=settings, preserve=preserve, reference=reference,
-                                    progress=progress)  # fmt: skip
+    trained, metrics = train_slices(
+        grown.loaded,
+        grown.trainable,
+        train,
+        heldout,
+        settings=settings,
+        preserve=preserve,
+        reference=reference,
+        progress=progress,
+    )
     entry = {"op": "train", "fingerprint": trained.fingerprint, **metrics}
     return GrownModel(trained, grown.base_model, [*grown.history, entry], dict(grown.trainable))
 
 
 def train_slices(
-    loaded: LoadedModel, trainable: dict[str, TrainSlice], train: list[Sample],
-    heldout: list[Sample], *, settings: GrowTrainSettings = GrowTrainSettings(),
-    preserve: list[Sample] | None = None, reference: LoadedModel | None = None,
+    loaded: LoadedModel,
+    trainable: dict[str, TrainSlice],
+    train: list[Sample],
+    heldout: list[Sample],
+    *,
+    settings: GrowTrainSettings = GrowTrainSettings(),
+    preserve: list[Sample] | None = None,
+    reference: LoadedModel | None = None,
     progress: bool = True,
-) -> tuple[LoadedModel, dict]:  # fmt: skip
+) -> tuple[LoadedModel, dict]:
     """A trained copy of ``loaded`` in which only the ``trainable`` slices changed, and metrics.
 
     Also the full fine-tune baseline: pass slices of existing parameters (``layer_slices``,
@@ -91,8 +108,15 @@ def train_slices(
     regularizer = _kl(copied, reference, preserve, settings) if preserve else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
-        result = _loop(copied, params, rows, lambda: response_loss(copied, heldout), settings,
-                       regularizer, progress)  # fmt: skip
+        result = _loop(
+            copied,
+            params,
+            rows,
+            lambda: response_loss(copied, heldout),
+            settings,
+            regularizer,
+            progress,
+        )
     for param in model.parameters():
         param.requires_grad_(True)
         param.grad = None
@@ -100,10 +124,15 @@ def train_slices(
     copied.fingerprint = fingerprint(model)
     named = dict(model.named_parameters())
     count = sum(s.count(named[n]) for n, s in trainable.items())
-    metrics = {**result, "trainable_parameters": count,
-               "settings": asdict(settings), "dataset_hash": dataset_hash(train),
-               "heldout_hash": dataset_hash(heldout), "n_train": len(train),
-               "preserve_hash": dataset_hash(preserve) if preserve else None}  # fmt: skip
+    metrics = {
+        **result,
+        "trainable_parameters": count,
+        "settings": asdict(settings),
+        "dataset_hash": dataset_hash(train),
+        "heldout_hash": dataset_hash(heldout),
+        "n_train": len(train),
+        "preserve_hash": dataset_hash(preserve) if preserve else None,
+    }
     return copied, metrics
 
 
@@ -140,8 +169,9 @@ def _kl(copied: LoadedModel, reference: LoadedModel, samples: list[Sample], s: G
     return regularize
 
 
-def _loop(copied: LoadedModel, params, rows, evaluate, s: GrowTrainSettings, regularizer,
-          progress: bool) -> dict:  # fmt: skip
+def _loop(
+    copied: LoadedModel, params, rows, evaluate, s: GrowTrainSettings, regularizer, progress: bool
+) -> dict:
     model = copied.model
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
     warmup = max(1, s.steps // 10)
@@ -151,8 +181,11 @@ def _loop(copied: LoadedModel, params, rows, evaluate, s: GrowTrainSettings, reg
     model.eval()
     best = BestState(evaluate(), 0, params)
     before, losses, started, step = best.loss, [], time.perf_counter(), 0
-    bar = tqdm(batch_order(len(rows), s.batch_size, s.steps, s.seed), desc="train grown",
-               disable=not progress)  # fmt: skip
+    bar = tqdm(
+        batch_order(len(rows), s.batch_size, s.steps, s.seed),
+        desc="train grown",
+        disable=not progress,
+    )
     for step, indices in enumerate(bar, start=1):
         model.train()
         loss = batch_loss(copied, [rows[i] for i in indices])
@@ -172,12 +205,17 @@ def _loop(copied: LoadedModel, params, rows, evaluate, s: GrowTrainSettings, reg
             break
     bar.close()
     best.restore(params)
-    return {"heldout_loss_before": before, "heldout_loss_after": best.loss,
-            "heldout_ppl_before": math.exp(before), "heldout_ppl_after": math.exp(best.loss),
-            "best_step": best.step, "steps_run": step,
-            "train_seconds": time.perf_counter() - started,
-            "train_loss_first": losses[0] if losses else math.nan,
-            "train_loss_last": losses[-1] if losses else math.nan}  # fmt: skip
+    return {
+        "heldout_loss_before": before,
+        "heldout_loss_after": best.loss,
+        "heldout_ppl_before": math.exp(before),
+        "heldout_ppl_after": math.exp(best.loss),
+        "best_step": best.step,
+        "steps_run": step,
+        "train_seconds": time.perf_counter() - started,
+        "train_loss_first": losses[0] if losses else math.nan,
+        "train_loss_last": losses[-1] if losses else math.nan,
+    }
 
 
 def layer_slices(loaded: LoadedModel, layers: list[int]) -> dict[str, TrainSlice]:

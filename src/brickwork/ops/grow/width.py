@@ -28,9 +28,13 @@ WIDTH_METHODS = ("zero", "split")
 
 
 def grow_width(
-    source: LoadedModel | GrownModel, layers: list[int], neurons: int, *,
-    method: str = "zero", seed: int = 0,
-) -> GrownModel:  # fmt: skip
+    source: LoadedModel | GrownModel,
+    layers: list[int],
+    neurons: int,
+    *,
+    method: str = "zero",
+    seed: int = 0,
+) -> GrownModel:
     """A copy of the model with ``neurons`` new FFN neurons in each of ``layers``."""
     check_positive(neurons, "the number of new neurons")
     if method not in WIDTH_METHODS:
@@ -55,8 +59,14 @@ def grow_width(
         for name, dim in neuron_dims(family).items():
             if _has_param(mlp, name):
                 trainable[f"{prefix}{name}"] = TrainSlice(dim, old.width)
-    entry = {"op": "width", "layers": layers, "neurons": neurons, "method": method,
-             "seed": seed, "widths": widths}  # fmt: skip
+    entry = {
+        "op": "width",
+        "layers": layers,
+        "neurons": neurons,
+        "method": method,
+        "seed": seed,
+        "widths": widths,
+    }
     return finish_growth(loaded, base, history, entry, trainable)
 
 

@@ -114,8 +114,13 @@ def fact_metrics(
     for f in facts:
         new = target_ids(tok, f["target_new"])
         prefixed = [c + p for p in f["paraphrases"] for c in EVAL_PREFIXES]
-        groups = [[f["prompt"]], f["paraphrases"], prefixed, f["neighborhood"],
-                  f.get("unrelated", [])]  # fmt: skip
+        groups = [
+            [f["prompt"]],
+            f["paraphrases"],
+            prefixed,
+            f["neighborhood"],
+            f.get("unrelated", []),
+        ]
         spans.append([len(g) for g in groups])
         rows += [(encode(tok, p), new) for p in groups[0] + groups[1] + groups[2]]
         rows += [(encode(tok, p), reference[p]) for p in groups[3] + groups[4]]
@@ -123,8 +128,9 @@ def fact_metrics(
     out = []
     for f, sizes in zip(facts, spans, strict=True):
         edit, para, prefixed, neigh, unrelated = ([next(hits) for _ in range(n)] for n in sizes)
-        inside = [h for p, h in zip(f["paraphrases"], para, strict=True)
-                  if not opens(p, f["subject"])]  # fmt: skip
+        inside = [
+            h for p, h in zip(f["paraphrases"], para, strict=True) if not opens(p, f["subject"])
+        ]
         row = {
             "id": f.get("id", f["prompt"]),
             "reliability": _mean(edit[0]),
@@ -137,8 +143,11 @@ def fact_metrics(
         }
         if inside:
             row["generalization_inside"] = _mean([_mean(h) for h in inside])
-        answered = [h for p, h in zip(f["paraphrases"], para, strict=True)
-                    if (p, f.get("target_true")) in (known or ())]  # fmt: skip
+        answered = [
+            h
+            for p, h in zip(f["paraphrases"], para, strict=True)
+            if (p, f.get("target_true")) in (known or ())
+        ]
         if answered:
             row["generalization_known"] = _mean([_mean(h) for h in answered])
         if unrelated:

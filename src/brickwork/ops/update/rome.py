@@ -195,8 +195,9 @@ def fact_value(loaded: LoadedModel, fact: dict, s: EditSettings, parts: list[Par
             sizes = [_output_norm(at[p.layer], cols, p.initial, s) for p in parts]
         deltas = [torch.zeros(at[p.layer].shape[-1], requires_grad=True) for p in parts]
         optimizer = torch.optim.Adam(deltas, lr=s.lr)
-        pos = torch.tensor([(b, len(r) - j) for b, r in enumerate(rows[:n_fact])
-                            for j in range(len(new), 0, -1)])  # fmt: skip
+        pos = torch.tensor(
+            [(b, len(r) - j) for b, r in enumerate(rows[:n_fact]) for j in range(len(new), 0, -1)]
+        )
         targets = torch.tensor(new * n_fact)
         history = []
         for _ in range(s.initial_steps if len(parts) > 1 else s.steps):
