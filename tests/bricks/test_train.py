@@ -168,7 +168,7 @@ def test_steering_brick_shape_and_effect(tiny_llama, ids):
 def test_steering_vector_is_the_mean_difference(tiny_llama):
     pos, neg = ["ab", "abc"], ["xyz"]
     brick = build_steering_brick(tiny_llama, pos, neg, [1], "s", "s", progress=False)
-    with pytest.raises(BrickworkError, match="layers must be"):
+    with pytest.raises(BrickworkError, match="steering layer index 5 is out of range"):
         build_steering_brick(tiny_llama, pos, neg, [5], "s", "s", progress=False)
     layer = tiny_llama.family.layer_modules(tiny_llama.model)[1]
     states = []
