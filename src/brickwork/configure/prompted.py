@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch.nn.functional import cross_entropy
 
-from brickwork.analysis.loss import prompt_prefix
 from brickwork.configure.compact import CompactModel, gather_ffn
 from brickwork.configure.select import prompt_scores, prompt_selection
 from brickwork.data.sample import Sample
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import prompt_tokens
 from brickwork.profile.capture import capture_activations, record_activations
 
 MAX_PROMPT_TOKENS = 192  # as analysis/loss.py
@@ -71,7 +71,9 @@ def prompt_compact(
 
 
 def prompt_ids(loaded: LoadedModel, prompt: str) -> torch.Tensor:
-    return torch.tensor([prompt_prefix(loaded.tokenizer, prompt)[-MAX_PROMPT_TOKENS:]])
+    return torch.tensor(
+        [prompt_tokens(loaded.tokenizer, prompt, chat=True, max_tokens=MAX_PROMPT_TOKENS)]
+    )
 
 
 def prompted_losses(

@@ -57,17 +57,6 @@ def subject_index(tokenizer, text: str, subject: str) -> int:
     return inside[-1]
 
 
-def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded input ids and attention mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-    return ids, mask
-
-
 def down_module(loaded: LoadedModel, layer: int) -> torch.nn.Module:
     layers = loaded.family.layer_modules(loaded.model)
     check_layers([layer], len(layers))

@@ -26,11 +26,11 @@ from brickwork.bricks.brick import Brick, check_name
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import pad
 from brickwork.ops.update.common import (
     CONTEXTS,
     encode,
     ffn_module,
-    pad,
     read_inputs,
     subject_index,
 )

@@ -29,12 +29,12 @@ from torch.nn.functional import kl_div, log_softmax
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import pad
 from brickwork.ops.update.common import (
     CONTEXTS,
     down_module,
     encode,
     opens,
-    pad,
     read_inputs,
     subject_index,
     target_ids,
