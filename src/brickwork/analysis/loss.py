@@ -80,8 +80,16 @@ def functionality_losses(
     loaded: LoadedModel, batches: list[EvalBatch], n_functionalities: int
 ) -> torch.Tensor:
     """Mean reference-token NLL per functionality [F] (run inside any masking context)."""
-    total = torch.zeros(n_functionalities, dtype=torch.float64)
-    count = torch.zeros(n_functionalities, dtype=torch.float64)
+    total, count = nll_sums(loaded, batches, n_functionalities)
+    return total / count.clamp_min(1)
+
+
+def nll_sums(
+    loaded: LoadedModel, batches: list[EvalBatch], n_groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed reference-token NLL and token counts per group [G], in float64."""
+    total = torch.zeros(n_groups, dtype=torch.float64)
+    count = torch.zeros(n_groups, dtype=torch.float64)
     with torch.no_grad():
         for batch in batches:
             hidden = loaded.model.base_model(
@@ -92,4 +100,4 @@ def functionality_losses(
             nll = cross_entropy(logits.float(), batch.targets, reduction="none").double()
             total.index_add_(0, batch.groups, nll)
             count.index_add_(0, batch.groups, torch.ones_like(nll))
-    return total / count.clamp_min(1)
+    return total, count
