@@ -45,21 +45,10 @@ def router_layers(n_layers: int) -> list[int]:
     return sorted({max(1, round(n_layers * q)) for q in (0.25, 0.5, 0.75, 1.0)})
 
 
-def pool_hidden(
-    hidden_states: tuple[torch.Tensor, ...],
-    layers: list[int],
-    attention: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Mean over (unpadded) tokens of the chosen hidden states, concatenated: [B, features]."""
-    pooled = []
-    for index in layers:
-        h = hidden_states[index].float()
-        if attention is None:
-            pooled.append(h.mean(dim=1))
-        else:
-            w = attention[..., None].float()
-            pooled.append((h * w).sum(dim=1) / w.sum(dim=1).clamp_min(1))
-    return torch.cat(pooled, dim=-1)
+def pool_hidden(hidden_states, layers: list[int]) -> torch.Tensor:
+    """Mean over the tokens of the chosen hidden states ({index: [B, T, hidden]}), concatenated:
+    [B, features] (the configured pipeline's router input, from its dense prefill)."""
+    return torch.cat([hidden_states[index].float().mean(dim=1) for index in layers], dim=-1)
 
 
 def prompt_features(

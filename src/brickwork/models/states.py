@@ -34,6 +34,17 @@ def layer_states(
     final_norm: bool = True,
 ) -> dict[int, torch.Tensor]:
     """{layer index: [B, T, hidden]} from one forward pass of the base model (no gradients)."""
+    with torch.no_grad():
+        return forward_with_states(
+            loaded, layers, final_norm, input_ids=input_ids, attention_mask=mask, use_cache=False
+        )[0]
+
+
+def forward_with_states(
+    loaded: LoadedModel, layers: list[int], final_norm: bool = True, **inputs
+) -> tuple[dict[int, torch.Tensor], object]:
+    """Call the base model on ``inputs``; return {layer index: [B, T, hidden]} and its output
+    (its KV cache, when asked for with ``use_cache``)."""
     modules = loaded.family.layer_modules(loaded.model)
     n = len(modules)
     check_layers(layers, n, hidden_states=True)
@@ -50,11 +61,11 @@ def layer_states(
     hooked = {v for v in wanted.values() if 0 < v < n or (v == n and not final_norm)}
     for index in hooked:
         specs.append((modules[index - 1], "forward", lambda m, a, out, i=index: keep(i, out)))
-    with hooks(specs), torch.no_grad():
-        output = loaded.model.base_model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+    with hooks(specs):
+        output = loaded.model.base_model(**inputs)
     if final_norm:
         captured[n] = output.last_hidden_state.detach()
-    return {i: captured[v] for i, v in wanted.items()}
+    return {i: captured[v] for i, v in wanted.items()}, output
 
 
 def pool(
