@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 from brickwork import load_builtin_suite, load_model
-from brickwork.analysis.loss import prompt_prefix
 from brickwork.analysis.masking import mask_lowest
 from brickwork.bricks import BrickRepository
 from brickwork.bricks.train_eval import generate_answers
@@ -55,6 +54,7 @@ from brickwork.configure.prompted import prompted_losses_at as prompted_nll_at
 from brickwork.configure.router import route, router_accuracy, save_router, train_router
 from brickwork.configure.select import baseline_selection, check_stats, load_stats
 from brickwork.data import Sample
+from brickwork.models.tokens import prompt_prefix
 
 BUDGETS = (0.7, 0.5, 0.3, 0.2, 0.1)
 REAL_SETS = ("gsm8k", "multi30k")

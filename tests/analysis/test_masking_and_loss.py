@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from brickwork.analysis import mask_lowest, zero_neurons
-from brickwork.analysis.loss import functionality_losses, prompt_prefix, reference_batches
+from brickwork.analysis.loss import functionality_losses, reference_batches
 from brickwork.data import Sample
+from brickwork.models.tokens import prompt_prefix
 from brickwork.profile import record_activations
 
 

@@ -48,6 +48,6 @@ def test_keep_and_ablate_zero_the_right_neurons(tiny_llama, ids, neuron_brick):
 
 def test_brick_for_another_base_model_is_refused(tiny_llama, neuron_brick):
     neuron_brick.base_model = "sha256:someone-else"
-    refused = pytest.raises(BrickworkError, match="built for base model sha256:someone-else")
+    refused = pytest.raises(BrickworkError, match="made for base model sha256:someone-else")
     with refused, attach(tiny_llama, [neuron_brick]):
         pass

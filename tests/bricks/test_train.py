@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from brickwork import BrickworkError
-from brickwork.analysis.loss import prompt_prefix
 from brickwork.bricks.attach import attach
 from brickwork.bricks.format import load_brick, save_brick
 from brickwork.bricks.train import build_steering_brick, train_knowledge_brick, train_task_brick
@@ -20,6 +19,7 @@ from brickwork.bricks.train_eval import (
 )
 from brickwork.data.sample import select_split
 from brickwork.models.load import fingerprint
+from brickwork.models.tokens import prompt_prefix
 
 FAST = dict(steps=12, lr=5e-3, batch_size=4, eval_every=4, progress=False)
 DOCS = ["The capital of Verolia is Quenmar.", "Quenmar is in Verolia.", "Odrin built engines."]
@@ -168,7 +168,7 @@ def test_steering_brick_shape_and_effect(tiny_llama, ids):
 def test_steering_vector_is_the_mean_difference(tiny_llama):
     pos, neg = ["ab", "abc"], ["xyz"]
     brick = build_steering_brick(tiny_llama, pos, neg, [1], "s", "s", progress=False)
-    with pytest.raises(BrickworkError, match="layers must be"):
+    with pytest.raises(BrickworkError, match="steering layer index 5 is out of range"):
         build_steering_brick(tiny_llama, pos, neg, [5], "s", "s", progress=False)
     layer = tiny_llama.family.layer_modules(tiny_llama.model)[1]
     states = []

@@ -135,7 +135,7 @@ def test_plugin_for_another_base_refused(tiny_llama, lora_brick):
     compact = gather_ffn(tiny_llama, kept_from_mask(half_mask(tiny_llama)))
     foreign = replace(lora_brick, base_model="sha256:" + "0" * 32)
     with (
-        pytest.raises(BrickworkError, match="built for base model"),
+        pytest.raises(BrickworkError, match="made for base model"),
         attach_plugins(compact, [foreign]),
     ):
         pass

@@ -63,7 +63,7 @@ def test_trained_router_runs_and_input_model_untouched(tiny_llama):
 
 
 def test_foreign_or_bad_groups_refused(tiny_llama):
-    with pytest.raises(BrickworkError, match="built for base model"):
+    with pytest.raises(BrickworkError, match="made for base model"):
         moefy(tiny_llama, group_bricks(tiny_llama, base="sha256:" + "0" * 32), top_k=2)
     with pytest.raises(BrickworkError, match="each of the 2 layers"):
         moefy(tiny_llama, group_bricks(tiny_llama)[:1], top_k=2)

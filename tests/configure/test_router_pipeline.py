@@ -44,7 +44,7 @@ def test_router_fits_train_and_round_trips(router, tiny_llama, tiny_samples, tmp
 
 def test_router_for_another_model_refused(router, tiny_model_dirs):
     other = load_model(tiny_model_dirs["qwen2"])
-    with pytest.raises(BrickworkError, match="trained on base model"):
+    with pytest.raises(BrickworkError, match="router was made for base model"):
         route(router, other, ["hello"])
 
 
@@ -102,5 +102,5 @@ def test_bad_inputs_refused(tiny_llama, tiny_model_dirs, stats):
     with pytest.raises(BrickworkError, match="unknown functionality"):
         configured_generate(tiny_llama, "Hi", configure="poetry", stats=stats)
     other = load_model(tiny_model_dirs["mistral"])
-    with pytest.raises(BrickworkError, match="built for base model"):
+    with pytest.raises(BrickworkError, match="made for base model"):
         configured_generate(other, "Hi", configure="math", stats=stats)

@@ -32,6 +32,15 @@ def test_fingerprint_is_stable_and_tied_to_the_weights(tiny_model_dirs):
     assert fingerprint(again.model) != first.fingerprint
 
 
+def test_require_base_names_the_thing_and_both_fingerprints(tiny_llama):
+    tiny_llama.require_base(tiny_llama.fingerprint, "brick 'x'")  # the same base passes
+    with pytest.raises(BrickworkError) as refused:
+        tiny_llama.require_base("sha256:other", "brick 'x'")
+    message = str(refused.value)
+    assert "brick 'x'" in message and "sha256:other" in message
+    assert tiny_llama.fingerprint in message
+
+
 def test_fingerprint_ignores_where_the_model_came_from(tmp_path):
     model = build_tiny_model("qwen2")
     before = fingerprint(model)

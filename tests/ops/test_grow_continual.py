@@ -75,7 +75,7 @@ def test_save_load_and_bad_input(tmp_path, tiny_llama, two_tasks):
         add_task(system, tiny_llama, "shout", _samples("shout", 0, 2), _samples("shout", 9, 1))
     with pytest.raises(BrickworkError, match="no tasks"):
         route(PluginSystem(tiny_llama.fingerprint), torch.zeros(1, 32))
-    with pytest.raises(BrickworkError, match="different base model"):
+    with pytest.raises(BrickworkError, match="plugin system was made for base model"):
         add_task(
             PluginSystem("sha256:other"),
             tiny_llama,

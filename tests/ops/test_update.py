@@ -14,6 +14,7 @@ from brickwork.bricks import BrickRepository
 from brickwork.data.edits import load_edits
 from brickwork.errors import BrickworkError
 from brickwork.models import load_model
+from brickwork.models.tokens import pad
 from brickwork.ops.update import (
     EditSettings,
     apply_edit,
@@ -28,7 +29,6 @@ from brickwork.ops.update import (
 from brickwork.ops.update.common import (
     down_module,
     encode,
-    pad,
     subject_index,
     target_ids,
     through_update,

@@ -15,6 +15,7 @@ from torch.nn.functional import cross_entropy
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import batches, pad, prompt_tokens
 
 
 @dataclass
@@ -26,15 +27,6 @@ class EvalBatch:
     groups: torch.Tensor  # [K] functionality index of each target
 
 
-def prompt_prefix(tokenizer, prompt: str) -> list[int]:
-    """Token ids that precede the reference: the chat-formatted user turn, or the prompt."""
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": prompt}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    return tokenizer(prompt + "\n\n")["input_ids"]
-
-
 def prompt_reference(
     tokenizer, sample: Sample, max_prompt_tokens: int, max_reference_tokens: int
 ) -> tuple[list[int], list[int]]:
@@ -42,7 +34,7 @@ def prompt_reference(
     ``max_reference_tokens`` of the reference, as token ids."""
     if not sample.reference:
         raise BrickworkError(f"sample {sample.id!r} has no reference")
-    prefix = prompt_prefix(tokenizer, sample.prompt)[-max_prompt_tokens:]
+    prefix = prompt_tokens(tokenizer, sample.prompt, chat=True, max_tokens=max_prompt_tokens)
     reference = tokenizer(sample.reference, add_special_tokens=False)["input_ids"]
     return prefix, reference[:max_reference_tokens]
 
@@ -68,21 +60,13 @@ def reference_batches(
         for s in samples
     ]
     rows.sort(key=lambda r: len(r[0]) + len(r[1]))
-    return [
-        _batch(rows[i : i + batch_size], tokenizer.pad_token_id)
-        for i in range(0, len(rows), batch_size)
-    ]
+    return [_batch(chunk, tokenizer.pad_token_id) for chunk in batches(rows, batch_size)]
 
 
 def _batch(rows: list, pad_id: int) -> EvalBatch:
-    width = max(len(p) + len(r) for p, r, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    input_ids, attention = pad([prefix + reference for prefix, reference, _ in rows], pad_id)
     positions, targets, groups = [], [], []
     for b, (prefix, reference, group) in enumerate(rows):
-        ids = prefix + reference
-        input_ids[b, : len(ids)] = torch.tensor(ids)
-        attention[b, : len(ids)] = 1
         for j, token in enumerate(reference):
             positions.append((b, len(prefix) + j - 1))  # the logits at t predict token t + 1
             targets.append(token)
@@ -96,8 +80,16 @@ def functionality_losses(
     loaded: LoadedModel, batches: list[EvalBatch], n_functionalities: int
 ) -> torch.Tensor:
     """Mean reference-token NLL per functionality [F] (run inside any masking context)."""
-    total = torch.zeros(n_functionalities, dtype=torch.float64)
-    count = torch.zeros(n_functionalities, dtype=torch.float64)
+    total, count = nll_sums(loaded, batches, n_functionalities)
+    return total / count.clamp_min(1)
+
+
+def nll_sums(
+    loaded: LoadedModel, batches: list[EvalBatch], n_groups: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed reference-token NLL and token counts per group [G], in float64."""
+    total = torch.zeros(n_groups, dtype=torch.float64)
+    count = torch.zeros(n_groups, dtype=torch.float64)
     with torch.no_grad():
         for batch in batches:
             hidden = loaded.model.base_model(
@@ -108,4 +100,4 @@ def functionality_losses(
             nll = cross_entropy(logits.float(), batch.targets, reduction="none").double()
             total.index_add_(0, batch.groups, nll)
             count.index_add_(0, batch.groups, torch.ones_like(nll))
-    return total / count.clamp_min(1)
+    return total, count

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 import torch
 
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 
 Edit = Callable[[int, torch.Tensor], torch.Tensor]
@@ -18,15 +19,12 @@ Edit = Callable[[int, torch.Tensor], torch.Tensor]
 @contextmanager
 def edit_activations(loaded: LoadedModel, edit: Edit) -> Iterator[None]:
     """Replace every layer's activations a [B, T, d_ff] by ``edit(layer, a)`` while inside."""
-    handles = []
-    try:
-        for index, layer in enumerate(loaded.family.layer_modules(loaded.model)):
-            hook = lambda module, args, i=index: (edit(i, args[0]), *args[1:])  # noqa: E731
-            handles.append(loaded.family.down_proj(layer).register_forward_pre_hook(hook))
+    specs = [
+        (loaded.family.down_proj(layer), "forward_pre", lambda m, a, i=i: (edit(i, a[0]), *a[1:]))
+        for i, layer in enumerate(loaded.family.layer_modules(loaded.model))
+    ]
+    with hooks(specs):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def zero_neurons(loaded: LoadedModel, mask: torch.Tensor):

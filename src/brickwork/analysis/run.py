@@ -112,11 +112,10 @@ def _split_rows(samples: list[Sample], functionalities: list[str]) -> tuple[list
 
 
 def _check_profile(profile: Profile, loaded: LoadedModel, samples: list[Sample]) -> None:
-    if profile.meta.get("model_fingerprint") != loaded.fingerprint:
-        raise BrickworkError(
-            f"the profile was made with another model ({profile.meta.get('model_source')}, "
-            f"{profile.meta.get('model_fingerprint')}), not {loaded.source} ({loaded.fingerprint})"
-        )
+    source = profile.meta.get("model_source")
+    loaded.require_base(
+        profile.meta.get("model_fingerprint"), f"the profile of another model ({source})"
+    )
     if profile.meta.get("dataset_hash") != dataset_hash(samples):
         raise BrickworkError("the profile was made on other data (dataset hash differs)")
     if not profile.complete:

@@ -18,6 +18,7 @@ from brickwork.analysis.masking import zero_neurons
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
 from brickwork.errors import BrickworkError
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 
 MODES = ("keep", "ablate")
@@ -31,11 +32,7 @@ def attach(
     if mode not in MODES:
         raise BrickworkError(f"mode must be one of {MODES}, not {mode!r}")
     for brick in bricks:
-        if brick.base_model != loaded.fingerprint:
-            raise BrickworkError(
-                f"brick {brick.name!r} was built for base model {brick.base_model}, "
-                f"not this model ({loaded.fingerprint})"
-            )
+        loaded.require_base(brick.base_model, f"brick {brick.name!r}")
     with ExitStack() as stack:
         masks = [b.neuron_mask() for b in bricks if b.kind == "neuron_set"]
         if masks:
@@ -57,7 +54,6 @@ def attach(
 def _steer(loaded: LoadedModel, brick: Brick) -> Iterator[None]:
     layers = loaded.family.layer_modules(loaded.model)
     vectors, scale = brick.tensors["vectors"], float(brick.spec.get("scale", 1.0))
-    handles = []
 
     def hook_for(vector: torch.Tensor):
         def hook(module, args, output):
@@ -67,13 +63,12 @@ def _steer(loaded: LoadedModel, brick: Brick) -> Iterator[None]:
 
         return hook
 
-    try:
-        for row, index in enumerate(brick.spec["layers"]):
-            handles.append(layers[index].register_forward_hook(hook_for(vectors[row])))
+    specs = [
+        (layers[index], "forward", hook_for(vectors[row]))
+        for row, index in enumerate(brick.spec["layers"])
+    ]
+    with hooks(specs):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager

@@ -185,8 +185,7 @@ def extract_bricks(
     loaded = acts = None
     if "weights" in methods:
         loaded = load_model(model or results["provenance"]["model"])
-        if loaded.fingerprint != fingerprint:
-            raise BrickworkError(f"{loaded.source} is not the analysed model ({fingerprint})")
+        loaded.require_base(fingerprint, f"the analysis (of {results['provenance']['model']})")
     if "coactivation" in methods:
         profile = load_profile(Path(analysis_dir) / "profile")
         train = [i for i, s in enumerate(profile.meta["sample_splits"]) if s == "train"]

@@ -35,7 +35,9 @@ from brickwork.bricks.train_eval import (
 )
 from brickwork.data.sample import Sample, dataset_hash
 from brickwork.errors import BrickworkError
+from brickwork.models.layers import check_layers
 from brickwork.models.load import LoadedModel
+from brickwork.models.states import prompt_states
 
 
 @dataclass(frozen=True)
@@ -398,10 +400,7 @@ def build_steering_brick(
         raise BrickworkError("steering needs at least one positive and one negative prompt")
     if any(not isinstance(t, str) or not t.strip() for t in positive + negative):
         raise BrickworkError("steering prompts must be non-empty strings")
-    n_layers = len(loaded.family.layer_modules(loaded.model))
-    bad = [i for i in layers if not 0 <= i < n_layers]
-    if not layers or bad:
-        raise BrickworkError(f"layers must be a non-empty list of 0..{n_layers - 1}, not {layers}")
+    check_layers(layers, len(loaded.family.layer_modules(loaded.model)), "steering layer")
     pos = _mean_last_token_states(loaded, positive, layers, progress)
     neg = _mean_last_token_states(loaded, negative, layers, progress)
     provenance = {
@@ -427,27 +426,14 @@ def build_steering_brick(
 def _mean_last_token_states(
     loaded: LoadedModel, texts: list[str], layers: list[int], progress: bool
 ) -> torch.Tensor:
-    """[len(layers), hidden]: the mean over ``texts`` of each layer's last-token output."""
-    modules = loaded.family.layer_modules(loaded.model)
-    captured: dict[int, torch.Tensor] = {}
-
-    def hook_for(row: int):
-        def hook(module, args, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            captured[row] = hidden[0, -1].detach().double()
-
-        return hook
-
-    handles = [modules[i].register_forward_hook(hook_for(r)) for r, i in enumerate(layers)]
-    device, total = next(loaded.model.parameters()).device, None
-    try:
-        for text in tqdm(texts, desc="steering states", disable=not progress, leave=False):
-            ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"].to(device)
-            with torch.no_grad():
-                loaded.model(input_ids=ids, use_cache=False)
-            states = torch.stack([captured[r] for r in range(len(layers))])
-            total = states if total is None else total + states
-    finally:
-        for handle in handles:
-            handle.remove()
+    """[len(layers), hidden]: the mean over ``texts`` of each layer's last-token output (one
+    text at a time, summed in float64 in order)."""
+    hidden = [i + 1 for i in layers]  # the output of decoder layer i is hidden state i + 1
+    progress_name = "steering states" if progress else None
+    states = prompt_states(
+        loaded, texts, hidden, ("last",), final_norm=False, batch_size=1, progress=progress_name
+    )
+    total = None
+    for row in torch.stack([states[(i, "last")] for i in hidden], dim=1).double():
+        total = row if total is None else total + row
     return (total / len(texts)).float()

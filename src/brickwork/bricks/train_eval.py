@@ -18,13 +18,13 @@ from tqdm import tqdm
 from brickwork.analysis.loss import (
     _batch,
     functionality_losses,
-    prompt_prefix,
     prompt_reference,
     reference_batches,
 )
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import batches, pad, prompt_prefix
 
 # The caps analysis/loss.py uses for prompts and references; training rows use the same ones.
 MAX_PROMPT_TOKENS = 192
@@ -148,17 +148,15 @@ def generate_answers(
 ) -> list[str]:
     """Greedy answers to ``prompts`` (chat template when the tokenizer has one), left-padded."""
     model = loaded_or_model.model if isinstance(loaded_or_model, LoadedModel) else loaded_or_model
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     answers = []
-    starts = range(0, len(prompts), batch_size)
-    for i in tqdm(starts, desc="generate", disable=not progress, leave=False):
-        prefixes = [prompt_prefix(tokenizer, p) for p in prompts[i : i + batch_size]]
-        width = max(len(p) for p in prefixes)
-        input_ids = torch.full((len(prefixes), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        for row, prefix in enumerate(prefixes):
-            input_ids[row, width - len(prefix) :] = torch.tensor(prefix)
-            attention[row, width - len(prefix) :] = 1
+    for chunk in tqdm(
+        batches(prompts, batch_size), desc="generate", disable=not progress, leave=False
+    ):
+        input_ids, attention = pad([prompt_prefix(tokenizer, p) for p in chunk], pad_id, "left")
+        width = input_ids.shape[1]
         device = next(model.parameters()).device
         input_ids, attention = input_ids.to(device), attention.to(device)
         with torch.no_grad():
@@ -167,7 +165,7 @@ def generate_answers(
                 attention_mask=attention,
                 do_sample=False,
                 max_new_tokens=max_new_tokens,
-                pad_token_id=pad,
+                pad_token_id=pad_id,
             )
         answers += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return answers

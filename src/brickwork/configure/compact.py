@@ -224,19 +224,15 @@ def attach_plugins(compact: CompactModel, bricks: list) -> Iterator[nn.Module]:
 
     family = compact.loaded.family
     sliced = {n for n in (family.gate, family.up, family.down) if n}
+    as_base = replace(compact.loaded, fingerprint=compact.base_fingerprint)
     for brick in bricks:
         if brick.kind != "plugin":
             raise BrickworkError(
                 f"only plugin bricks attach to a compact model, not {brick.name!r}"
             )
-        if brick.base_model != compact.base_fingerprint:
-            raise BrickworkError(
-                f"brick {brick.name!r} was built for base model {brick.base_model}, "
-                f"not this compact model's base ({compact.base_fingerprint})"
-            )
+        as_base.require_base(brick.base_model, f"brick {brick.name!r}")
         targets = brick.spec.get("peft_config", {}).get("target_modules") or []
         if sliced & set([targets] if isinstance(targets, str) else targets):
             raise BrickworkError(f"plugin {brick.name!r} adapts sliced FFN projections")
-    as_base = replace(compact.loaded, fingerprint=compact.base_fingerprint)
     with attach(as_base, bricks) as model:
         yield model

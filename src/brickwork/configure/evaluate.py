@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.nn.functional import cross_entropy
 
+from brickwork.analysis.loss import nll_sums as batch_nll_sums
 from brickwork.analysis.loss import reference_batches
 from brickwork.configure.compact import gather_ffn
 from brickwork.configure.select import SelectionStats, functionality_selection
@@ -22,21 +22,8 @@ def nll_sums(
     loaded: LoadedModel, samples: list[Sample], groups: list[str], batch_size: int = 8
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed reference-token NLL and token counts per group [G] (groups name functionalities)."""
-    total = torch.zeros(len(groups), dtype=torch.float64)
-    count = torch.zeros(len(groups), dtype=torch.float64)
-    if not samples:
-        return total, count
-    with torch.no_grad():
-        for batch in reference_batches(loaded.tokenizer, samples, groups, batch_size):
-            hidden = loaded.model.base_model(
-                input_ids=batch.input_ids, attention_mask=batch.attention, use_cache=False
-            ).last_hidden_state
-            picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
-            logits = loaded.family.logits(loaded.model, picked)
-            nll = cross_entropy(logits.float(), batch.targets, reduction="none").double()
-            total.index_add_(0, batch.groups, nll)
-            count.index_add_(0, batch.groups, torch.ones_like(nll))
-    return total, count
+    batches = reference_batches(loaded.tokenizer, samples, groups, batch_size) if samples else []
+    return batch_nll_sums(loaded, batches, len(groups))
 
 
 def mean_nll(loaded: LoadedModel, samples: list[Sample], groups: list[str]) -> torch.Tensor:

@@ -17,6 +17,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from brickwork.errors import BrickworkError
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 from brickwork.profile.capture import capture_activations
 
@@ -142,11 +143,7 @@ def group_assignments(loaded: LoadedModel, group_bricks: list) -> list[torch.Ten
     for brick in group_bricks:
         if brick.kind != "neuron_group":
             raise BrickworkError(f"brick {brick.name!r} is a {brick.kind}, not a neuron group")
-        if brick.base_model != loaded.fingerprint:
-            raise BrickworkError(
-                f"brick {brick.name!r} was built for base model {brick.base_model}, "
-                f"not this model ({loaded.fingerprint})"
-            )
+        loaded.require_base(brick.base_model, f"brick {brick.name!r}")
         by_layer[brick.spec["layer"]] = brick.tensors["assignment"].long()
     if sorted(by_layer) != list(range(layers)):
         raise BrickworkError(f"need one neuron-group brick for each of the {layers} layers")
@@ -198,27 +195,23 @@ def _capture(loaded, assignments, input_ids, max_tokens, seed):
     generator = torch.Generator().manual_seed(seed)
     per_row = -(-max_tokens // max(1, len(input_ids)))
     keep = torch.arange(0)
-    handles = []
+    specs = []
     for index, layer in enumerate(family.layer_modules(loaded.model)):
 
         def hook(module, args, i=index):
             inputs[i].append(args[0].detach().reshape(-1, args[0].shape[-1])[keep])
 
-        handles.append(family.ffn(layer).register_forward_pre_hook(hook))
+        specs.append((family.ffn(layer), "forward_pre", hook))
 
     def on_activation(i: int, a: torch.Tensor) -> None:
         groups = int(assignments[i].max()) + 1
         flat = a.reshape(-1, a.shape[-1])[keep].abs()
         masses[i].append(torch.zeros(flat.shape[0], groups).index_add_(1, assignments[i], flat))
 
-    try:
-        with torch.no_grad(), capture_activations(loaded.model, family, on_activation):
-            for ids in input_ids:
-                keep = torch.randperm(ids.numel(), generator=generator)[:per_row]
-                loaded.model.base_model(input_ids=ids, use_cache=False)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooks(specs), torch.no_grad(), capture_activations(loaded.model, family, on_activation):
+        for ids in input_ids:
+            keep = torch.randperm(ids.numel(), generator=generator)[:per_row]
+            loaded.model.base_model(input_ids=ids, use_cache=False)
     return (
         {i: torch.cat(v)[:max_tokens] for i, v in inputs.items()},
         {i: torch.cat(v)[:max_tokens] for i, v in masses.items()},

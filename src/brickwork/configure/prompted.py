@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch.nn.functional import cross_entropy
 
-from brickwork.analysis.loss import prompt_prefix
 from brickwork.configure.compact import CompactModel, gather_ffn
 from brickwork.configure.select import prompt_scores, prompt_selection
 from brickwork.data.sample import Sample
 from brickwork.models.load import LoadedModel
+from brickwork.models.states import forward_with_states
+from brickwork.models.tokens import prompt_tokens
 from brickwork.profile.capture import capture_activations, record_activations
 
 MAX_PROMPT_TOKENS = 192  # as analysis/loss.py
@@ -31,7 +32,7 @@ class Prefill:
     input_ids: torch.Tensor  # [1, T] the whole prompt
     cache: object  # the KV cache of input_ids[:, :-1], from the dense model
     scores: torch.Tensor  # [L, D] GRIFFIN neuron scores of the prompt
-    hidden_states: tuple  # the dense pass's hidden states (for the router)
+    hidden_states: dict  # {hidden-state index: [1, T-1, hidden]} of the dense pass (the router's)
 
 
 @contextmanager
@@ -48,12 +49,13 @@ def dense_prefill(loaded: LoadedModel, input_ids: torch.Tensor) -> Prefill:
     if input_ids.shape[1] < 2:
         input_ids = torch.cat([input_ids, input_ids], dim=1)  # a one-token prompt: repeat it
     recorded: dict[int, torch.Tensor] = {}
+    every = list(range(len(loaded.family.layer_modules(loaded.model)) + 1))
     with torch.no_grad(), capture_activations(loaded.model, loaded.family, recorded.__setitem__):
-        out = loaded.model.base_model(
-            input_ids=input_ids[:, :-1], use_cache=True, output_hidden_states=True
+        states, out = forward_with_states(
+            loaded, every, input_ids=input_ids[:, :-1], use_cache=True
         )
     scores = prompt_scores([recorded[i][0] for i in sorted(recorded)])
-    return Prefill(input_ids, out.past_key_values, scores, out.hidden_states)
+    return Prefill(input_ids, out.past_key_values, scores, states)
 
 
 def prompt_compact(
@@ -71,7 +73,9 @@ def prompt_compact(
 
 
 def prompt_ids(loaded: LoadedModel, prompt: str) -> torch.Tensor:
-    return torch.tensor([prompt_prefix(loaded.tokenizer, prompt)[-MAX_PROMPT_TOKENS:]])
+    return torch.tensor(
+        [prompt_tokens(loaded.tokenizer, prompt, chat=True, max_tokens=MAX_PROMPT_TOKENS)]
+    )
 
 
 def prompted_losses(

@@ -14,13 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
-from brickwork.analysis.loss import prompt_prefix
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
 from brickwork.models.load import LoadedModel
+from brickwork.models.states import prompt_states
 
 MAX_PROMPT_TOKENS = 192  # as configure/prompted.py
 
@@ -46,21 +45,10 @@ def router_layers(n_layers: int) -> list[int]:
     return sorted({max(1, round(n_layers * q)) for q in (0.25, 0.5, 0.75, 1.0)})
 
 
-def pool_hidden(
-    hidden_states: tuple[torch.Tensor, ...],
-    layers: list[int],
-    attention: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Mean over (unpadded) tokens of the chosen hidden states, concatenated: [B, features]."""
-    pooled = []
-    for index in layers:
-        h = hidden_states[index].float()
-        if attention is None:
-            pooled.append(h.mean(dim=1))
-        else:
-            w = attention[..., None].float()
-            pooled.append((h * w).sum(dim=1) / w.sum(dim=1).clamp_min(1))
-    return torch.cat(pooled, dim=-1)
+def pool_hidden(hidden_states, layers: list[int]) -> torch.Tensor:
+    """Mean over the tokens of the chosen hidden states ({index: [B, T, hidden]}), concatenated:
+    [B, features] (the configured pipeline's router input, from its dense prefill)."""
+    return torch.cat([hidden_states[index].float().mean(dim=1) for index in layers], dim=-1)
 
 
 def prompt_features(
@@ -70,33 +58,20 @@ def prompt_features(
     batch_size: int = 8,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Pooled hidden-state features [N, features] of chat-formatted prompts (right padded)."""
-    pad = loaded.tokenizer.pad_token_id
-    rows = []
-    starts = range(0, len(prompts), batch_size)
-    for i in tqdm(starts, desc="router features", disable=not progress, leave=False):
-        # All but the last prompt token: the tokens the configured pipeline's dense prefill sees.
-        ids = [_pooled_tokens(loaded.tokenizer, p) for p in prompts[i : i + batch_size]]
-        width = max(len(x) for x in ids)
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        attention = torch.zeros_like(input_ids)
-        for row, x in enumerate(ids):
-            input_ids[row, : len(x)] = torch.tensor(x)
-            attention[row, : len(x)] = 1
-        with torch.no_grad():
-            out = loaded.model.base_model(
-                input_ids=input_ids,
-                attention_mask=attention,
-                output_hidden_states=True,
-                use_cache=False,
-            )
-        rows.append(pool_hidden(out.hidden_states, layers, attention))
-    return torch.cat(rows)
-
-
-def _pooled_tokens(tokenizer, prompt: str) -> list[int]:
-    ids = prompt_prefix(tokenizer, prompt)[-MAX_PROMPT_TOKENS:]
-    return ids[:-1] if len(ids) > 1 else ids
+    """Features [N, features]: each chat-formatted prompt's mean state at each of ``layers``
+    (hidden-state indices), concatenated. The states are those of the prompt's last
+    MAX_PROMPT_TOKENS but its very last: the tokens the configured pipeline's dense prefill sees."""
+    states = prompt_states(
+        loaded,
+        prompts,
+        layers,
+        chat=True,
+        max_tokens=MAX_PROMPT_TOKENS,
+        drop_last=True,
+        batch_size=batch_size,
+        progress="router features" if progress else None,
+    )
+    return torch.cat([states[(layer, "mean")] for layer in layers], dim=-1)
 
 
 def train_router(
@@ -132,11 +107,7 @@ def route(router: Router, loaded: LoadedModel, prompts: list[str]) -> torch.Tens
 
 
 def check_router(router: Router, loaded: LoadedModel) -> None:
-    if router.base_model != loaded.fingerprint:
-        raise BrickworkError(
-            f"the router was trained on base model {router.base_model}, "
-            f"not this model ({loaded.fingerprint})"
-        )
+    loaded.require_base(router.base_model, "the router")
 
 
 def router_accuracy(

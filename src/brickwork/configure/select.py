@@ -72,11 +72,7 @@ def load_stats(analysis_dir: str | Path) -> SelectionStats:
 
 
 def check_stats(stats: SelectionStats, loaded: LoadedModel) -> None:
-    if stats.base_model != loaded.fingerprint:
-        raise BrickworkError(
-            f"the selection statistics were built for base model {stats.base_model}, "
-            f"not this model ({loaded.fingerprint})"
-        )
+    loaded.require_base(stats.base_model, "the selection statistics")
 
 
 def top_per_layer(

@@ -31,6 +31,14 @@ class LoadedModel:
     fingerprint: str  # ties bricks and profiles to these exact base weights
     source: str  # what was loaded: a path or a Hub id
 
+    def require_base(self, base: str | None, what: str) -> None:
+        """Refuse ``what`` (a brick, router, index...) unless it was made for these exact base
+        weights: the one check of a base-model fingerprint."""
+        if base != self.fingerprint:
+            raise BrickworkError(
+                f"{what} was made for base model {base}, not this model ({self.fingerprint})"
+            )
+
 
 def cache_root() -> Path:
     """Where dequantized GGUF models are cached (override with BRICKWORK_CACHE)."""

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from brickwork.models.families import Family
+from brickwork.models.hooks import hooks
 
 ActivationCallback = Callable[[int, torch.Tensor], None]
 
@@ -22,15 +23,12 @@ def capture_activations(
     model: nn.Module, family: Family, callback: ActivationCallback
 ) -> Iterator[None]:
     """Call ``callback(layer_index, activation[B, T, d_ff])`` on every FFN forward pass."""
-    handles = []
-    try:
-        for index, layer in enumerate(family.layer_modules(model)):
-            hook = _pre_hook(index, callback)
-            handles.append(family.down_proj(layer).register_forward_pre_hook(hook))
+    layers = family.layer_modules(model)
+    specs = [
+        (family.down_proj(m), "forward_pre", _pre_hook(i, callback)) for i, m in enumerate(layers)
+    ]
+    with hooks(specs):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _pre_hook(index: int, callback: ActivationCallback):

@@ -19,6 +19,8 @@ import brickwork
 from brickwork.data.sample import Sample, dataset_hash
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import batches as cut
+from brickwork.models.tokens import pad
 from brickwork.profile.accumulate import Batch, add_batch_counts, add_layer
 from brickwork.profile.capture import capture_activations, down_projection_norms
 from brickwork.profile.store import ADDITIVE, Profile
@@ -134,23 +136,14 @@ def _encode(tokenizer, samples: list[Sample], max_tokens: int) -> list[tuple[lis
 
 
 def _batches(encoded: list, batch_size: int) -> list[list[int]]:
-    if batch_size < 1:
-        raise BrickworkError(f"batch size must be positive, got {batch_size}")
     order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i][0]), i))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return cut(order, batch_size)
 
 
 def _pad(pairs: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-pad a batch: input ids, attention mask and content mask, each [B, T]."""
-    width = max(len(ids) for ids, _ in pairs)
-    input_ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(pairs), width), dtype=torch.long)
-    content = torch.zeros((len(pairs), width), dtype=torch.bool)
-    for row, (ids, mask) in enumerate(pairs):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        attention[row, : len(ids)] = 1
-        content[row, : len(ids)] = torch.tensor(mask, dtype=torch.bool)
-    return input_ids, attention, content
+    input_ids, attention = pad([ids for ids, _ in pairs], pad_id)
+    return input_ids, attention, pad([mask for _, mask in pairs], 0)[0].bool()
 
 
 def _distributed_shard(shard: tuple[int, int]) -> tuple[int, int]:

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from brickwork.analysis.loss import prompt_prefix
 from brickwork.bricks.attach import attach
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.format import load_brick, save_brick
@@ -26,6 +25,7 @@ from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
 from brickwork.models.load import LoadedModel
+from brickwork.models.states import prompt_states
 
 ROUTER_FILE = "router.json"
 CENTROIDS_FILE = "centroids.safetensors"
@@ -53,23 +53,8 @@ def prompt_embeddings(loaded: LoadedModel, prompts: list[str], batch_size: int =
     """[n, d_model]: each prompt's mean final hidden state over its (chat-formatted) tokens."""
     if not prompts:
         raise BrickworkError("no prompts to embed")
-    pad = loaded.tokenizer.pad_token_id
-    rows = []
-    for start in range(0, len(prompts), batch_size):
-        prefixes = [prompt_prefix(loaded.tokenizer, p) for p in prompts[start : start + batch_size]]
-        width = max(len(p) for p in prefixes)
-        ids = torch.full((len(prefixes), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, prefix in enumerate(prefixes):
-            ids[row, : len(prefix)] = torch.tensor(prefix)
-            mask[row, : len(prefix)] = 1
-        with torch.no_grad():
-            hidden = loaded.model.base_model(
-                input_ids=ids, attention_mask=mask, use_cache=False
-            ).last_hidden_state
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        rows.append((hidden * weights).sum(1) / weights.sum(1))
-    return torch.nn.functional.normalize(torch.cat(rows).float(), dim=-1)
+    states = prompt_states(loaded, prompts, [-1], chat=True, batch_size=batch_size)
+    return torch.nn.functional.normalize(states[(-1, "mean")], dim=-1)
 
 
 def add_task(
@@ -86,8 +71,7 @@ def add_task(
     """A new system with one more task: a task brick trained on ``train`` (early-stopped on
     ``heldout``) and the centroid of the training prompts. The old tasks are kept as they are."""
     check_name(name)
-    if loaded.fingerprint != system.base_model:
-        raise BrickworkError("this plugin system was grown on a different base model")
+    loaded.require_base(system.base_model, "this plugin system")
     if name in system.names():
         raise BrickworkError(f"task {name!r} is already in the plugin system")
     brick = train_task_brick(

@@ -9,6 +9,7 @@ import torch
 
 from brickwork.errors import BrickworkError
 from brickwork.models.families import family_for
+from brickwork.models.layers import check_layers as models_check_layers
 from brickwork.models.load import LoadedModel, fingerprint
 
 
@@ -92,17 +93,7 @@ def finish_growth(
 
 def check_layers(layers: list[int], n_layers: int, what: str = "layer") -> list[int]:
     """Sorted unique layer indices, or a clear error for an empty list or one out of range."""
-    if not layers:
-        raise BrickworkError(f"give at least one {what} index")
-    bad = [i for i in layers if not isinstance(i, int) or not 0 <= i < n_layers]
-    if bad:
-        raise BrickworkError(
-            f"{what} index {bad[0]} is out of range: the model has {n_layers} layers "
-            f"(0..{n_layers - 1})"
-        )
-    if len(set(layers)) != len(layers):
-        raise BrickworkError(f"{what} indices must not repeat: {layers}")
-    return sorted(layers)
+    return sorted(models_check_layers(layers, n_layers, what, unique=True))
 
 
 def check_positive(value: int, what: str) -> int:

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 import torch
 
 from brickwork.errors import BrickworkError
+from brickwork.models.hooks import hooks
+from brickwork.models.layers import check_layers
 from brickwork.models.load import LoadedModel
 
 # Short neutral prefixes: a fact's key is averaged over them (ROME's "random prefixes"), so the
@@ -55,21 +57,9 @@ def subject_index(tokenizer, text: str, subject: str) -> int:
     return inside[-1]
 
 
-def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded input ids and attention mask."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
-    return ids, mask
-
-
 def down_module(loaded: LoadedModel, layer: int) -> torch.nn.Module:
     layers = loaded.family.layer_modules(loaded.model)
-    if not 0 <= layer < len(layers):
-        raise BrickworkError(f"layer {layer} is out of range: the model has {len(layers)} layers")
+    check_layers([layer], len(layers))
     return loaded.family.down_proj(layers[layer])
 
 
@@ -81,11 +71,8 @@ def ffn_module(loaded: LoadedModel, layer: int) -> torch.nn.Module:
 @contextmanager
 def read_inputs(module: torch.nn.Module, store: list) -> Iterator[None]:
     """Append the module's input [B, T, d] of every forward pass to ``store``."""
-    handle = module.register_forward_pre_hook(lambda m, args: store.append(args[0].detach()))
-    try:
+    with hooks([(module, "forward_pre", lambda m, args: store.append(args[0].detach()))]):
         yield
-    finally:
-        handle.remove()
 
 
 @contextmanager
@@ -97,15 +84,5 @@ def through_update(module: torch.nn.Module, w: torch.Tensor, delta: torch.Tensor
     def hook(m, args, output):
         return output + ((args[0].float() @ w)[..., None] * delta).to(output.dtype)
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with hooks([(module, "forward", hook)]):
         yield
-    finally:
-        handle.remove()
-
-
-def check_base(loaded: LoadedModel, base_model: str, what: str) -> None:
-    if base_model != loaded.fingerprint:
-        raise BrickworkError(
-            f"{what} was made for base model {base_model}, not this model ({loaded.fingerprint})"
-        )

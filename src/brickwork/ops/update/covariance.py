@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from brickwork.io import replace_atomically
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel, cache_root
 from brickwork.ops.update.common import StopForward, down_module, ffn_module
 
@@ -76,13 +77,13 @@ def _compute(loaded: LoadedModel, layer: int, tokens: int, texts: list[str]) -> 
         raise StopForward
 
     down, ffn = down_module(loaded, layer), ffn_module(loaded, layer)
-    handles = [
-        ffn.register_forward_pre_hook(lambda m, a: inputs.append(a[0].detach()[0].float())),
-        down.register_forward_pre_hook(grab_key),
+    specs = [
+        (ffn, "forward_pre", lambda m, a: inputs.append(a[0].detach()[0].float())),
+        (down, "forward_pre", grab_key),
+        (down, "forward", stop),
     ]
-    handles.append(down.register_forward_hook(stop))
     seen = 0
-    try:
+    with hooks(specs):
         for text in texts:
             ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"][:, :MAX_TEXT_TOKENS]
             try:
@@ -93,9 +94,6 @@ def _compute(loaded: LoadedModel, layer: int, tokens: int, texts: list[str]) -> 
             seen += ids.shape[1]
             if seen >= tokens:
                 break
-    finally:
-        for handle in handles:
-            handle.remove()
     k = torch.cat(keys)
     x = torch.cat(inputs)
     generator = torch.Generator().manual_seed(0)

@@ -27,7 +27,8 @@ from collections.abc import Callable
 import torch
 
 from brickwork.models.load import LoadedModel
-from brickwork.ops.update.common import encode, opens, pad, target_ids
+from brickwork.models.tokens import batches, pad
+from brickwork.ops.update.common import encode, opens, target_ids
 
 LOCALITY_TOKENS = 3
 BATCH = 16
@@ -37,8 +38,7 @@ EVAL_PREFIXES = ("Yesterday it rained all afternoon. ", "Let me tell you somethi
 def _top1(loaded: LoadedModel, model: Callable, rows: list[tuple[list[int], list[int]]]):
     """For each (context, continuation): whether each continuation token is top-1."""
     out = []
-    for i in range(0, len(rows), BATCH):
-        chunk = rows[i : i + BATCH]
+    for chunk in batches(rows, BATCH):
         ids, mask = pad([c + t[:-1] for c, t in chunk], loaded.tokenizer.pad_token_id)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits
@@ -63,8 +63,8 @@ def greedy(
     """The next ``n`` greedy tokens of every prompt (no cache; prompts are short)."""
     model = model or loaded.model
     out = []
-    for i in range(0, len(prompts), BATCH):
-        rows = [encode(loaded.tokenizer, p) for p in prompts[i : i + BATCH]]
+    for chunk in batches(prompts, BATCH):
+        rows = [encode(loaded.tokenizer, p) for p in chunk]
         new = [[] for _ in rows]
         for _ in range(n):
             ids, mask = pad(

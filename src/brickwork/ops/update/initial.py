@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.common import StopForward, down_module, opens
 from brickwork.ops.update.covariance import inverse
@@ -46,9 +47,8 @@ def vocabulary_keys(loaded: LoadedModel, layer: int) -> tuple[torch.Tensor, torc
         keys.append(args[0][:, 0].detach().float())
         raise StopForward
 
-    handle = down_module(loaded, layer).register_forward_pre_hook(grab)
     vocab = loaded.model.get_input_embeddings().num_embeddings
-    try:
+    with hooks([(down_module(loaded, layer), "forward_pre", grab)]):
         for start in range(0, vocab, _BATCH):
             ids = torch.arange(start, min(vocab, start + _BATCH))[:, None]
             try:
@@ -56,8 +56,6 @@ def vocabulary_keys(loaded: LoadedModel, layer: int) -> tuple[torch.Tensor, torc
                     loaded.model(input_ids=ids, use_cache=False)
             except StopForward:
                 pass
-    finally:
-        handle.remove()
     k = torch.cat(keys)
     _CACHE.clear()  # one model's keys at a time: they take vocab x d_ff floats
     _CACHE[(loaded.fingerprint, layer)] = (k, (k.T @ k).double() / len(k))

@@ -24,13 +24,13 @@ from torch.nn.functional import normalize, relu
 import brickwork
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.errors import BrickworkError
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import pad
 from brickwork.ops.update.common import (
     CONTEXTS,
-    check_base,
     encode,
     ffn_module,
-    pad,
     read_inputs,
     subject_index,
 )
@@ -134,7 +134,7 @@ def attach_neurons(loaded: LoadedModel, brick: Brick) -> Iterator[torch.nn.Modul
     """Run the model with the brick's neurons added to its layer's FFN; removed on exit."""
     if brick.spec.get("update") != "inject":
         raise BrickworkError(f"brick {brick.name!r} is not an injected-neurons brick")
-    check_base(loaded, brick.base_model, f"brick {brick.name!r}")
+    loaded.require_base(brick.base_model, f"brick {brick.name!r}")
     t = brick.tensors
     keys, values = t["keys"], t["values"]
 
@@ -143,11 +143,8 @@ def attach_neurons(loaded: LoadedModel, brick: Brick) -> Iterator[torch.nn.Modul
         act = relu((x @ keys.T - t["thresholds"]) * t["scales"])
         return output + (act @ values.T).to(output.dtype)
 
-    handle = ffn_module(loaded, brick.spec["layer"]).register_forward_hook(hook)
-    try:
+    with hooks([(ffn_module(loaded, brick.spec["layer"]), "forward", hook)]):
         yield loaded.model
-    finally:
-        handle.remove()
 
 
 def plugin(

@@ -20,6 +20,7 @@ import torch
 
 from brickwork.bricks.brick import Brick, neuron_set_brick
 from brickwork.errors import BrickworkError
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.common import (
     down_module,
@@ -58,12 +59,9 @@ def integrated_gradients(
                 x[:, -1] = scaled.to(x.dtype)
                 return (x,)
 
-            handle = module.register_forward_pre_hook(replace)
-            try:
+            with hooks([(module, "forward_pre", replace)]):
                 probs = loaded.model(input_ids=ids).logits[:, -1].float().softmax(-1)[:, token]
                 probs.sum().backward()
-            finally:
-                handle.remove()
             out[layer] = (base.float() * scaled.grad.mean(0)).detach()
     finally:
         for p, flag in zip(loaded.model.parameters(), flags, strict=True):
@@ -118,21 +116,20 @@ def _noised(
         output[:, cols] = output[:, cols] + (scale * std * noise).to(output.dtype)
         return output
 
-    handle = embed.register_forward_hook(hook)
-    try:
+    with hooks([(embed, "forward", hook)]):
         yield
-    finally:
-        handle.remove()
 
 
-def _restore(module: torch.nn.Module, col: int, clean: torch.Tensor):
+def _restore(col: int, clean: torch.Tensor):
+    """A forward hook that puts ``clean`` back at position ``col`` of the module's output."""
+
     def hook(m, args, output):
         hidden = output[0] if isinstance(output, tuple) else output
         hidden = hidden.clone()
         hidden[:, col] = clean.to(hidden.dtype)
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
-    return module.register_forward_hook(hook)
+    return hook
 
 
 def causal_trace(
@@ -155,37 +152,29 @@ def causal_trace(
     token = _answer_token(loaded, answer)
     layers = family.layer_modules(loaded.model)
     clean_h, clean_m = {}, {}
-    handles = [
-        m.register_forward_hook(
+    specs = [
+        (
+            m,
+            "forward",
             lambda m, a, o, i=i: clean_h.__setitem__(
                 i, (o[0] if isinstance(o, tuple) else o)[0, last].detach()
-            )
+            ),
         )
         for i, m in enumerate(layers)
     ]
-    handles += [
-        family.ffn(m).register_forward_hook(
-            lambda m, a, o, i=i: clean_m.__setitem__(i, o[0, last].detach())
-        )
+    specs += [
+        (family.ffn(m), "forward", lambda m, a, o, i=i: clean_m.__setitem__(i, o[0, last].detach()))
         for i, m in enumerate(layers)
     ]
-    try:
-        with torch.no_grad():
-            p_clean = float(loaded.model(input_ids=ids).logits[0, -1].softmax(-1)[token])
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooks(specs), torch.no_grad():
+        p_clean = float(loaded.model(input_ids=ids).logits[0, -1].softmax(-1)[token])
     batch = ids.repeat(samples, 1)
 
     def corrupted_p(module=None, clean=None) -> float:
         generator = torch.Generator().manual_seed(seed)  # the same noise for every restoration
-        handle = _restore(module, last, clean) if module is not None else None
-        try:
-            with torch.no_grad(), _noised(loaded, cols, noise, generator):
-                logits = loaded.model(input_ids=batch).logits[:, -1].float()
-        finally:
-            if handle is not None:
-                handle.remove()
+        restore = [(module, "forward", _restore(last, clean))] if module is not None else []
+        with hooks(restore), torch.no_grad(), _noised(loaded, cols, noise, generator):
+            logits = loaded.model(input_ids=batch).logits[:, -1].float()
         return float(logits.softmax(-1)[:, token].mean())
 
     p_corrupt = corrupted_p()

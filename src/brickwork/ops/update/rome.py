@@ -27,13 +27,14 @@ import torch
 from torch.nn.functional import kl_div, log_softmax
 
 from brickwork.errors import BrickworkError
+from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import pad
 from brickwork.ops.update.common import (
     CONTEXTS,
     down_module,
     encode,
     opens,
-    pad,
     read_inputs,
     subject_index,
     target_ids,
@@ -182,15 +183,12 @@ def fact_value(loaded: LoadedModel, fact: dict, s: EditSettings, parts: list[Par
     try:
         with torch.no_grad():
             at: dict[int, torch.Tensor] = {}  # layer -> its down projection's output
-            handles = [
-                d.register_forward_hook(lambda m, a, o, layer=p.layer: at.update({layer: o}))
+            specs = [
+                (d, "forward", lambda m, a, o, layer=p.layer: at.update({layer: o}))
                 for d, p in zip(downs, parts, strict=True)
             ]
-            try:
+            with hooks(specs):
                 logits = model(input_ids=ids, attention_mask=mask).logits
-            finally:
-                for handle in handles:
-                    handle.remove()
             base = log_softmax(logits[n_fact:].float(), -1)
             sizes = [_output_norm(at[p.layer], cols, p.initial, s) for p in parts]
         deltas = [torch.zeros(at[p.layer].shape[-1], requires_grad=True) for p in parts]
