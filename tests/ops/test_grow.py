@@ -8,9 +8,10 @@ import torch
 from transformers import AutoModelForCausalLM, OPTConfig
 
 from brickwork.errors import BrickworkError
+from brickwork.models import MoEFFN
+from brickwork.models.ffn import read_ffn
 from brickwork.models.load import LoadedModel, fingerprint
-from brickwork.ops.grow import UpcycledMoE, grow_depth, grow_experts, grow_width
-from brickwork.ops.grow.ffn import read_ffn
+from brickwork.ops.grow import grow_depth, grow_experts, grow_width
 from tests.ops.test_grow_support import FAMILY_NAMES, logits, some_token_ids, tiny_loaded
 from tests.tiny import tiny_tokenizer
 
@@ -117,7 +118,7 @@ def test_experts_router_and_chained_growth(token_ids):
     loaded = tiny_loaded("qwen2")
     grown = grow_experts(grow_width(loaded, [0], 8), [0, 1], 2, mode="groups")
     moe = grown.loaded.family.ffn(grown.loaded.family.layer_modules(grown.loaded.model)[0])
-    assert isinstance(moe, UpcycledMoE) and [len(e.up_proj.weight) for e in moe.experts] == [36, 36]
+    assert isinstance(moe, MoEFFN) and [len(e.up_proj.weight) for e in moe.experts] == [36, 36]
     assert [h["op"] for h in grown.history] == ["width", "experts"]
     assert grown.base_model == loaded.fingerprint
     torch.testing.assert_close(logits(grown, token_ids), logits(loaded, token_ids))

@@ -25,6 +25,7 @@ from torch import nn
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_dir_atomically
 from brickwork.models.families import Family, family_for
+from brickwork.models.ffn import slice_ffn
 from brickwork.models.load import LoadedModel, fingerprint
 
 COMPACT_FILE = "brickwork_compact.json"
@@ -82,7 +83,7 @@ def gather_ffn(
     kept = [_check_indices(torch.as_tensor(k).long(), d_ff, i) for i, k in enumerate(kept)]
     compact = _shallow_copy(model, family)
     for layer, index in zip(family.layer_modules(compact), kept, strict=True):
-        _slice_layer(family, layer, index)
+        slice_ffn(family, family.ffn(layer), index)
     base = base_fingerprint or loaded.fingerprint
     new = LoadedModel(
         compact, loaded.tokenizer, family, compact_fingerprint(base, kept), loaded.source
@@ -107,12 +108,6 @@ def _check_indices(index: torch.Tensor, d_ff: int, layer: int) -> torch.Tensor:
     return index
 
 
-def _ffn_modules(family: Family, layer: nn.Module) -> tuple[list[nn.Module], nn.Module]:
-    ffn = family.ffn(layer)
-    inputs = [getattr(ffn, name) for name in (family.gate, family.up) if name]
-    return inputs, getattr(ffn, family.down)
-
-
 def _shallow_copy(model: nn.Module, family: Family) -> nn.Module:
     """A structural copy that shares every parameter and buffer with ``model``.
 
@@ -121,34 +116,6 @@ def _shallow_copy(model: nn.Module, family: Family) -> nn.Module:
     """
     memo = {id(t): t for t in (*model.parameters(), *model.buffers())}
     return copy.deepcopy(model, memo)
-
-
-def _slice_layer(family: Family, layer: nn.Module, index: torch.Tensor) -> None:
-    inputs, down = _ffn_modules(family, layer)
-    in_dim, down_dim = (1, 0) if family.conv1d else (0, 1)  # the neuron axis of each weight
-    for module in inputs:
-        _set_weight(module, module.weight.index_select(in_dim, index))
-        if getattr(module, "bias", None) is not None:
-            module.bias = nn.Parameter(
-                module.bias.detach().index_select(0, index).clone(), requires_grad=False
-            )
-        _set_width(module, len(index), output=True)
-    _set_weight(down, down.weight.index_select(down_dim, index))
-    _set_width(down, len(index), output=False)
-
-
-def _set_weight(module: nn.Module, weight: torch.Tensor) -> None:
-    module.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=False)
-
-
-def _set_width(module: nn.Module, width: int, output: bool) -> None:
-    """Keep the module's recorded sizes true (Conv1D's forward uses ``nf``)."""
-    if isinstance(module, nn.Linear):
-        setattr(module, "out_features" if output else "in_features", width)
-    elif hasattr(module, "nf") and output:
-        module.nf = width
-    elif hasattr(module, "nx") and not output:
-        module.nx = width
 
 
 def save_compact(compact: CompactModel, out_dir: str | Path) -> Path:
@@ -192,7 +159,7 @@ def load_compact(path: str | Path) -> CompactModel:
     kept_tensors = load_file(str(folder / KEPT_FILE))
     kept = [kept_tensors[f"layer{i:03d}"] for i in range(len(kept_tensors))]
     for layer, index in zip(family.layer_modules(model), kept, strict=True):
-        _slice_layer(family, layer, index)
+        slice_ffn(family, family.ffn(layer), index)
     state = {}
     for file in sorted(folder.glob("*.safetensors")):
         if file.name != KEPT_FILE:

@@ -17,91 +17,28 @@ from torch import nn
 from transformers.activations import ACT2FN
 
 from brickwork.errors import BrickworkError
+from brickwork.models.experts import MoEFFN, centroid_router, group_experts
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 from brickwork.profile.capture import capture_activations
 
 ROUTERS = ("similarity", "trained", "oracle", "random")
+# How each router scores groups (models/experts.py): "similarity" and "trained" are both a linear
+# router, with the groups' centroid rows or with weights from ``train_group_routers``.
+_SCORING = {"similarity": "linear", "trained": "linear", "oracle": "oracle", "random": "random"}
 
 
-class GroupedFFN(nn.Module):
-    """One FFN with its neurons regrouped into G experts of equal size; runs top-k per token."""
-
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        layer: nn.Module,
-        assignment: torch.Tensor,
-        top_k: int,
-        router: str,
-    ) -> None:
-        super().__init__()
-        family, ffn = loaded.family, loaded.family.ffn(layer)
-        groups = int(assignment.max()) + 1
-        order = torch.argsort(assignment, stable=True)
-        size = len(order) // groups
-        weights = [getattr(ffn, n).weight for n in (family.gate, family.up) if n]
-        weights = [(w.t() if family.conv1d else w).detach()[order] for w in weights]
-        self.w_in = nn.Parameter(
-            torch.stack(weights).reshape(len(weights), groups, size, -1), requires_grad=False
-        )  # [P, G, s, H]
-        biases = [getattr(getattr(ffn, n), "bias", None) for n in (family.gate, family.up) if n]
-        self.b_in = None
-        if any(b is not None for b in biases):
-            self.b_in = torch.stack(
-                [torch.zeros(len(order)) if b is None else b.detach()[order] for b in biases]
-            ).reshape(len(biases), groups, size)  # [P, G, s]
-        down = family.down_weight(layer).detach()[:, order]  # [H, D]
-        self.w_down = nn.Parameter(
-            down.reshape(down.shape[0], groups, size).permute(1, 0, 2).contiguous(),
-            requires_grad=False,
-        )  # [G, H, s]
-        down_bias = getattr(family.down_proj(layer), "bias", None)
-        self.b_down = None if down_bias is None else down_bias.detach()
-        self.act = ACT2FN[family.activation_name(loaded.model.config)]
-        self.gated = family.gate is not None
-        self.groups, self.top_k, self.router = groups, top_k, router
-        self.router_weight = nn.Parameter(self.w_in[0].mean(dim=1).clone(), requires_grad=False)
-        self.router_bias = nn.Parameter(torch.zeros(groups), requires_grad=False)
-        self.generator = torch.Generator().manual_seed(0)
-
-    def group_activations(self, x: torch.Tensor, g) -> torch.Tensor:
-        """Activations [N, s·|g|] of the neurons in group(s) ``g`` for tokens x [N, H]."""
-        w = self.w_in[:, g].reshape(self.w_in.shape[0], -1, self.w_in.shape[-1])
-        pre = [x @ w_p.t() for w_p in w]
-        if self.b_in is not None:
-            bias = self.b_in[:, g].reshape(self.b_in.shape[0], -1)
-            pre = [p + b for p, b in zip(pre, bias, strict=True)]
-        return self.act(pre[0]) * pre[1] if self.gated else self.act(pre[0])
-
-    def choose(self, x: torch.Tensor) -> torch.Tensor:
-        """Top-k group ids [N, k] per token."""
-        if self.router == "random":
-            scores = torch.rand(x.shape[0], self.groups, generator=self.generator)
-        elif self.router == "oracle":
-            a = self.group_activations(x, slice(None)).abs()
-            scores = a.reshape(x.shape[0], self.groups, -1).sum(dim=-1)
-        else:
-            scores = x @ self.router_weight.t() + self.router_bias
-        return scores.topk(self.top_k, dim=-1).indices
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        x = hidden.reshape(-1, hidden.shape[-1])
-        chosen = self.choose(x)
-        if x.shape[0] == 1:  # decode: gather the chosen experts' weights into one small FFN
-            g = chosen[0]
-            a = self.group_activations(x, g)
-            out = a @ self.w_down[g].permute(1, 0, 2).reshape(x.shape[1], -1).t()
-        else:  # prefill: loop over experts, each on the tokens routed to it
-            out = torch.zeros_like(x)
-            for g in range(self.groups):
-                rows = (chosen == g).any(dim=-1).nonzero().flatten()
-                if len(rows):
-                    a = self.group_activations(x[rows], torch.tensor([g]))
-                    out.index_add_(0, rows, a @ self.w_down[g].t())
-        if self.b_down is not None:
-            out = out + self.b_down
-        return out.reshape(hidden.shape)
+def _grouped_ffn(
+    loaded: LoadedModel, layer: nn.Module, assignment: torch.Tensor, top_k: int, router: str
+) -> MoEFFN:
+    """The layer's FFN as one expert per neuron group, running the top-k groups per token."""
+    family = loaded.family
+    with torch.random.fork_rng(devices=[]):  # moefy draws no numbers from the global RNG
+        experts = group_experts(family, family.ffn(layer), assignment, int(assignment.max()) + 1)
+    act = ACT2FN[family.activation_name(loaded.model.config)]
+    routing = dict(mix="sum", scoring=_SCORING[router], act=act)
+    moe = MoEFFN(family, experts, centroid_router(family, experts), top_k, **routing)
+    return moe.requires_grad_(False)
 
 
 def moefy(
@@ -128,9 +65,9 @@ def moefy(
     model = copy.deepcopy(loaded.model, memo)
     family = loaded.family
     for index, layer in enumerate(family.layer_modules(model)):
-        moe = GroupedFFN(loaded, layer, assignments[index], top_k, router)
+        moe = _grouped_ffn(loaded, layer, assignments[index], top_k, router)
         if router == "trained":
-            moe.router_weight.data, moe.router_bias.data = trained[index]
+            moe.router.weight.data, moe.router.bias.data = trained[index]
         setattr(layer, family.mlp, moe)
     return LoadedModel(model, loaded.tokenizer, family, loaded.fingerprint, loaded.source)
 

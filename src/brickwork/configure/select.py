@@ -20,6 +20,7 @@ import torch
 
 from brickwork.configure.compact import check_budget
 from brickwork.errors import BrickworkError
+from brickwork.models.ffn import down_matrix, input_matrix, input_names
 from brickwork.models.load import LoadedModel
 
 BASELINES = ("magnitude", "generic")
@@ -132,11 +133,9 @@ def weight_magnitude(loaded: LoadedModel) -> torch.Tensor:
     rows = []
     for layer in family.layer_modules(loaded.model):
         ffn = family.ffn(layer)
-        axis = 0 if family.conv1d else 1  # norm over the hidden axis, leaving the neuron axis
-        score = family.down_weight(layer).detach().float().norm(dim=0)
-        for name in (family.gate, family.up):
-            if name:
-                score = score * getattr(ffn, name).weight.detach().float().norm(dim=axis)
+        score = down_matrix(family, ffn).detach().float().norm(dim=0)
+        for name in input_names(family):
+            score = score * input_matrix(family, ffn, name).detach().float().norm(dim=1)
         rows.append(score)
     return torch.stack(rows)
 

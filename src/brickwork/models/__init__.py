@@ -1,6 +1,7 @@
 """Model-family knowledge and loading: the only place that knows how models are laid out."""
 
 from brickwork.models.builtin import BUILTINS, DEFAULT_MODEL
+from brickwork.models.experts import MoEFFN
 from brickwork.models.families import FAMILIES, Family, family_for
 from brickwork.models.load import LoadedModel, fingerprint, load_model
 
@@ -10,6 +11,7 @@ __all__ = [
     "FAMILIES",
     "Family",
     "LoadedModel",
+    "MoEFFN",
     "family_for",
     "fingerprint",
     "load_model",

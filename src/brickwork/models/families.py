@@ -89,15 +89,19 @@ class Family:
         cap = getattr(model.config, "final_logit_softcapping", None)
         return torch.tanh(logits / cap) * cap if cap else logits
 
+    def as_matrix(self, weight: torch.Tensor) -> torch.Tensor:
+        """An FFN projection's stored weight as an [out, in] matrix, or such a matrix as the
+        stored weight: Conv1D stores [in, out], so this is a transpose (its own inverse) there
+        and the identity otherwise. The one place that knows the layouts differ."""
+        return weight.t() if self.conv1d else weight
+
     def input_weight(self, layer: nn.Module) -> torch.Tensor:
         """The gate (or, ungated, the input) projection as [d_ff, d_model]: row i feeds neuron i."""
-        weight = getattr(self.ffn(layer), self.gate or self.up).weight
-        return weight.t() if self.conv1d else weight
+        return self.as_matrix(getattr(self.ffn(layer), self.gate or self.up).weight)
 
     def down_weight(self, layer: nn.Module) -> torch.Tensor:
         """The output projection as a [d_model, d_ff] matrix: column i is neuron i's output."""
-        weight = self.down_proj(layer).weight
-        return weight.t() if self.conv1d else weight
+        return self.as_matrix(self.down_proj(layer).weight)
 
 
 _LLAMA_LIKE = dict(

@@ -5,7 +5,7 @@ the input's at init, records what was grown where, and marks only the grown para
 """
 
 from brickwork.ops.grow.depth import grow_depth
-from brickwork.ops.grow.experts import EXPERT_MODES, UpcycledMoE, grow_experts
+from brickwork.ops.grow.experts import EXPERT_MODES, grow_experts
 from brickwork.ops.grow.record import GrownModel, TrainSlice
 from brickwork.ops.grow.store import is_grown, load_any, load_grown, save_grown
 from brickwork.ops.grow.width import WIDTH_METHODS, grow_width
@@ -15,7 +15,6 @@ __all__ = [
     "WIDTH_METHODS",
     "GrownModel",
     "TrainSlice",
-    "UpcycledMoE",
     "grow_depth",
     "grow_experts",
     "grow_width",

@@ -7,8 +7,9 @@
   (top_k = n_experts) and the router at zero, each gets weight 1/n, scaled back by n, so the sum
   is the dense output; a smaller top_k makes it sparse (and no longer equal at init).
 
-The router is a zero-initialised linear map from the FFN input to expert logits. Every expert is
-computed (a reference implementation for small models, not a fast kernel).
+The router is a zero-initialised linear map from the FFN input to expert logits; the module is
+models/experts.py's ``MoEFFN`` with softmax mixing. Every expert is computed (a reference
+implementation for small models, not a fast kernel).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import torch
 from torch import nn
 
 from brickwork.errors import BrickworkError
+from brickwork.models.experts import MoEFFN, group_experts, zero_router
+from brickwork.models.ffn import build_ffn, ffn_width, read_ffn
 from brickwork.models.load import LoadedModel
-from brickwork.ops.grow.ffn import build_ffn, read_ffn
 from brickwork.ops.grow.record import (
     GrownModel,
     TrainSlice,
@@ -29,27 +31,6 @@ from brickwork.ops.grow.record import (
 )
 
 EXPERT_MODES = ("copies", "groups")
-
-
-class UpcycledMoE(nn.Module):
-    """Experts plus a router; output = scale x sum over the top-k experts of softmax weight x
-    expert output."""
-
-    def __init__(self, experts: list[nn.Module], d_model: int, top_k: int, scale: float) -> None:
-        super().__init__()
-        self.experts = nn.ModuleList(experts)
-        param = next(experts[0].parameters())
-        self.router = nn.Linear(d_model, len(experts), bias=False, dtype=param.dtype)
-        self.router.to(param.device)
-        nn.init.zeros_(self.router.weight)
-        self.top_k, self.scale = top_k, scale
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self.router(hidden)
-        top, chosen = logits.topk(self.top_k, dim=-1)
-        weights = torch.zeros_like(logits).scatter(-1, chosen, torch.softmax(top, dim=-1))
-        outputs = torch.stack([expert(hidden) for expert in self.experts], dim=-1)
-        return self.scale * (outputs * weights.unsqueeze(-2)).sum(dim=-1)
 
 
 def grow_experts(
@@ -74,10 +55,9 @@ def grow_experts(
     family = loaded.family
     modules = family.layer_modules(loaded.model)
     layers = check_layers(layers, len(modules))
-    d_model = int(loaded.model.config.hidden_size)
     for index in layers:
         mlp = family.ffn(modules[index])
-        if isinstance(mlp, UpcycledMoE):
+        if isinstance(mlp, MoEFFN):
             raise BrickworkError(f"layer {index}'s FFN is already a mixture of experts")
         groups = (assignments or {}).get(index)
         experts = (
@@ -86,7 +66,8 @@ def grow_experts(
             else [build_ffn(family, mlp, read_ffn(family, mlp)) for _ in range(n_experts)]
         )
         scale = float(n_experts) if mode == "groups" else 1.0
-        setattr(modules[index], family.mlp, UpcycledMoE(experts, d_model, top_k, scale))
+        moe = MoEFFN(family, experts, zero_router(family, experts), top_k, scale=scale)
+        setattr(modules[index], family.mlp, moe)
     trainable = {
         name: TrainSlice()
         for name, _ in loaded.model.named_parameters()
@@ -115,27 +96,14 @@ def _top_k(top_k: int | None, n_experts: int, mode: str) -> int:
 def _group_experts(
     loaded: LoadedModel, mlp: nn.Module, n_experts: int, groups: torch.Tensor | None
 ) -> list[nn.Module]:
-    """One expert per neuron group; the FFN's output bias goes to the first expert only."""
-    family = loaded.family
-    weights = read_ffn(family, mlp)
+    """One expert per neuron group (contiguous equal groups unless ``groups`` is given)."""
     if groups is None:
-        groups = torch.arange(weights.width) * n_experts // weights.width
-    groups = torch.as_tensor(groups).long()
-    if groups.shape != (weights.width,) or groups.min() < 0 or groups.max() >= n_experts:
-        raise BrickworkError(f"a group assignment needs {weights.width} ids in 0..{n_experts - 1}")
-    experts = []
-    for group in range(n_experts):
-        index = torch.nonzero(groups == group).flatten()
-        if not len(index):
-            raise BrickworkError(f"neuron group {group} is empty")
-        part = weights.select(index)
-        if group and part.down_bias is not None:
-            part.down_bias = torch.zeros_like(part.down_bias)
-        experts.append(build_ffn(family, mlp, part))
-    return experts
+        width = ffn_width(loaded.family, mlp)
+        groups = torch.arange(width) * n_experts // width
+    return group_experts(loaded.family, mlp, groups, n_experts)
 
 
 def _expert_widths(loaded: LoadedModel, layers: list[int]) -> dict[int, list[int]]:
     family = loaded.family
     modules = family.layer_modules(loaded.model)
-    return {i: [read_ffn(family, e).width for e in family.ffn(modules[i]).experts] for i in layers}
+    return {i: [ffn_width(family, e) for e in family.ffn(modules[i]).experts] for i in layers}

@@ -21,10 +21,10 @@ from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
 from brickwork.errors import BrickworkError
 from brickwork.io import read_versioned_json, replace_dir_atomically
+from brickwork.models.experts import MoEFFN, zero_router
 from brickwork.models.families import Family, family_for
+from brickwork.models.ffn import FfnWeights, build_ffn, ffn_width, read_ffn
 from brickwork.models.load import LoadedModel, fingerprint, load_model
-from brickwork.ops.grow.experts import UpcycledMoE
-from brickwork.ops.grow.ffn import FfnWeights, build_ffn, read_ffn
 from brickwork.ops.grow.record import GrownModel, TrainSlice
 
 GROWN_FILE = "grown.json"
@@ -39,14 +39,14 @@ def structure(loaded: LoadedModel) -> dict:
     widths, experts = {}, {}
     for index, layer in enumerate(family.layer_modules(loaded.model)):
         mlp = family.ffn(layer)
-        if isinstance(mlp, UpcycledMoE):
+        if isinstance(mlp, MoEFFN):
             experts[str(index)] = {
-                "widths": [read_ffn(family, e).width for e in mlp.experts],
+                "widths": [ffn_width(family, e) for e in mlp.experts],
                 "top_k": mlp.top_k,
                 "scale": mlp.scale,
             }
-        elif read_ffn(family, mlp).width != family.d_ff(config):
-            widths[str(index)] = read_ffn(family, mlp).width
+        elif ffn_width(family, mlp) != family.d_ff(config):
+            widths[str(index)] = ffn_width(family, mlp)
     return {
         "n_layers": len(family.layer_modules(loaded.model)),
         "ffn_widths": widths,
@@ -156,7 +156,6 @@ def _reshape(family: Family, model: torch.nn.Module, shape: dict) -> None:
         raise BrickworkError(
             f"grown.json says {shape['n_layers']} layers, config has {len(layers)}"
         )
-    d_model = int(model.config.hidden_size)
     for index, width in shape["ffn_widths"].items():
         mlp = family.ffn(layers[int(index)])
         setattr(
@@ -168,7 +167,8 @@ def _reshape(family: Family, model: torch.nn.Module, shape: dict) -> None:
         mlp = family.ffn(layers[int(index)])
         template = read_ffn(family, mlp)
         experts = [build_ffn(family, mlp, _blank(template, w)) for w in spec["widths"]]
-        moe = UpcycledMoE(experts, d_model, spec["top_k"], spec["scale"])
+        router = zero_router(family, experts)
+        moe = MoEFFN(family, experts, router, spec["top_k"], scale=spec["scale"])
         setattr(layers[int(index)], family.mlp, moe)
 
 

@@ -30,8 +30,8 @@ from brickwork.bricks.train_eval import (
 )
 from brickwork.data.sample import Sample, dataset_hash
 from brickwork.errors import BrickworkError
+from brickwork.models.ffn import neuron_dims
 from brickwork.models.load import LoadedModel, fingerprint
-from brickwork.ops.grow.ffn import neuron_dims
 from brickwork.ops.grow.record import GrownModel, TrainSlice, check_layers
 
 

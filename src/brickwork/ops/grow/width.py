@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 
 from brickwork.errors import BrickworkError
+from brickwork.models.ffn import FfnWeights, build_ffn, neuron_dims, read_ffn
 from brickwork.models.load import LoadedModel
-from brickwork.ops.grow.ffn import FfnWeights, build_ffn, neuron_dims, read_ffn
 from brickwork.ops.grow.record import (
     GrownModel,
     TrainSlice,

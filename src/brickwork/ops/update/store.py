@@ -15,6 +15,7 @@ import torch
 
 from brickwork.bricks.brick import Brick
 from brickwork.errors import BrickworkError
+from brickwork.models.ffn import stored_layout
 from brickwork.models.load import LoadedModel, fingerprint
 from brickwork.ops.update.common import down_module
 
@@ -41,9 +42,7 @@ def edited_weight(loaded: LoadedModel, brick: Brick, layer: int) -> torch.Tensor
         brick.tensors[_name(brick, "u", layer)].double()
         @ brick.tensors[_name(brick, "v", layer)].double()
     )
-    if loaded.family.conv1d:
-        change = change.T
-    return (before.double() + change).to(before.dtype)
+    return (before.double() + stored_layout(loaded.family, change)).to(before.dtype)
 
 
 def write_weights(loaded: LoadedModel, brick: Brick, edited: bool) -> None:

@@ -1,8 +1,11 @@
 """An FFN's weights as neurons, independent of the family's layout (Linear or GPT-2 Conv1D).
 
-``read_ffn`` gives every input projection as [d_ff, d_model] rows and the output projection as
-[d_model, d_ff] columns (neuron i is row i / column i); ``build_ffn`` makes a new FFN module of
-any width from such weights. Width growth, expert slicing and reloading all go through these two.
+Neuron i is row i of every input projection ([d_ff, d_model], the gate and up projections) and
+column i of the output projection ([d_model, d_ff]). ``input_matrix`` and ``down_matrix`` view a
+module's weights that way; ``read_ffn`` copies them out and ``build_ffn`` makes a new FFN module
+of any width from such weights (width growth, experts, reloading); ``slice_ffn`` keeps a subset
+of the neurons in place (compact models). Nothing outside ``brickwork.models`` needs to know how
+a family stores its projections.
 """
 
 from __future__ import annotations
@@ -50,13 +53,28 @@ class FfnWeights:
 
 
 def input_names(family: Family) -> list[str]:
+    """The FFN's input projections: gate then up, or (ungated) the input projection alone."""
     return [name for name in (family.gate, family.up) if name]
 
 
-def _matrix(family: Family, projection: nn.Module) -> torch.Tensor:
-    """The weight as [out, in], whatever the module's own layout."""
-    weight = projection.weight.detach()
-    return weight.t() if family.conv1d else weight
+def input_matrix(family: Family, mlp: nn.Module, name: str) -> torch.Tensor:
+    """Input projection ``name``'s weight viewed as [d_ff, d_model] (row i feeds neuron i)."""
+    return family.as_matrix(getattr(mlp, name).weight)
+
+
+def down_matrix(family: Family, mlp: nn.Module) -> torch.Tensor:
+    """The output projection's weight viewed as [d_model, d_ff] (column i is neuron i's output)."""
+    return family.as_matrix(getattr(mlp, family.down).weight)
+
+
+def stored_layout(family: Family, matrix: torch.Tensor) -> torch.Tensor:
+    """An [out, in] matrix (e.g. a change to ``down_matrix``) in the projection's stored layout."""
+    return family.as_matrix(matrix)
+
+
+def ffn_width(family: Family, mlp: nn.Module) -> int:
+    """The number of neurons of a plain FFN module."""
+    return down_matrix(family, mlp).shape[1]
 
 
 def _bias(projection: nn.Module) -> torch.Tensor | None:
@@ -66,13 +84,13 @@ def _bias(projection: nn.Module) -> torch.Tensor | None:
 
 def read_ffn(family: Family, mlp: nn.Module) -> FfnWeights:
     """A copy of ``mlp``'s weights as neurons."""
-    inputs = {n: _matrix(family, getattr(mlp, n)).clone() for n in input_names(family)}
+    inputs = {n: input_matrix(family, mlp, n).detach().clone() for n in input_names(family)}
     biases = {n: _bias(getattr(mlp, n)) for n in input_names(family)}
     down = getattr(mlp, family.down)
     return FfnWeights(
         inputs,
         {n: None if b is None else b.clone() for n, b in biases.items()},
-        _matrix(family, down).clone(),
+        down_matrix(family, mlp).detach().clone(),
         None if _bias(down) is None else _bias(down).clone(),
     )
 
@@ -82,7 +100,7 @@ def _projection(family: Family, weight: torch.Tensor, bias: torch.Tensor | None)
     d_out, d_in = weight.shape
     module = family.new_projection(d_in, d_out, bias is not None)
     with torch.no_grad():
-        module.weight.copy_(weight.t() if family.conv1d else weight)
+        module.weight.copy_(stored_layout(family, weight))
         if module.bias is not None:
             module.bias.copy_(bias if bias is not None else torch.zeros(d_out))
     return module.to(weight.dtype)
@@ -115,3 +133,37 @@ def neuron_dims(family: Family) -> dict[str, int]:
         dims[f"{name}.bias"] = 0
     dims[f"{family.down}.weight"] = col
     return dims
+
+
+def slice_ffn(family: Family, mlp: nn.Module, index: torch.Tensor) -> None:
+    """Keep only the neurons at ``index`` in ``mlp``'s projections, in place.
+
+    The projections get new frozen weight tensors (the old ones are not written to), so the FFN
+    of a structural copy that shares its parameters with a model can be sliced safely.
+    """
+    dims = neuron_dims(family)
+    for name in input_names(family):
+        module = getattr(mlp, name)
+        _set_weight(module, module.weight.index_select(dims[f"{name}.weight"], index))
+        if getattr(module, "bias", None) is not None:
+            module.bias = nn.Parameter(
+                module.bias.detach().index_select(0, index).clone(), requires_grad=False
+            )
+        _set_width(module, len(index), output=True)
+    down = getattr(mlp, family.down)
+    _set_weight(down, down.weight.index_select(dims[f"{family.down}.weight"], index))
+    _set_width(down, len(index), output=False)
+
+
+def _set_weight(module: nn.Module, weight: torch.Tensor) -> None:
+    module.weight = nn.Parameter(weight.detach().clone().contiguous(), requires_grad=False)
+
+
+def _set_width(module: nn.Module, width: int, output: bool) -> None:
+    """Keep the module's recorded sizes true (Conv1D's forward uses ``nf``)."""
+    if isinstance(module, nn.Linear):
+        setattr(module, "out_features" if output else "in_features", width)
+    elif hasattr(module, "nf") and output:
+        module.nf = width
+    elif hasattr(module, "nx") and not output:
+        module.nx = width
