@@ -22,8 +22,17 @@ NONEMPTY = {"nonempty": True}
 _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
-def from_json(cls: type[R], data: object, where: str, *, extra: bool = False, path: str = "") -> R:
-    """A ``cls`` record from a parsed JSON object; ``extra`` allows keys the record lacks."""
+def from_json(
+    cls: type[R],
+    data: object,
+    where: str,
+    *,
+    extra: bool = False,
+    required: tuple[str, ...] = (),
+    path: str = "",
+) -> R:
+    """A ``cls`` record from a parsed JSON object; ``extra`` allows keys the record lacks, and
+    ``required`` names fields that must be present though the record gives them a default."""
     if not isinstance(data, dict):
         what = f"{path.rstrip('.')!r} must be a JSON object" if path else "expected a JSON object"
         raise BrickworkError(f"{where}: {what}")
@@ -38,7 +47,7 @@ def from_json(cls: type[R], data: object, where: str, *, extra: bool = False, pa
         name = path + _key(field)
         if _key(field) in data:
             values[field.name] = _value(hints[field.name], data[_key(field)], field, where, name)
-        elif not _optional(field):
+        elif not _optional(field) or field.name in required:
             raise BrickworkError(_empty(hints[field.name], field, where, name, "missing"))
     return cls(**values)
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from brickwork.data.sample import SPLITS, Sample
 from brickwork.errors import BrickworkError
+from brickwork.records import from_json
+
+R = TypeVar("R")
 
 _FIELDS = {"id", "prompt", "functionality", "reference", "split"}
 
@@ -30,13 +35,46 @@ def load_jsonl(path: str | Path) -> list[Sample]:
     return samples
 
 
+def read_facts(
+    path: Path,
+    record: type[R],
+    what: str,
+    required: tuple[str, ...] = (),
+    check: Callable[[R, str], None] | None = None,
+) -> list[R]:
+    """Fact ``record``s from a JSONL file, one per non-blank line, with unique ``id``s; ``required``
+    fields must be in the file though the record has defaults, ``check(row, where)`` adds
+    checks; every error names the file and line."""
+    if not path.is_file():
+        raise BrickworkError(f"no such {what}: {path}")
+    rows, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        row = from_json(record, _loads(line, where), where, required=required)
+        if check is not None:
+            check(row, where)
+        if row.id in seen:
+            raise BrickworkError(f"{where}: duplicate fact id {row.id!r}")
+        seen.add(row.id)
+        rows.append(row)
+    if not rows:
+        raise BrickworkError(f"{path} holds no facts")
+    return rows
+
+
+def _loads(line: str, where: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BrickworkError(f"{where}: malformed JSON ({exc.msg})") from None
+
+
 def parse_object(line: str, where: str, required: tuple[str, ...], allowed: set[str]) -> dict:
     """One JSON object with non-empty string ``required`` fields and no field outside
     ``allowed``; errors name ``where`` (file:line)."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BrickworkError(f"{where}: malformed JSON ({exc.msg})") from None
+    row = _loads(line, where)
     if not isinstance(row, dict):
         raise BrickworkError(f"{where}: expected a JSON object")
     for field in required:
