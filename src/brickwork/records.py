@@ -45,10 +45,13 @@ def from_json(
     values = {}
     for field in fields:
         name = path + _key(field)
-        if _key(field) in data:
-            values[field.name] = _value(hints[field.name], data[_key(field)], field, where, name)
-        elif not _optional(field) or field.name in required:
+        value = data.get(_key(field))
+        if value is None and (
+            field.name in required or (_key(field) not in data and not _optional(field))
+        ):
             raise BrickworkError(_empty(hints[field.name], field, where, name, "missing"))
+        if _key(field) in data:
+            values[field.name] = _value(hints[field.name], value, field, where, name)
     return cls(**values)
 
 

@@ -56,6 +56,7 @@ def test_an_edit_needs_only_prompt_subject_and_target():
         ),
         (json.dumps({k: v for k, v in ROW.items() if k != "neighborhood"}), "'neighborhood' must"),
         (json.dumps({**ROW, "target_new": ""}), "missing or empty 'target_new'"),
+        (json.dumps({**ROW, "id": None}), "missing or empty 'id'"),
         (json.dumps({**ROW, "unrelated": [1]}), "'unrelated' must be a list of strings"),
         (json.dumps({**ROW, "extra": 1}), "unknown fields ['extra']"),
         (json.dumps(ROW) + "\n\n" + json.dumps(ROW), ":3: duplicate fact id 'a'"),
