@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from brickwork.report import load_results
+from brickwork.analysis import AnalysisResults, load_results
 
 # PAPER.md §3 (paper Figs 6-10): Llama-3-8B-Instruct and Mistral-7B-Instruct-v0.3.
 PAPER_DIAGONAL = {
@@ -50,11 +50,11 @@ def mean(values) -> float:
     return sum(values) / len(values)
 
 
-def name_of(results: dict) -> str:
-    return results["provenance"]["model"]
+def name_of(results: AnalysisResults) -> str:
+    return results.provenance.model
 
 
-def ablation_table(runs: list[dict]) -> list[str]:
+def ablation_table(runs: list[AnalysisResults]) -> list[str]:
     lines = [
         "| model | diagonal mean | off-diagonal mean | random-5% row mean | "
         "diagonal / random | diagonal-dominant columns | resident-excluded diagonal | "
@@ -62,14 +62,14 @@ def ablation_table(runs: list[dict]) -> list[str]:
         "|---" * 9 + "|",
     ]
     for r in runs:
-        s, dom = r["ablation"]["summary"], r["ablation"]["diagonal_dominant"]
-        resident = r["ablation"]["resident"]["matrix"]
+        s, dom = r.ablation.summary, r.ablation.diagonal_dominant
+        resident = r.ablation.resident.matrix
         resident_dom = [resident[f][f] >= max(row[f] for row in resident) for f in range(len(dom))]
         lines.append(
-            f"| {name_of(r)} | {pct(s['diagonal_mean'])} | {pct(s['off_diagonal_mean'])} | "
-            f"{pct(s['random_mean'])} | {s['diagonal_mean'] / s['random_mean']:.1f}x | "
-            f"{sum(dom.values())}/{len(dom)} | {pct(s['resident_diagonal_mean'])} | "
-            f"{pct(s['resident_off_diagonal_mean'])} | {sum(resident_dom)}/{len(dom)} |"
+            f"| {name_of(r)} | {pct(s.diagonal_mean)} | {pct(s.off_diagonal_mean)} | "
+            f"{pct(s.random_mean)} | {s.diagonal_mean / s.random_mean:.1f}x | "
+            f"{sum(dom.values())}/{len(dom)} | {pct(s.resident_diagonal_mean)} | "
+            f"{pct(s.resident_off_diagonal_mean)} | {sum(resident_dom)}/{len(dom)} |"
         )
     for label, diagonal in PAPER_DIAGONAL.items():
         lines.append(
@@ -79,17 +79,17 @@ def ablation_table(runs: list[dict]) -> list[str]:
     return lines
 
 
-def diagonal_table(runs: list[dict]) -> list[str]:
-    funcs = runs[0]["functionalities"]
+def diagonal_table(runs: list[AnalysisResults]) -> list[str]:
+    funcs = runs[0].functionalities
     lines = ["| model | " + " | ".join(funcs) + " |", "|---" * (len(funcs) + 1) + "|"]
     for r in runs:
-        matrix = r["ablation"]["matrix"]
+        matrix = r.ablation.matrix
         cells = [
-            pct(matrix[i][i]) + ("" if r["ablation"]["diagonal_dominant"][f] else " *")
+            pct(matrix[i][i]) + ("" if r.ablation.diagonal_dominant[f] else " *")
             for i, f in enumerate(funcs)
         ]
         lines.append(f"| {name_of(r)} | " + " | ".join(cells) + " |")
-        nonresident = r["ablation"]["resident"]["matrix"]
+        nonresident = r.ablation.resident.matrix
         cells = [pct(nonresident[i][i]) for i in range(len(funcs))]
         lines.append(f"| {name_of(r)}, resident excluded | " + " | ".join(cells) + " |")
     for label, diagonal in PAPER_DIAGONAL.items():
@@ -97,29 +97,29 @@ def diagonal_table(runs: list[dict]) -> list[str]:
     return lines
 
 
-def sparsity_table(runs: list[dict]) -> list[str]:
+def sparsity_table(runs: list[AnalysisResults]) -> list[str]:
     lines = [
         "| model | below 0.2 (activation) | below 0.2 (output) | 5% loss rise, activation "
         "| 5% loss rise, output | activated at CETT 0.1 | activated at CETT 0.2 |",
         "|---" * 7 + "|",
     ]
     for r in runs:
-        s = r["sparsity"]
-        rise, cett = s["masked"]["rise_5pct_ratio"], s["cett"]["mean_activated_ratio"]
+        s = r.sparsity
+        rise, cett = s.masked.rise_5pct_ratio, s.cett.mean_activated_ratio
         lines.append(
-            f"| {name_of(r)} | {mean(s['below_0.2']['activation']):.1%} | "
-            f"{mean(s['below_0.2']['output']):.1%} | {pct(rise['activation'])} | "
+            f"| {name_of(r)} | {mean(s.below['activation']):.1%} | "
+            f"{mean(s.below['output']):.1%} | {pct(rise['activation'])} | "
             f"{pct(rise['output'])} | {cett['0.1']:.1%} | {cett['0.2']:.1%} |"
         )
     lines.append(f"| paper | {PAPER_TEXT['below']} | | {PAPER_TEXT['masked']} | | | |")
     return lines
 
 
-def funcscore_table(runs: list[dict]) -> list[str]:
-    funcs = runs[0]["functionalities"]
+def funcscore_table(runs: list[AnalysisResults]) -> list[str]:
+    funcs = runs[0].functionalities
     lines = ["| model | " + " | ".join(funcs) + " |", "|---" * (len(funcs) + 1) + "|"]
     for r in runs:
-        per_layer, f_s = r["funcscore"]["per_layer"], r["funcscore"]
+        per_layer, f_s = r.funcscore.per_layer, r.funcscore
         lines.append(
             f"| {name_of(r)}: best (train), layer mean | "
             + " | ".join(f"{mean(per_layer[f]['best']):.2f}" for f in funcs)
@@ -132,34 +132,34 @@ def funcscore_table(runs: list[dict]) -> list[str]:
         )
         lines.append(
             "| selected neurons on **test** (held out) | "
-            + " | ".join(f"{f_s['heldout_top'][f]:.2f}" for f in funcs)
+            + " | ".join(f"{f_s.heldout_top[f]:.2f}" for f in funcs)
             + " |"
         )
         lines.append(
             "| random neurons on test | "
-            + " | ".join(f"{f_s['heldout_random'][f]:.2f}" for f in funcs)
+            + " | ".join(f"{f_s.heldout_random[f]:.2f}" for f in funcs)
             + " |"
         )
     return lines
 
 
-def partition_table(runs: list[dict]) -> list[str]:
+def partition_table(runs: list[AnalysisResults]) -> list[str]:
     lines = [
         "| model | off-diagonal mean | largest pair | random sets (measured) | "
         "random (expected k/d_ff) |",
         "|---" * 5 + "|",
     ]
     for r in runs:
-        p, funcs = r["partition"], r["partition"]["rows"]
+        p, funcs = r.partition, r.partition.rows
         pairs = [
-            (p["matrix"][i][j], f"{funcs[i]}-{funcs[j]}")
+            (p.matrix[i][j], f"{funcs[i]}-{funcs[j]}")
             for i in range(len(funcs))
             for j in range(i + 1, len(funcs))
         ]
         value, pair = max(pairs)
         lines.append(
-            f"| {name_of(r)} | {p['off_diagonal_mean']:.3f} | {pair} {value:.3f} | "
-            f"{p['random_empirical']:.3f} | {p['random_expected']:.3f} |"
+            f"| {name_of(r)} | {p.off_diagonal_mean:.3f} | {pair} {value:.3f} | "
+            f"{p.random_empirical:.3f} | {p.random_expected:.3f} |"
         )
     lines.append(f"| paper | {PAPER_TEXT['partition']} | | | |")
     return lines
@@ -168,11 +168,8 @@ def partition_table(runs: list[dict]) -> list[str]:
 def main() -> None:
     runs = [load_results(path) for path in sys.argv[1:]]
     for r in runs:
-        p = r["provenance"]
-        print(
-            f"- `{p['command']}`: {p['seconds']:.0f} s, {p['model_fingerprint']}, "
-            f"data {p['dataset_hash']}"
-        )
+        p = r.provenance
+        print(f"- `{p.command}`: {p.seconds:.0f} s, {p.model_fingerprint}, data {p.dataset_hash}")
     for title, table in (
         ("Ablation (paper Fig 9), PPL increase on the test split", ablation_table),
         ("Ablation diagonal per functionality (* = not the largest in its column)", diagonal_table),

@@ -168,7 +168,7 @@ def knowledge_scores(loaded, model, facts, questions, texts) -> dict:
         progress=True,
     )
     hits = [answer_matches(a, g) for (_, a), g in zip(questions, answers, strict=True)]
-    owners = [fact["id"] for fact in facts for _ in fact["questions"]]  # fact_questions' order
+    owners = [fact.id for fact in facts for _ in fact.questions]  # fact_questions' order
     missed = {owner for owner, hit in zip(owners, hits, strict=True) if not hit}
     per, overall = unrelated_losses(loaded)
     return {

@@ -232,12 +232,13 @@ def section_gsm8k(loaded, stats, router, args, log) -> None:
         log(f"| {name} | {hits}/{len(rows)} | {hits / len(rows):.0%} |")
 
 
-def next_token_hits(model, facts: list[dict], ids: list[torch.Tensor]) -> list[bool]:
-    """Whether the greedy next token after each plain prompt starts the fact's true object."""
+def next_token_hits(model, firsts: list[int], ids: list[torch.Tensor]) -> list[bool]:
+    """Whether the greedy next token after each plain prompt is the fact's true object's first
+    token (``firsts``)."""
     hits = []
     with torch.no_grad():
-        for fact, prompt in zip(facts, ids, strict=True):
-            hits.append(int(model(input_ids=prompt).logits[0, -1].argmax()) == fact["first"])
+        for first, prompt in zip(firsts, ids, strict=True):
+            hits.append(int(model(input_ids=prompt).logits[0, -1].argmax()) == first)
     return hits
 
 
@@ -247,19 +248,19 @@ def section_facts(loaded, stats, router, args, log) -> None:
 
     tok = loaded.tokenizer
     facts = load_edits(builtin_edits_path(CANDIDATES_FILE))
-    ids = [tok(f["prompt"], return_tensors="pt")["input_ids"] for f in facts]
-    for fact in facts:
-        fact["first"] = tok(" " + fact["target_true"], add_special_tokens=False)["input_ids"][0]
-    dense = next_token_hits(loaded.model, facts, ids)
+    ids = [tok(f.prompt, return_tensors="pt")["input_ids"] for f in facts]
+    firsts = [tok(" " + f.target_true, add_special_tokens=False)["input_ids"][0] for f in facts]
+    dense = next_token_hits(loaded.model, firsts, ids)
     known = [i for i, hit in enumerate(dense) if hit]
     facts, ids = [facts[i] for i in known], [ids[i] for i in known]
-    probs = route(router, loaded, [f["prompt"] for f in facts])
+    firsts = [firsts[i] for i in known]
+    probs = route(router, loaded, [f.prompt for f in facts])
     routed = [stats.functionalities[i] for i in probs.argmax(dim=-1).tolist()]
     counts = {f: routed.count(f) for f in sorted(set(routed))}
     rows = []
     for budget in args.budgets:
         hits = []
-        for fact, prompt, label in zip(facts, ids, routed, strict=True):
+        for first, prompt, label in zip(firsts, ids, routed, strict=True):
             prefill = dense_prefill(loaded, prompt)
             prior = stats.importance[stats.index(label)]
             compact = prompt_compact(loaded, prefill, budget, prior, PRIOR_MIX)
@@ -267,11 +268,11 @@ def section_facts(loaded, stats, router, args, log) -> None:
                 logits = compact.loaded.model(
                     input_ids=prompt[:, -1:], past_key_values=prefill.cache
                 ).logits
-            hits.append(int(logits[0, -1].argmax()) == fact["first"])
+            hits.append(int(logits[0, -1].argmax()) == first)
         cells = [sum(hits)]
         for kind in ("generic", "magnitude"):
             compact = gather_ffn(loaded, baseline_selection(kind, budget, loaded, stats))
-            cells.append(sum(next_token_hits(compact.loaded.model, facts, ids)))
+            cells.append(sum(next_token_hits(compact.loaded.model, firsts, ids)))
         rows.append((budget, *cells))
     log(
         f"\n## Knowledge facts (next-token top-1 on plain prompts; the {len(facts)} of "

@@ -20,6 +20,7 @@ import argparse
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,7 +28,13 @@ import torch
 from brickwork.analysis.loss import reference_batches
 from brickwork.bricks import attach
 from brickwork.data import FUNCTIONALITIES, load_builtin_suite
-from brickwork.data.edits import CANDIDATES_FILE, EDITS_FILE, builtin_edits_path, load_edits
+from brickwork.data.edits import (
+    CANDIDATES_FILE,
+    EDITS_FILE,
+    EditFact,
+    builtin_edits_path,
+    load_edits,
+)
 from brickwork.models import load_model
 from brickwork.ops.update import EditSettings, attach_neurons, edit, inject, plugin
 from brickwork.ops.update.evaluate import (
@@ -59,11 +66,11 @@ def run_filter(loaded) -> None:
     candidates = load_edits(builtin_edits_path("candidates.jsonl"))
     kept = [f for f, ok in zip(candidates, knows(loaded, candidates), strict=True) if ok]
     path = builtin_edits_path(EDITS_FILE)
-    path.write_text("".join(json.dumps(f) + "\n" for f in kept), encoding="utf-8")
+    path.write_text("".join(json.dumps(f.to_dict()) + "\n" for f in kept), encoding="utf-8")
     by_relation = {}
     for f in candidates:
-        total, ok = by_relation.get(f["relation"], (0, 0))
-        by_relation[f["relation"]] = (total + 1, ok + (f in kept))
+        total, ok = by_relation.get(f.relation, (0, 0))
+        by_relation[f.relation] = (total + 1, ok + (f in kept))
     print(
         f"kept {len(kept)} of {len(candidates)} candidates (greedy continuation starts with "
         f"the true object); per relation: {by_relation}"
@@ -133,23 +140,25 @@ VARIANTS = {
 }
 
 
-def keep_anchors(fact: dict, pool: list[dict], n: int) -> list[str]:
+def keep_anchors(fact: EditFact, pool: list[EditFact], n: int) -> tuple[str, ...]:
     """Up to ``n`` statements of the same relation about subjects that appear nowhere in the
     fact's own evaluation prompts (so locality is measured on prompts the edit never saw)."""
-    seen = " ".join([fact["prompt"], *fact["paraphrases"], *fact["neighborhood"]]).lower()
-    return [
-        f"{c['prompt']} {c['target_true']}"
-        for c in pool
-        if c["relation"] == fact["relation"] and c["subject"].lower() not in seen
-    ][:n]
-
-
-def unrelated_prompts(fact: dict, facts: list[dict], n: int, rng: random.Random) -> list[str]:
-    """``n`` neighbourhood prompts of facts of other relations (EasyEdit-style locality)."""
-    others = sorted(
-        {p for f in facts if f["relation"] != fact["relation"] for p in f["neighborhood"]}
+    seen = " ".join([fact.prompt, *fact.paraphrases, *fact.neighborhood]).lower()
+    return tuple(
+        [
+            f"{c.prompt} {c.target_true}"
+            for c in pool
+            if c.relation == fact.relation and c.subject.lower() not in seen
+        ][:n]
     )
-    return rng.sample(others, n)
+
+
+def unrelated_prompts(
+    fact: EditFact, facts: list[EditFact], n: int, rng: random.Random
+) -> tuple[str, ...]:
+    """``n`` neighbourhood prompts of facts of other relations (EasyEdit-style locality)."""
+    others = sorted({p for f in facts if f.relation != fact.relation for p in f.neighborhood})
+    return tuple(rng.sample(others, n))
 
 
 def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
@@ -176,10 +185,10 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
         if time.perf_counter() > deadline:
             log(f"stopped after {i} facts (--max-minutes {args.max_minutes})")
             break
-        with_ppl = i < args.ppl_facts or fact.get("id") in args.ppl_ids
+        with_ppl = i < args.ppl_facts or fact.id in args.ppl_ids
         runs = {}
         for name, s in settings.items():
-            given = {**fact, "keep": fact["keep"] if VARIANTS[name][0] else []}
+            given = replace(fact, keep=fact.keep if VARIANTS[name][0] else ())
             started = time.perf_counter()
             brick = edit(loaded, [given], f"edit-{i}", s)
             out[name]["seconds"].append(time.perf_counter() - started)
@@ -213,7 +222,7 @@ def single_edits(loaded, facts, reference, ppl_base, args, log) -> dict:
             f"{out[n]['rows'][-1]['generalization']:.2f}/{out[n]['rows'][-1]['locality']:.2f}"
             for n in [*args.variants, "inject"]
         )
-        log(f"[{i + 1}/{len(facts)}] {fact['prompt']} -> {fact['target_new']}: {cells}")
+        log(f"[{i + 1}/{len(facts)}] {fact.prompt} -> {fact.target_new}: {cells}")
     return out
 
 
@@ -223,7 +232,7 @@ def batch_edit(loaded, facts, values, value_seconds, reference, ppl_base, args) 
     adds the single edits' time to the batch step."""
     settings = EditSettings(layer=args.layer, covariance=args.covariance)
     started = time.perf_counter()
-    keys = [fact_key(loaded, args.layer, f["prompt"], f["subject"]) for f in facts]
+    keys = [fact_key(loaded, args.layer, f.prompt, f.subject) for f in facts]
     u, v = solve_update(torch.stack(keys, 1), values, covariance(loaded, settings))
     brick = delta_brick(loaded, "batch", {args.layer: (u, v)}, "batch", facts, {"method": "batch"})
     seconds = time.perf_counter() - started + value_seconds
@@ -306,9 +315,14 @@ def main() -> None:
     pool = load_edits(builtin_edits_path(CANDIDATES_FILE))
     random.Random(args.seed + 1).shuffle(pool)
     rng = random.Random(args.seed + 2)
-    for f in facts:
-        f["keep"] = keep_anchors(f, pool, args.keep)
-        f["unrelated"] = unrelated_prompts(f, facts, 3, rng)
+    facts = [
+        replace(
+            f,
+            keep=keep_anchors(f, pool, args.keep),
+            unrelated=unrelated_prompts(f, facts, 3, rng),
+        )
+        for f in facts
+    ]
     single = facts[: args.limit] if args.limit else facts
     reference = (neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts))
     started = time.perf_counter()

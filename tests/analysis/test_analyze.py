@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from brickwork import BrickworkError, load_model
-from brickwork.analysis import AnalysisSettings, analyze, save_analysis
+from brickwork.analysis import AnalysisSettings, analyze, load_analysis, load_results, save_analysis
 from brickwork.data import Sample
 from brickwork.profile import load_profile, profile_model
-from brickwork.report import load_results, render_report
+from brickwork.report import render_report
 
 SETTINGS = AnalysisSettings(
     eval_per_functionality=1, curve_per_functionality=1, cett_tokens=32, fraction=0.1
@@ -59,6 +59,14 @@ def test_save_and_rerender(analysis, tmp_path):
     out = save_analysis(analysis, tmp_path / "run")
     assert (out / "results.json").is_file() and (out / "funcscores.safetensors").is_file()
     assert load_profile(out / "profile").complete
+    written = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert written == json.loads(json.dumps(analysis.results))  # written as analyze made it
+    saved = load_analysis(out)
+    assert saved.results.to_dict() == written  # the schema holds every key written
+    assert torch.equal(saved.funcscores, analysis.funcscores)
+    assert saved.neuron_sets.keys() == analysis.neuron_sets.keys()
+    assert all(torch.equal(saved.neuron_sets[k], v) for k, v in analysis.neuron_sets.items())
+    assert saved.profile().complete
     report = render_report(load_results(out), out)
     assert "coding" in report.read_text()
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from brickwork.bricks import BrickRepository
-from brickwork.data.edits import load_edits
+from brickwork.data.edits import EditFact, load_edits
 from brickwork.errors import BrickworkError
 from brickwork.models import load_model
 from brickwork.models.tokens import pad
@@ -49,13 +50,13 @@ from brickwork.ops.update.rome import fact_key, key_side
 from tests.tiny import _LLAMA_LIKE, tiny_tokenizer
 
 # The subject ends the prompt, so a tiny random model's edit reaches the next-token prediction.
-FACT = {
-    "prompt": "Paris is in France",
-    "subject": "France",
-    "target_new": "zq",
-    "paraphrases": ["We went to France"],
-    "neighborhood": ["Rome is in Italy"],
-}
+FACT = EditFact(
+    prompt="Paris is in France",
+    subject="France",
+    target_new="zq",
+    paraphrases=("We went to France",),
+    neighborhood=("Rome is in Italy",),
+)
 D_FF = 256  # the FFN width of the tiny model these tests edit (``sharp_llama``)
 # Tiny random models have tiny FFN outputs: let the value move freely.
 SETTINGS = EditSettings(layer=1, steps=40, lr=0.5, clamp=1e4, norm_weight=0.0, kl_weight=0.0)
@@ -86,8 +87,8 @@ def tiny(sharp_llama, tmp_path, monkeypatch):
 def _target_nll(loaded, fact) -> float:
     """Mean NLL of the fact's new target after its prompt."""
     prompt, target = (
-        encode(loaded.tokenizer, fact["prompt"]),
-        target_ids(loaded.tokenizer, fact["target_new"]),
+        encode(loaded.tokenizer, fact.prompt),
+        target_ids(loaded.tokenizer, fact.target_new),
     )
     with torch.no_grad():
         logits = loaded.model(input_ids=torch.tensor([prompt + target[:-1]])).logits[0]
@@ -135,7 +136,7 @@ def test_edit_applies_writes_the_fact_and_rolls_back_bit_identically(tiny, tmp_p
     assert tiny.fingerprint == brick.spec["result_fingerprint"] != fingerprint
     assert _target_nll(tiny, FACT) < before - 1.0  # measured 5.84 -> 4.03 nats
     # The rank-one constraint: the edited projection maps k* to W k* + δ.
-    key = fact_key(tiny, 1, FACT["prompt"], FACT["subject"]).float()
+    key = fact_key(tiny, 1, FACT.prompt, FACT.subject).float()
     old = state["model.layers.1.mlp.down_proj.weight"]
     out = down_module(tiny, 1)(key)
     assert torch.allclose(out, old @ key + stored.tensors["u"][:, 0], atol=1e-4)
@@ -145,12 +146,12 @@ def test_edit_applies_writes_the_fact_and_rolls_back_bit_identically(tiny, tmp_p
 
 
 def test_batch_edit_and_identity_covariance(tiny):
-    facts = [FACT, {"prompt": "Bern is in Swiss", "subject": "Swiss", "target_new": "yy"}]
+    facts = [FACT, EditFact("Bern is in Swiss", "Swiss", "yy")]
     settings = EditSettings(**{**SETTINGS.to_json(), "covariance": "identity"})
     before = [_target_nll(tiny, f) for f in facts]
     brick = edit(tiny, facts, "two", settings)
     assert brick.spec["update"] == "batch" and brick.spec["rank"] == 2
-    keys = torch.stack([fact_key(tiny, 1, f["prompt"], f["subject"]) for f in facts], 1).float()
+    keys = torch.stack([fact_key(tiny, 1, f.prompt, f.subject) for f in facts], 1).float()
     delta = brick.tensors["u"] @ brick.tensors["v"] @ keys  # every key maps to its own δ
     assert torch.allclose(delta, brick.tensors["u"], atol=1e-3 * float(delta.abs().max()))
     apply_edit(tiny, brick)
@@ -161,9 +162,9 @@ def test_batch_edit_and_identity_covariance(tiny):
 
 def test_a_text_initial_subject_is_keyed_apart(tiny):
     settings = EditSettings(**{**SETTINGS.to_json(), "first_token_key": True})
-    fact = {"prompt": "We saw France", "subject": "France", "target_new": "zq"}
+    fact = EditFact("We saw France", "France", "zq")
     assert edit(tiny, [fact], "two-keys", settings).spec["rank"] == 2
-    starts = {"prompt": "France is", "subject": "France", "target_new": "zq"}
+    starts = EditFact("France is", "France", "zq")
     assert edit(tiny, [starts], "two-anyway", SETTINGS).spec["rank"] == 2  # keyed apart always
     assert torch.equal(  # the text-initial occurrence is left out of the mean
         fact_key(tiny, 1, "France is", "France", ("", "Hi. ")),
@@ -192,9 +193,9 @@ def _layer0_outputs(loaded, ids: list[int]) -> torch.Tensor:
 
 
 def test_a_subject_at_position_zero_is_edited_in_the_initial_layer(no_bos, tiny, tmp_path):
-    fact = {"prompt": "F", "subject": "F", "target_new": "zq"}  # the target follows at once
-    assert at_position_zero(no_bos.tokenizer, fact["prompt"], "F")
-    assert not at_position_zero(tiny.tokenizer, fact["prompt"], "F")  # <bos> comes first
+    fact = EditFact("F", "F", "zq")  # the target follows at once
+    assert at_position_zero(no_bos.tokenizer, fact.prompt, "F")
+    assert not at_position_zero(tiny.tokenizer, fact.prompt, "F")  # <bos> comes first
     assert not at_position_zero(no_bos.tokenizer, "FR is in", "FR")  # ends at position 1
     assert edit(tiny, [fact], "bos", SETTINGS).spec.get("more_layers") is None
     state, before = _state(no_bos), _target_nll(no_bos, fact)
@@ -233,7 +234,7 @@ def test_wrong_base_and_out_of_order_rollback_are_refused(tiny, tiny_model_dirs)
 
 
 def test_editing_a_fact_the_model_does_not_produce_is_refused(tiny):
-    wrong = {**FACT, "target_true": "Lyon"}
+    wrong = replace(FACT, target_true="Lyon")
     with pytest.raises(BrickworkError, match="does not produce 'Lyon'"):
         edit(tiny, [wrong], "e", SETTINGS)
 
@@ -334,8 +335,8 @@ def test_causal_trace_restoring_the_last_layer_recovers_the_clean_probability(ti
 def test_builtin_edit_set():
     facts = load_edits()
     assert len(facts) >= 60
-    assert all(len(f["paraphrases"]) >= 2 and len(f["neighborhood"]) >= 2 for f in facts)
-    assert all(f["target_new"] != f["target_true"] for f in facts)
+    assert all(len(f.paraphrases) >= 2 and len(f.neighborhood) >= 2 for f in facts)
+    assert all(f.target_new != f.target_true for f in facts)
 
 
 def test_bad_edit_set_is_one_line_error(tmp_path):
@@ -355,7 +356,7 @@ def test_bad_edit_set_is_one_line_error(tmp_path):
         load_edits(path)
     row["prompt"] = "X is"
     path.write_text(json.dumps({**row, "keep": ["Z is 3"]}) + "\n")
-    assert load_edits(path)[0]["keep"] == ["Z is 3"]  # optional
+    assert load_edits(path)[0].keep == ("Z is 3",)  # optional
     path.write_text(json.dumps({**row, "keep": "Z is 3"}) + "\n")
     with pytest.raises(BrickworkError, match="'keep' must be a list of strings"):
         load_edits(path)
@@ -367,14 +368,14 @@ def test_injection_refuses_a_fact_the_corpus_already_holds(tiny, monkeypatch):
 
     # The corpus holds the fact's own contexts, so some corpus token is at least as close to the
     # key as the fact is on average: no threshold can separate them.
-    monkeypatch.setattr(covariance, "corpus_texts", lambda: [c + FACT["prompt"] for c in CONTEXTS])
+    monkeypatch.setattr(covariance, "corpus_texts", lambda: [c + FACT.prompt for c in CONTEXTS])
     with pytest.raises(BrickworkError, match="cannot single it out"):
         inject(tiny, [FACT], "inj", SETTINGS)
 
 
 def test_value_is_optimised_through_the_update_itself(tiny):
     """The hook the value optimisation runs under equals applying ΔW = δ wᵀ to the weight."""
-    keys = torch.stack([fact_key(tiny, 1, FACT["prompt"], FACT["subject"])], 1)
+    keys = torch.stack([fact_key(tiny, 1, FACT.prompt, FACT.subject)], 1)
     w = key_side(keys, layer_statistics(tiny, 1)["cov"], SETTINGS)
     assert torch.allclose(w @ keys.double(), torch.ones(1, dtype=torch.float64), atol=1e-6)
     delta = torch.randn(
@@ -397,7 +398,7 @@ def test_keep_texts_hold_their_predictions(tiny):
     drift = {}
     for weight in (0.0, 1000.0):  # a tiny random model needs a strong weight to show it
         settings = EditSettings(**{**SETTINGS.to_json(), "keep_weight": weight})
-        brick = edit(tiny, [{**FACT, "keep": keep}], f"keep-{int(weight)}", settings)
+        brick = edit(tiny, [replace(FACT, keep=tuple(keep))], f"keep-{int(weight)}", settings)
         assert brick.spec["facts"][0]["keep"] == keep
         ids, mask = pad([tiny.tokenizer(t)["input_ids"] for t in keep], 0)
         with torch.no_grad():
@@ -406,12 +407,12 @@ def test_keep_texts_hold_their_predictions(tiny):
             after = tiny.model(input_ids=ids, attention_mask=mask).logits.log_softmax(-1)
             rollback(tiny, brick)
         drift[weight] = float(((base.exp() * (base - after)).sum(-1) * mask).sum())
-        assert not any(target_scores(tiny, [FACT["prompt"]], ["zq"])[0])  # rolled back
+        assert not any(target_scores(tiny, [FACT.prompt], ["zq"])[0])  # rolled back
     assert drift[1000.0] < drift[0.0] / 4, drift  # measured 0.03 vs 0.37
 
 
 def test_fact_metrics_on_the_unedited_model(tiny):
-    fact = {**FACT, "unrelated": ["Bern is in Swiss"]}
+    fact = replace(FACT, unrelated=("Bern is in Swiss",))
     reference = neighbourhood_reference(tiny, [fact])
     assert set(reference) == {"Rome is in Italy", "Bern is in Swiss"}
     row = fact_metrics(tiny, [fact], reference)[0]
@@ -420,7 +421,7 @@ def test_fact_metrics_on_the_unedited_model(tiny):
     assert summarize([row, fact_metrics(tiny, [FACT], reference)[0]])["locality_unrelated"] == 1.0
 
 
-def _mean_score(loaded, prompts, target=FACT["target_new"]) -> float:
+def _mean_score(loaded, prompts, target=FACT.target_new) -> float:
     hits = target_scores(loaded, prompts, [target] * len(prompts))
     return sum(sum(h) / len(h) for h in hits) / len(hits)
 
@@ -428,10 +429,10 @@ def _mean_score(loaded, prompts, target=FACT["target_new"]) -> float:
 def test_generalization_known_counts_the_paraphrases_the_model_answers(tiny):
     """``known_paraphrases`` applies the prompts' check (the greedy continuation starts with the
     true object) to each paraphrase; generalization_known scores only those."""
-    fact = {**FACT, "paraphrases": ["France is big", "We went to France"]}
-    said = [tiny.tokenizer.decode(g).strip() for g in greedy(tiny, fact["paraphrases"], 8)]
+    fact = replace(FACT, paraphrases=("France is big", "We went to France"))
+    said = [tiny.tokenizer.decode(g).strip() for g in greedy(tiny, list(fact.paraphrases), 8)]
     assert said[0] and not said[1].lower().startswith(said[0].lower())  # the tiny model's own
-    fact["target_true"] = said[0]
+    fact = replace(fact, target_true=said[0])
     known = known_paraphrases(tiny, [fact])
     assert known == {("France is big", said[0])}
     reference = neighbourhood_reference(tiny, [fact])
@@ -444,12 +445,12 @@ def test_generalization_known_counts_the_paraphrases_the_model_answers(tiny):
 def test_generalization_prefixed_and_inside(tiny):
     """The prefixed paraphrases are scored behind every eval prefix; ``inside`` only counts the
     paraphrases that do not open with the subject, and is absent when there are none."""
-    fact = {**FACT, "paraphrases": ["France is big", "We went to France"]}
+    fact = replace(FACT, paraphrases=("France is big", "We went to France"))
     row = fact_metrics(tiny, [fact], neighbourhood_reference(tiny, [fact]))[0]
-    prefixed = [c + p for p in fact["paraphrases"] for c in EVAL_PREFIXES]
+    prefixed = [c + p for p in fact.paraphrases for c in EVAL_PREFIXES]
     assert len(prefixed) == 4 and row["generalization_prefixed"] == _mean_score(tiny, prefixed)
     assert row["generalization_inside"] == _mean_score(tiny, ["We went to France"])
-    opening = {**fact, "paraphrases": ["France is big"]}
+    opening = replace(fact, paraphrases=("France is big",))
     first = fact_metrics(tiny, [opening], neighbourhood_reference(tiny, [opening]))[0]
     assert "generalization_inside" not in first
     assert summarize([first, row])["generalization_inside"] == row["generalization_inside"]

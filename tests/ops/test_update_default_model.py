@@ -15,7 +15,7 @@ from brickwork.ops.update.evaluate import fact_metrics, neighbourhood_reference
 @pytest.mark.slow
 def test_edit_capital_of_france():
     loaded = load_model("smollm2-135m-instruct")
-    fact = next(f for f in load_edits() if f["id"] == "capital-france")
+    fact = next(f for f in load_edits() if f.id == "capital-france")
     state = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     base = loaded.fingerprint
     reference = neighbourhood_reference(loaded, [fact])
@@ -35,7 +35,7 @@ def test_a_first_token_subject_is_edited_without_moving_other_texts(tmp_path, mo
     position of every text; keyed at layer 0, it leaves them nearly alone."""
     loaded = load_model("smollm2-135m-instruct")
     monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path))  # the covariances: not the user's cache
-    fact = next(f for f in load_edits() if f["id"] == "continent-germany")
+    fact = next(f for f in load_edits() if f.id == "continent-germany")
     reference = neighbourhood_reference(loaded, [fact])
     texts = ["<|im_start|>user\nWhat is 2+2?", "Italy is a country in", "The weather"]
     ids = [loaded.tokenizer(t, return_tensors="pt")["input_ids"] for t in texts]

@@ -10,8 +10,9 @@ import re
 import pytest
 from matplotlib.figure import Figure
 
+from brickwork.analysis import AnalysisResults, load_results
 from brickwork.errors import BrickworkError
-from brickwork.report import load_results, render_report
+from brickwork.report import render_report, summary_lines
 from brickwork.report.figures import FIGURES
 from tests.report.synthetic import synthetic_results
 
@@ -89,7 +90,9 @@ def test_render_with_null_rise_ratios(tmp_path):
 @pytest.mark.parametrize("make", list(FIGURES.values()), ids=list(FIGURES))
 def test_each_figure_builds_for_seven_functionalities_and_one_layer(make):
     funcs = ("coding", "ethics", "knowledge", "linguistic", "math", "translation", "writing")
-    fig = make(synthetic_results(n_layers=1, functionalities=funcs, seed=3))
+    fig = make(
+        AnalysisResults.from_dict(synthetic_results(n_layers=1, functionalities=funcs, seed=3))
+    )
     assert isinstance(fig, Figure)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert visible
@@ -99,8 +102,8 @@ def test_each_figure_builds_for_seven_functionalities_and_one_layer(make):
 def test_load_results_round_trips(tmp_path):
     results = synthetic_results(seed=7)
     (tmp_path / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    assert load_results(tmp_path) == results
-    assert load_results(tmp_path / "results.json") == results
+    assert load_results(tmp_path) == AnalysisResults.from_dict(results)
+    assert load_results(tmp_path / "results.json").to_dict() == results
 
 
 def _assert_one_line_error(path, *fragments: str) -> None:
@@ -137,3 +140,14 @@ def test_render_rejects_incomplete_results(tmp_path):
     del results["ablation"]
     with pytest.raises(BrickworkError, match="ablation"):
         render_report(results, tmp_path)
+
+
+def test_report_reads_records_and_dicts_alike(tmp_path):
+    results = synthetic_results(seed=5)
+    from_dict = render_report(results, tmp_path / "dict").read_text(encoding="utf-8")
+    records = AnalysisResults.from_dict(results)
+    from_records = render_report(records, tmp_path / "records").read_text(encoding="utf-8")
+    assert from_dict == from_records
+    assert summary_lines(results) == summary_lines(records)
+    diagonal = results["ablation"]["summary"]["diagonal_mean"]
+    assert f"diagonal {diagonal:+.1%}" in summary_lines(records)[5]

@@ -13,61 +13,54 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
+from brickwork.analysis.results import AnalysisResults
+from brickwork.analysis.store import load_analysis
 from brickwork.bricks.brick import Brick, neuron_group_brick, neuron_set_brick
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
-from brickwork.report import load_results
 
 GROUP_METHODS = ("weights", "coactivation")
 
 
-def load_analysis(analysis_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    folder = Path(analysis_dir)
-    results = load_results(folder)
-    scores_file = folder / "funcscores.safetensors"
-    if not scores_file.is_file():
-        raise BrickworkError(f"{folder} has no funcscores.safetensors: run brickwork analyze")
-    return results, load_file(str(scores_file))
-
-
-def neuron_set_bricks(results: dict, tensors: dict[str, torch.Tensor]) -> list[Brick]:
+def neuron_set_bricks(
+    results: AnalysisResults, neuron_sets: dict[str, torch.Tensor]
+) -> list[Brick]:
     """One neuron-set brick per functionality, plain and with resident neurons excluded."""
-    settings, ablation = results["settings"], results["ablation"]
-    where = "per layer" if settings["per_layer"] else "over all layers"
+    ablation = results.ablation
+    where = "per layer" if ablation.selection == "per-layer" else "over all layers"
     rule = (
-        f"top {settings['fraction']:.1%} of neurons {where} by FuncScore (average precision "
+        f"top {ablation.fraction:.1%} of neurons {where} by FuncScore (average precision "
         "of per-instance mean |activation| against the label) on the train split"
     )
     bricks = []
-    for i, f in enumerate(results["functionalities"]):
+    for i, f in enumerate(results.functionalities):
         for suffix, key, matrix, extra in (
-            ("", "top", ablation["matrix"], ""),
+            ("", "top", ablation.matrix, ""),
             (
                 "-nonresident",
                 "top-nonresident",
-                ablation["resident"]["matrix"],
-                "; resident neurons excluded: " + ablation["resident"]["rule"],
+                ablation.resident.matrix,
+                "; resident neurons excluded: " + ablation.resident.rule,
             ),
         ):
             row = matrix[i]
             metrics = {
                 "ablation_ppl_increase_own": row[i],
                 "ablation_ppl_increase_others": (sum(row) - row[i]) / (len(row) - 1),
-                "heldout_funcscore": results["funcscore"]["heldout_top"][f],
+                "heldout_funcscore": results.funcscore.heldout_top[f],
             }
             bricks.append(
                 neuron_set_brick(
                     f"{f}-neurons{suffix}",
                     f,
-                    results["provenance"]["model_fingerprint"],
-                    tensors[f"set/{key}/{i}"].bool(),
+                    results.provenance.model_fingerprint,
+                    neuron_sets[f"{key}/{i}"],
                     rule + extra,
                     metrics=metrics,
-                    provenance=_provenance(results, "funcscore-top", settings),
+                    provenance=_provenance(results, "funcscore-top", results.settings),
                     description=f"FFN neurons specialised in {f}{suffix.replace('-', ', ')}",
                 )
             )
@@ -109,17 +102,22 @@ def layer_features(
 
 
 def neuron_group_bricks(
-    results: dict, method: str, n_groups: int, loaded=None, profile_acts=None, seed: int = 0
+    results: AnalysisResults,
+    method: str,
+    n_groups: int,
+    loaded=None,
+    profile_acts=None,
+    seed: int = 0,
 ) -> list[Brick]:
     """One neuron-group brick per layer: the layer's FFN split into ``n_groups`` experts."""
     bricks = []
-    for layer in range(results["n_layers"]):
+    for layer in range(results.n_layers):
         features = layer_features(method, loaded, profile_acts, layer)
         assignment = torch.from_numpy(balanced_kmeans(features, n_groups, seed))
         bricks.append(
             neuron_group_brick(
                 f"{method}-groups-layer{layer:02d}",
-                results["provenance"]["model_fingerprint"],
+                results.provenance.model_fingerprint,
                 layer,
                 assignment,
                 method,
@@ -155,15 +153,15 @@ def concentration(
     return result
 
 
-def _provenance(results: dict, method: str, parameters: dict) -> dict:
-    p = results["provenance"]
+def _provenance(results: AnalysisResults, method: str, parameters: dict) -> dict:
+    p = results.provenance
     return {
         "method": method,
         "parameters": parameters,
-        "dataset_hash": p["dataset_hash"],
-        "seed": p["seed"],
-        "brickwork_version": p["brickwork_version"],
-        "analysis_command": p["command"],
+        "dataset_hash": p.dataset_hash,
+        "seed": p.seed,
+        "brickwork_version": p.brickwork_version,
+        "analysis_command": p.command,
     }
 
 
@@ -177,17 +175,17 @@ def extract_bricks(
 ) -> dict:
     """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary."""
     from brickwork.models import load_model
-    from brickwork.profile import load_profile
 
-    results, tensors = load_analysis(analysis_dir)
-    fingerprint = results["provenance"]["model_fingerprint"]
-    sets = neuron_set_bricks(results, tensors)
+    saved = load_analysis(analysis_dir)
+    results = saved.results
+    fingerprint = results.provenance.model_fingerprint
+    sets = neuron_set_bricks(results, saved.neuron_sets)
     loaded = acts = None
     if "weights" in methods:
-        loaded = load_model(model or results["provenance"]["model"])
-        loaded.require_base(fingerprint, f"the analysis (of {results['provenance']['model']})")
+        loaded = load_model(model or results.provenance.model)
+        loaded.require_base(fingerprint, f"the analysis (of {results.provenance.model})")
     if "coactivation" in methods:
-        profile = load_profile(Path(analysis_dir) / "profile")
+        profile = saved.profile()
         train = [i for i, s in enumerate(profile.meta["sample_splits"]) if s == "train"]
         acts = profile.tensors["instance_mean_abs"][train]  # clusters from train data only
     summary = {"neuron_sets": [b.name for b in sets], "groups": {}}
@@ -199,7 +197,7 @@ def extract_bricks(
         summary["groups"][method] = {
             "bricks": len(groups),
             "groups_per_layer": n_groups,
-            "group_size": results["d_ff"] // n_groups,
+            "group_size": results.d_ff // n_groups,
             "concentration_top2": concentration(groups, masks),
         }
     for brick in bricks:

@@ -89,7 +89,8 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from brickwork.report import load_results, render_report
+    from brickwork.analysis import load_results
+    from brickwork.report import render_report
 
     print(f"saved {render_report(load_results(args.dir), args.dir)}")
 

@@ -86,8 +86,8 @@ def cmd_locate(args: argparse.Namespace) -> None:
         print(f"saved {', '.join(b.name for b in bricks)} in {args.repo}")
 
 
-def _facts(args) -> list[dict]:
-    from brickwork.data.edits import load_edits
+def _facts(args) -> list:
+    from brickwork.data.edits import EditFact, load_edits
 
     if args.facts:
         return load_edits(args.facts)
@@ -98,7 +98,7 @@ def _facts(args) -> list[dict]:
         fact["keep"] = args.keep
     if args.old:
         fact["target_true"] = args.old
-    return [fact]
+    return [EditFact.from_dict(fact, "the command line")]
 
 
 def cmd_edit(args: argparse.Namespace) -> None:
@@ -134,12 +134,12 @@ def cmd_edit(args: argparse.Namespace) -> None:
         from brickwork.ops.update import attach_neurons
 
         with attach_neurons(loaded, brick):
-            said = greedy(loaded, [f["prompt"] for f in facts], 6)
+            said = greedy(loaded, [f.prompt for f in facts], 6)
     else:
         apply_edit(loaded, brick)
-        said = greedy(loaded, [f["prompt"] for f in facts], 6)
+        said = greedy(loaded, [f.prompt for f in facts], 6)
     for f, tokens in zip(facts, said, strict=True):
-        print(f"  {f['prompt']} ->{loaded.tokenizer.decode(tokens)!r}")
+        print(f"  {f.prompt} ->{loaded.tokenizer.decode(tokens)!r}")
     if args.out:
         if args.method == "inject":
             raise BrickworkError("--out saves edited weights; injected neurons are a brick only")

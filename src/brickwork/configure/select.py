@@ -46,12 +46,11 @@ class SelectionStats:
 
 def load_stats(analysis_dir: str | Path) -> SelectionStats:
     """Read the train-split statistics the selection needs from an analysis directory."""
-    from brickwork.bricks.extract import load_analysis
-    from brickwork.profile import load_profile
+    from brickwork.analysis.store import load_analysis
 
-    results, tensors = load_analysis(analysis_dir)
-    profile = load_profile(Path(analysis_dir) / "profile")
-    functionalities = results["functionalities"]
+    saved = load_analysis(analysis_dir)
+    profile = saved.profile()
+    functionalities = saved.results.functionalities
     splits = profile.meta["sample_splits"]
     labels = profile.meta["sample_functionalities"]
     acts = profile.tensors["instance_mean_abs"].float()
@@ -61,14 +60,14 @@ def load_stats(analysis_dir: str | Path) -> SelectionStats:
     for f in functionalities:
         rows = [i for i in train if labels[i] == f]
         per_f.append(acts[rows].mean(dim=0) * norms)
-    sets = torch.stack([tensors[f"set/top/{i}"].bool() for i in range(len(functionalities))])
+    sets = torch.stack([saved.neuron_sets[f"top/{i}"] for i in range(len(functionalities))])
     return SelectionStats(
         functionalities,
         torch.stack(per_f),
         sets,
-        tensors["set/resident"].bool(),
+        saved.neuron_sets["resident"],
         acts[train].mean(dim=0) * norms,
-        results["provenance"]["model_fingerprint"],
+        saved.results.provenance.model_fingerprint,
     )
 
 

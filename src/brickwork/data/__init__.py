@@ -1,9 +1,12 @@
-"""Functionality datasets: the Sample type, the built-in suite, JSONL and Infinity-Instruct."""
+"""Functionality datasets (the Sample type, the built-in suite, JSONL and Infinity-Instruct) and
+fact records: fictional facts for knowledge bricks, counterfactual facts for editing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from brickwork.data.edits import EditFact, load_edits
+from brickwork.data.facts import NewFact, load_new_facts
 from brickwork.data.infinity import load_infinity_instruct
 from brickwork.data.jsonl import load_jsonl
 from brickwork.data.sample import (
@@ -42,12 +45,16 @@ __all__ = [
     "BUILTIN_DATA",
     "FUNCTIONALITIES",
     "INFINITY_DATA",
+    "EditFact",
+    "NewFact",
     "Sample",
     "dataset_hash",
     "load_builtin_suite",
     "load_data",
+    "load_edits",
     "load_infinity_instruct",
     "load_jsonl",
+    "load_new_facts",
     "load_texts",
     "select_split",
     "with_splits",

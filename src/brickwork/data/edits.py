@@ -1,4 +1,5 @@
-"""The built-in counterfactual edit set (package data under ``edits/``).
+"""Facts to edit (``EditFact``) and the built-in counterfactual edit set (package data under
+``edits/``).
 
 Each row: ``id``, ``relation``, ``subject`` (as it appears in the prompts), ``prompt`` (plain
 completion style), ``target_true`` (what the model says now), ``target_new`` (the counterfactual),
@@ -14,45 +15,56 @@ model's greedy continuation gets right (written by ``benchmarks/update.py --filt
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from brickwork.data.jsonl import parse_object
+from brickwork.data.jsonl import read_facts
 from brickwork.errors import BrickworkError
+from brickwork.records import NONEMPTY, from_json, to_json
 
 CANDIDATES_FILE = "candidates.jsonl"
 EDITS_FILE = "counterfact.jsonl"
-_TEXT_FIELDS = ("id", "relation", "subject", "prompt", "target_true", "target_new")
-_LIST_FIELDS = ("paraphrases", "neighborhood")
-_OPTIONAL_LIST_FIELDS = ("keep", "unrelated")
+_IN_EVERY_ROW = ("id", "relation", "target_true", "paraphrases", "neighborhood")
+
+
+@dataclass(frozen=True)
+class EditFact:
+    """A fact to write: ``prompt`` (containing ``subject``) should be continued by
+    ``target_new``. An edit needs only those three; evaluation reads the rest."""
+
+    prompt: str = field(metadata=NONEMPTY)
+    subject: str = field(metadata=NONEMPTY)
+    target_new: str = field(metadata=NONEMPTY)
+    target_true: str | None = field(default=None, metadata=NONEMPTY)  # checked when given
+    keep: tuple[str, ...] = ()  # texts whose predictions the edit must not change
+    id: str | None = field(default=None, metadata=NONEMPTY)
+    relation: str | None = field(default=None, metadata=NONEMPTY)
+    paraphrases: tuple[str, ...] = ()
+    neighborhood: tuple[str, ...] = ()
+    unrelated: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = "a fact") -> EditFact:
+        """A checked record from a JSON object (as an edit-set line holds it)."""
+        fact = from_json(cls, data, where)
+        _check_subject(fact, where)
+        return fact
+
+    def to_dict(self) -> dict:
+        return to_json(self)
 
 
 def builtin_edits_path(name: str = EDITS_FILE) -> Path:
     return Path(str(files("brickwork.data").joinpath("edits", name)))
 
 
-def load_edits(path: str | Path | None = None) -> list[dict]:
+def load_edits(path: str | Path | None = None) -> list[EditFact]:
     """Counterfactual facts (the built-in kept set unless ``path`` is given), checked per field."""
     path = builtin_edits_path() if path is None else Path(path)
-    if not path.is_file():
-        raise BrickworkError(f"no such edit set: {path}")
-    facts, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        allowed = set(_TEXT_FIELDS) | set(_LIST_FIELDS) | set(_OPTIONAL_LIST_FIELDS)
-        row = parse_object(line, where, _TEXT_FIELDS, allowed)
-        for field in _LIST_FIELDS + tuple(f for f in _OPTIONAL_LIST_FIELDS if f in row):
-            value = row.get(field)
-            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-                raise BrickworkError(f"{where}: {field!r} must be a list of strings")
-        if row["subject"].lower() not in row["prompt"].lower():
-            raise BrickworkError(f"{where}: the subject {row['subject']!r} is not in the prompt")
-        if row["id"] in seen:
-            raise BrickworkError(f"{where}: duplicate fact id {row['id']!r}")
-        seen.add(row["id"])
-        facts.append(row)
-    if not facts:
-        raise BrickworkError(f"{path} holds no facts")
-    return facts
+    return read_facts(path, EditFact, "edit set", _IN_EVERY_ROW, _check_subject)
+
+
+def _check_subject(fact: EditFact, where: str) -> None:
+    if fact.subject.lower() not in fact.prompt.lower():
+        raise BrickworkError(f"{where}: the subject {fact.subject!r} is not in the prompt")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from brickwork.data.sample import SPLITS, Sample
 from brickwork.errors import BrickworkError
+from brickwork.records import from_json
+
+R = TypeVar("R")
 
 _FIELDS = {"id", "prompt", "functionality", "reference", "split"}
 
@@ -14,29 +19,63 @@ _FIELDS = {"id", "prompt", "functionality", "reference", "split"}
 def load_jsonl(path: str | Path) -> list[Sample]:
     """Read samples; ``prompt`` and ``functionality`` are required, ``id`` defaults to the line."""
     path = Path(path)
+
+    def parse(line: str, where: str, number: int) -> Sample:
+        return _parse_line(line, where, default_id=f"{path.stem}-{number}")
+
+    return read_rows(path, parse, "data file", "sample")
+
+
+def read_facts(
+    path: Path,
+    record: type[R],
+    what: str,
+    required: tuple[str, ...] = (),
+    check: Callable[[R, str], None] | None = None,
+) -> list[R]:
+    """Fact ``record``s from a JSONL file; ``required`` fields must be in the file though the
+    record has defaults, ``check(row, where)`` adds checks."""
+
+    def parse(line: str, where: str, number: int) -> R:
+        row = from_json(record, _loads(line, where), where, required=required)
+        if check is not None:
+            check(row, where)
+        return row
+
+    return read_rows(path, parse, what, "fact")
+
+
+def read_rows(path: Path, parse: Callable[[str, str, int], R], what: str, noun: str) -> list[R]:
+    """``parse(line, "file:line", number)`` for every non-blank line of a JSONL file; the rows'
+    ``id``s must be unique. Every error names the file (and line)."""
     if not path.is_file():
-        raise BrickworkError(f"no such data file: {path}")
-    samples, seen = [], set()
+        raise BrickworkError(f"no such {what}: {path}")
+    rows, seen = [], set()
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if line.strip():
-                sample = _parse_line(line, f"{path}:{number}", default_id=f"{path.stem}-{number}")
-                if sample.id in seen:
-                    raise BrickworkError(f"{path}:{number}: duplicate id {sample.id!r}")
-                seen.add(sample.id)
-                samples.append(sample)
-    if not samples:
-        raise BrickworkError(f"{path} holds no samples")
-    return samples
+                row = parse(line, f"{path}:{number}", number)
+                if row.id in seen:
+                    label = "id" if noun == "sample" else f"{noun} id"
+                    raise BrickworkError(f"{path}:{number}: duplicate {label} {row.id!r}")
+                seen.add(row.id)
+                rows.append(row)
+    if not rows:
+        raise BrickworkError(f"{path} holds no {noun}s")
+    return rows
+
+
+def _loads(line: str, where: str) -> object:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BrickworkError(f"{where}: malformed JSON ({exc.msg})") from None
 
 
 def parse_object(line: str, where: str, required: tuple[str, ...], allowed: set[str]) -> dict:
     """One JSON object with non-empty string ``required`` fields and no field outside
     ``allowed``; errors name ``where`` (file:line)."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BrickworkError(f"{where}: malformed JSON ({exc.msg})") from None
+    row = _loads(line, where)
     if not isinstance(row, dict):
         raise BrickworkError(f"{where}: expected a JSON object")
     for field in required:

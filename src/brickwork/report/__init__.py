@@ -1,6 +1,7 @@
-"""Figures and the self-contained HTML report of the neuron analysis (results.json)."""
+"""Figures and the self-contained HTML report of the neuron analysis (read from results.json by
+``brickwork.analysis.load_results``)."""
 
-from brickwork.report.html import load_results, render_report
+from brickwork.report.html import render_report
 from brickwork.report.summary import summary_lines
 
-__all__ = ["load_results", "render_report", "summary_lines"]
+__all__ = ["render_report", "summary_lines"]

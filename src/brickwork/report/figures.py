@@ -1,6 +1,6 @@
 """Matplotlib figures of the neuron analysis, one function per figure of the paper.
 
-Each function takes the results dict (the schema of ``results.json``) and returns a
+Each function takes the results (``AnalysisResults``, the schema of ``results.json``) and returns a
 ``matplotlib.figure.Figure``. Figures are built without pyplot, so nothing touches the
 interactive backend or pyplot's global figure registry.
 """
@@ -17,6 +17,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from brickwork.analysis.results import AnalysisResults
 
 INDICATORS = (("activation", "activation"), ("output", "output magnitude"))
 THRESHOLD = 0.2  # the paper's "80% of neurons below 0.2" line
@@ -38,21 +40,21 @@ def _legend_below(fig: Figure, handles, labels, ncol: int) -> None:
     fig.get_layout_engine().set(rect=(0, bottom, 1, 1 - bottom))
 
 
-def fig_sparsity_cdf(results: dict) -> Figure:
+def fig_sparsity_cdf(results: AnalysisResults) -> Figure:
     """Paper Fig 6: CDF of the normalized indicator per layer (activation, output magnitude)."""
-    sp = results["sparsity"]
-    bins = int(sp["bins"])
+    sp = results.sparsity
+    bins = int(sp.bins)
     x = np.concatenate([[0.0], np.arange(1, bins + 1) / bins])
-    n_layers = len(sp["cdf"]["activation"])
+    n_layers = len(sp.cdf["activation"])
     cmap = colormaps["viridis"]
     norm = Normalize(0, max(n_layers - 1, 1))
     fig = Figure(figsize=(11, 4.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (key, label) in zip(axes, INDICATORS, strict=True):
-        for layer, cdf in enumerate(sp["cdf"][key]):
+        for layer, cdf in enumerate(sp.cdf[key]):
             y = np.concatenate([[0.0], _floats(cdf)])
             ax.plot(x, y, color=cmap(norm(layer)), lw=1.2)
-        shares = _floats(sp["below_0.2"][key])
+        shares = _floats(sp.below[key])
         below = f"{np.nanmean(shares):.0%}" if np.isfinite(shares).any() else "n/a"
         ax.axvline(THRESHOLD, color="black", ls="--", lw=1, label=f"{THRESHOLD} ({below} below)")
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=f"normalized {label}", title=label)
@@ -60,26 +62,24 @@ def fig_sparsity_cdf(results: dict) -> Figure:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("fraction of neurons (CDF)")
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="layer (depth)")
-    fig.suptitle(
-        "CDF of normalized indicators per layer\n" + _wrap(sp["normalization"]), fontsize=10
-    )
+    fig.suptitle("CDF of normalized indicators per layer\n" + _wrap(sp.normalization), fontsize=10)
     return fig
 
 
-def fig_masked_ratio(results: dict) -> Figure:
+def fig_masked_ratio(results: AnalysisResults) -> Figure:
     """Paper Fig 7: test loss against the share of lowest-indicator neurons masked."""
-    masked = results["sparsity"]["masked"]
-    ratios = 100 * _floats(masked["ratios"])
-    funcs = results["functionalities"]
+    masked = results.sparsity.masked
+    ratios = 100 * _floats(masked.ratios)
+    funcs = results.functionalities
     colors = colormaps["tab10"]
     fig = Figure(figsize=(11, 5), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, (key, label) in zip(axes, INDICATORS, strict=True):
         for i, func in enumerate(funcs):
-            loss = masked["loss"][key].get(func)
+            loss = masked.loss[key].get(func)
             if loss is not None:
                 ax.plot(ratios, _floats(loss), marker="o", ms=3, color=colors(i % 10), label=func)
-        rise = masked["rise_5pct_ratio"].get(key)
+        rise = masked.rise_5pct_ratio.get(key)
         if rise is not None:
             ax.axvline(100 * rise, color="grey", ls=":", lw=1.2, label="mean loss +5%")
         ax.set(xlabel="masked neurons (%)", title=f"masked by lowest {label}")
@@ -100,15 +100,15 @@ def _unique_legend(axes: Sequence[Axes]) -> tuple[list, list[str]]:
     return list(seen.values()), list(seen)
 
 
-def fig_cett(results: dict) -> Figure:
+def fig_cett(results: AnalysisResults) -> Figure:
     """Share of neurons kept active per layer at each CETT target (cumulative error of tail)."""
-    cett = results["sparsity"]["cett"]
+    cett = results.sparsity.cett
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
-    for target in cett["targets"]:
-        key = _target_key(target, cett["activated_ratio"])
-        ratio = 100 * _floats(cett["activated_ratio"][key])
-        mean = cett["mean_activated_ratio"].get(key)
+    for target in cett.targets:
+        key = cett.key(target)
+        ratio = 100 * _floats(cett.activated_ratio[key])
+        mean = cett.mean_activated_ratio.get(key)
         label = f"CETT {key}" + ("" if mean is None else f" (mean {100 * mean:.1f}%)")
         ax.plot(np.arange(len(ratio)), ratio, marker="o", ms=3, label=label)
     ax.set(xlabel="layer", ylabel="activated neurons (%)", ylim=(0, None))
@@ -119,21 +119,10 @@ def fig_cett(results: dict) -> Figure:
     return fig
 
 
-def _target_key(target, table: dict) -> str:
-    """The dict key of a CETT target: "0.1" for 0.1, tolerant of int/float spelling."""
-    key = str(target)
-    if key in table:
-        return key
-    for k in table:
-        if float(k) == float(target):
-            return k
-    raise KeyError(key)
-
-
-def fig_funcscore(results: dict) -> Figure:
+def fig_funcscore(results: AnalysisResults) -> Figure:
     """Paper Fig 8: per-layer FuncScore (best, best 5‰, mean) against random activations."""
-    per_layer = results["funcscore"]["per_layer"]
-    funcs = [f for f in results["functionalities"] if f in per_layer]
+    per_layer = results.funcscore.per_layer
+    funcs = [f for f in results.functionalities if f in per_layer]
     ncols = min(4, max(len(funcs), 1))
     nrows = -(-len(funcs) // ncols) or 1
     fig = Figure(figsize=(3.2 * ncols, 2.7 * nrows + 0.8), layout="constrained")
@@ -168,8 +157,9 @@ def fig_funcscore(results: dict) -> Figure:
         ax.xaxis.set_tick_params(labelbottom=True)
     handles, labels = _unique_legend(axes[: len(funcs)])
     _legend_below(fig, handles, labels, ncol=6)
-    split = results["funcscore"].get("split", "train")
-    fig.suptitle(f"FuncScore per layer ({split} split); dashed: random activations")
+    fig.suptitle(
+        f"FuncScore per layer ({results.funcscore.split} split); dashed: random activations"
+    )
     return fig
 
 
@@ -201,31 +191,28 @@ def _label_axes(ax: Axes, rows: list[str], cols: list[str], ylabel: str, xlabel:
     ax.set(xlabel=xlabel, ylabel=ylabel)
 
 
-def fig_ablation(results: dict) -> Figure:
+def fig_ablation(results: AnalysisResults) -> Figure:
     """Paper Fig 9: test PPL increase when ablating each functionality's top neurons."""
-    abl = results["ablation"]
-    full, excl = _floats(abl["matrix"]), _floats(abl["resident"]["matrix"])
+    abl = results.ablation
+    full, excl = _floats(abl.matrix), _floats(abl.resident.matrix)
     both = np.concatenate([full.ravel(), excl.ravel()])
     vmax = float(np.nanpercentile(np.abs(both), 95)) if np.isfinite(both).any() else 1.0
     vmax = max(vmax, 1e-3)
     # Diverging map centred at 0: white = no effect, red = PPL up, blue = PPL down.
     norm, cmap = Normalize(-vmax, vmax, clip=True), colormaps["RdBu_r"]
-    cols = list(abl["columns"])
+    cols = list(abl.columns)
     n = len(cols)
     fig = Figure(figsize=(max(9.0, 1.8 * n + 4), max(4.8, 0.6 * n + 2.8)), layout="constrained")
-    ax_full, ax_excl = fig.subplots(
-        1, 2, width_ratios=[len(abl["rows"]), len(abl["resident"]["rows"])]
-    )
+    ax_full, ax_excl = fig.subplots(1, 2, width_ratios=[len(abl.rows), len(abl.resident.rows)])
     _heatmap(ax_full, full, norm, cmap, _percent)
-    _label_axes(ax_full, list(abl["rows"]), cols, "ablated top neurons of", "evaluated on")
-    if "random" in abl["rows"]:
-        ax_full.axhline(abl["rows"].index("random") - 0.5, color="black", lw=1.5)
-    pct = 100 * abl.get("fraction", 0.05)
-    ax_full.set_title(f"top {pct:g}% ({abl.get('selection', '')}) ablated")
+    _label_axes(ax_full, list(abl.rows), cols, "ablated top neurons of", "evaluated on")
+    if "random" in abl.rows:
+        ax_full.axhline(abl.rows.index("random") - 0.5, color="black", lw=1.5)
+    ax_full.set_title(f"top {100 * abl.fraction:g}% ({abl.selection}) ablated")
     _heatmap(ax_excl, excl, norm, cmap, _percent)
-    _label_axes(ax_excl, list(abl["resident"]["rows"]), cols, "", "evaluated on")
-    res = abl["resident"]
-    ax_excl.set_title(_wrap(f"resident neurons excluded ({res['count']}): {res['rule']}", 60))
+    _label_axes(ax_excl, list(abl.resident.rows), cols, "", "evaluated on")
+    res = abl.resident
+    ax_excl.set_title(_wrap(f"resident neurons excluded ({res.count}): {res.rule}", 60))
     fig.colorbar(
         ScalarMappable(norm=norm, cmap=cmap),
         ax=[ax_full, ax_excl],
@@ -240,27 +227,26 @@ def _pct_tick(value: float, _pos=None) -> str:
     return f"{100 * value:.0f}%"
 
 
-def fig_partition(results: dict) -> Figure:
+def fig_partition(results: AnalysisResults) -> Figure:
     """Paper Fig 10: overlap |A ∩ B| / k of the functionalities' top neuron sets."""
-    part = results["partition"]
-    values = _floats(part["matrix"])
+    part = results.partition
+    values = _floats(part.matrix)
     off = values[~np.eye(len(values), dtype=bool)] if values.size else values
     hi = float(np.nanmax(off)) if np.isfinite(off).any() else 0.0
     # Colour the off-diagonal range; the diagonal (always 1) is clipped to the top colour.
-    vmax = max(hi, 2 * float(part.get("random_expected", 0.05)), 1e-3)
+    vmax = max(hi, 2 * float(part.random_expected), 1e-3)
     norm, cmap = Normalize(0, vmax, clip=True), colormaps["viridis"]
-    n = len(part["rows"])
+    n = len(part.rows)
     fig = Figure(figsize=(1.0 * n + 3, 0.8 * n + 2), layout="constrained")
     ax = fig.subplots()
     _heatmap(ax, values, norm, cmap, lambda v: "n/a" if not np.isfinite(v) else f"{v:.2f}")
-    _label_axes(ax, list(part["rows"]), list(part["rows"]), "", "")
+    _label_axes(ax, list(part.rows), list(part.rows), "", "")
     fig.colorbar(
         ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=f"overlap (colour clipped at {vmax:.2f})"
     )
     ax.set_title(
         "Top-neuron overlap |A ∩ B| / k, mean over layers\n"
-        f"random: expected {part['random_expected']:.3f}, "
-        f"empirical {part['random_empirical']:.3f}",
+        f"random: expected {part.random_expected:.3f}, empirical {part.random_empirical:.3f}",
         fontsize=10,
     )
     return fig

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import os
 from html import escape
 from pathlib import Path
@@ -12,11 +11,10 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from brickwork.errors import BrickworkError
+from brickwork.analysis.results import AnalysisResults, as_results
 from brickwork.io import replace_atomically
 from brickwork.report.figures import FIGURES
 
-REQUIRED_KEYS = ("provenance", "functionalities", "sparsity", "funcscore", "ablation", "partition")
 PROVENANCE_FIELDS = (
     ("model", "model"),
     ("model_fingerprint", "fingerprint"),
@@ -41,38 +39,10 @@ figcaption{color:#444;font-size:.92em;max-width:900px}.note{color:#555;font-size
 """
 
 
-def load_results(path: str | os.PathLike) -> dict:
-    """Read ``results.json`` from a directory (or a file path) and check its top-level keys."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BrickworkError(f"No results file at {path}; run the analysis first.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BrickworkError(f"Cannot read results file {path}: {exc}.") from None
-    try:
-        results = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BrickworkError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})."
-        ) from None
-    _check_keys(results, str(path))
-    return results
-
-
-def _check_keys(results: object, where: str) -> None:
-    if not isinstance(results, dict):
-        raise BrickworkError(f"{where} does not hold a JSON object of analysis results.")
-    missing = [key for key in REQUIRED_KEYS if key not in results]
-    if missing:
-        raise BrickworkError(f"{where} lacks the results keys: {', '.join(missing)}.")
-
-
-def render_report(results: dict, out_dir: str | os.PathLike) -> Path:
-    """Write the six figure PNGs and a self-contained ``report.html`` into out_dir."""
-    _check_keys(results, "The results")
+def render_report(results: AnalysisResults | dict, out_dir: str | os.PathLike) -> Path:
+    """Write the six figure PNGs and a self-contained ``report.html`` into out_dir (from the
+    records, or from ``Analysis.results``, which is read as records first)."""
+    results = as_results(results)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     images = {}
@@ -99,7 +69,7 @@ def _png(fig: Figure) -> bytes:
 # ---------------------------------------------------------------- page
 
 
-def _page(results: dict, images: dict[str, str]) -> str:
+def _page(results: AnalysisResults, images: dict[str, str]) -> str:
     captions = _captions(results)
     titles = {
         "fig6_sparsity_cdf.png": "Sparsity: CDF of normalized indicators (paper Fig 6)",
@@ -120,7 +90,7 @@ def _page(results: dict, images: dict[str, str]) -> str:
         parts.append(f"<h2>{escape(titles[name])}</h2>")
         parts.append(_figure(name, images[name], captions[name]))
         parts.append(tables.get(name, ""))
-    title = escape(f"brickwork report: {results['provenance'].get('model', '')}")
+    title = escape(f"brickwork report: {results.provenance.model}")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
@@ -134,34 +104,31 @@ def _figure(name: str, b64: str, caption: str) -> str:
     )
 
 
-def _header(results: dict) -> str:
-    prov = results["provenance"]
+def _header(results: AnalysisResults) -> str:
     rows = []
     for key, label in PROVENANCE_FIELDS:
-        if key in prov:
-            value = f"{prov[key]:.1f}" if key == "seconds" else str(prov[key])
+        value = getattr(results.provenance, key)
+        if value is not None:
+            value = f"{value:.1f}" if key == "seconds" else str(value)
             rows.append(
                 f"<tr><th class='l'>{escape(label)}</th><td><code>{escape(value)}</code></td></tr>"
             )
-    funcs = ", ".join(results["functionalities"])
-    settings = results.get("settings", {})
-    setting_text = ", ".join(f"{k}={v}" for k, v in settings.items())
+    funcs = ", ".join(results.functionalities)
+    setting_text = ", ".join(f"{k}={v}" for k, v in results.settings.items())
     return (
         "<h1>brickwork neuron analysis</h1>"
         f"<p class='note'>Functionalities: {escape(funcs)}. "
-        f"Layers: {escape(str(results.get('n_layers', '?')))}, "
-        f"d_ff: {escape(str(results.get('d_ff', '?')))}. "
+        f"Layers: {results.n_layers}, d_ff: {results.d_ff}. "
         "Neurons are selected on the train split and evaluated on the held-out test split.</p>"
         f"<p class='note'>Settings: {escape(setting_text)}</p>"
         f"<table class='prov'>{''.join(rows)}</table>"
     )
 
 
-def _captions(results: dict) -> dict[str, str]:
-    norm = str(results["sparsity"]["normalization"]).rstrip(".")
-    split = results["funcscore"].get("split", "train")
-    abl = results["ablation"]
-    pct = f"{100 * abl.get('fraction', 0.05):g}%"
+def _captions(results: AnalysisResults) -> dict[str, str]:
+    norm = results.sparsity.normalization.rstrip(".")
+    split = results.funcscore.split
+    pct = f"{100 * results.ablation.fraction:g}%"
     return {
         "fig6_sparsity_cdf.png": (
             "Share of neurons whose normalized indicator is below x, one line per layer "
@@ -232,14 +199,14 @@ def _table(header: list[str], rows: list[list[str]], caption: str = "") -> str:
     return f"{cap}<table>{body}</table>"
 
 
-def _sparsity_tables(results: dict) -> str:
-    sp = results["sparsity"]
-    masked, cett = sp["masked"], sp["cett"]
-    top = max(masked["ratios"]) if masked["ratios"] else 0.0
-    rise = masked["rise_5pct_ratio"]
+def _sparsity_tables(results: AnalysisResults) -> str:
+    sp = results.sparsity
+    masked, cett = sp.masked, sp.cett
+    top = max(masked.ratios) if masked.ratios else 0.0
+    rise = masked.rise_5pct_ratio
     rows = []
     for key, label in (("activation", "activation"), ("output", "output magnitude")):
-        share = _mean(sp["below_0.2"][key])
+        share = _mean(sp.below[key])
         r = rise.get(key)
         rise_text = f"not reached up to {100 * top:.0f}%" if r is None else _pct(r)
         rows.append([label, _pct(share), rise_text])
@@ -249,18 +216,18 @@ def _sparsity_tables(results: dict) -> str:
         "Sparsity key numbers.",
     )
     cett_rows = [
-        [str(k), _pct(v), _num(_mean(cett["epsilon"].get(k)), "{:.4g}")]
-        for k, v in cett["mean_activated_ratio"].items()
+        [str(k), _pct(v), _num(_mean(cett.epsilon.get(k)), "{:.4g}")]
+        for k, v in cett.mean_activated_ratio.items()
     ]
     second = _table(["CETT target", "mean activated ratio", "mean threshold ε"], cett_rows)
     return first + second
 
 
-def _heldout_table(results: dict) -> str:
-    held = results["funcscore"].get("heldout_top", {})
+def _heldout_table(results: AnalysisResults) -> str:
+    held = results.funcscore.heldout_top
     if not held:
         return ""
-    rows = [[f, _num(held.get(f))] for f in results["functionalities"] if f in held]
+    rows = [[f, _num(held.get(f))] for f in results.functionalities if f in held]
     return _table(
         ["functionality", "test-split FuncScore of train-selected top neurons"],
         rows,
@@ -272,41 +239,40 @@ def _matrix_rows(names: list[str], matrix: list[list[float]], fmt) -> list[list[
     return [[name, *(fmt(v) for v in row)] for name, row in zip(names, matrix, strict=True)]
 
 
-def _ablation_tables(results: dict) -> str:
-    abl = results["ablation"]
-    cols = list(abl["columns"])
-    base = abl.get("baseline_ppl", {})
-    rows = [["baseline PPL", *(_num(base.get(c), "{:.2f}") for c in cols)]]
-    rows += _matrix_rows(list(abl["rows"]), abl["matrix"], _pct)
+def _ablation_tables(results: AnalysisResults) -> str:
+    abl = results.ablation
+    cols = list(abl.columns)
+    rows = [["baseline PPL", *(_num(abl.baseline_ppl.get(c), "{:.2f}") for c in cols)]]
+    rows += _matrix_rows(list(abl.rows), abl.matrix, _pct)
     matrix = _table(["ablated \\ evaluated", *cols], rows, "PPL increase (test split).")
-    res = abl["resident"]
+    res = abl.resident
     resident = _table(
         ["ablated \\ evaluated", *cols],
-        _matrix_rows(list(res["rows"]), res["matrix"], _pct),
-        f"Resident neurons excluded ({res['count']}; rule: {res['rule']}).",
+        _matrix_rows(list(res.rows), res.matrix, _pct),
+        f"Resident neurons excluded ({res.count}; rule: {res.rule}).",
     )
-    s = abl["summary"]
+    s = abl.summary
     summary = _table(
         ["summary", "value"],
         [
-            ["diagonal mean", _pct(s.get("diagonal_mean"))],
-            ["off-diagonal mean", _pct(s.get("off_diagonal_mean"))],
-            ["random mean", _pct(s.get("random_mean"))],
-            ["resident-excluded diagonal mean", _pct(s.get("resident_diagonal_mean"))],
-            ["resident-excluded off-diagonal mean", _pct(s.get("resident_off_diagonal_mean"))],
+            ["diagonal mean", _pct(s.diagonal_mean)],
+            ["off-diagonal mean", _pct(s.off_diagonal_mean)],
+            ["random mean", _pct(s.random_mean)],
+            ["resident-excluded diagonal mean", _pct(s.resident_diagonal_mean)],
+            ["resident-excluded off-diagonal mean", _pct(s.resident_off_diagonal_mean)],
         ],
     )
     return matrix + summary + resident + _dominance_table(results)
 
 
-def _dominance_table(results: dict) -> str:
-    abl = results["ablation"]
-    dom = abl.get("diagonal_dominant", {})
-    cols, rows = list(abl["columns"]), list(abl["rows"])
+def _dominance_table(results: AnalysisResults) -> str:
+    abl = results.ablation
+    dom = abl.diagonal_dominant
+    cols, rows = list(abl.columns), list(abl.rows)
     out = []
-    for func in results["functionalities"]:
+    for func in results.functionalities:
         diag = (
-            abl["matrix"][rows.index(func)][cols.index(func)]
+            abl.matrix[rows.index(func)][cols.index(func)]
             if func in rows and func in cols
             else None
         )
@@ -319,16 +285,16 @@ def _dominance_table(results: dict) -> str:
     )
 
 
-def _partition_table(results: dict) -> str:
-    part = results["partition"]
-    names = list(part["rows"])
-    matrix = _table([""] + names, _matrix_rows(names, part["matrix"], lambda v: _num(v, "{:.2f}")))
+def _partition_table(results: AnalysisResults) -> str:
+    part = results.partition
+    names = list(part.rows)
+    matrix = _table([""] + names, _matrix_rows(names, part.matrix, lambda v: _num(v, "{:.2f}")))
     baselines = _table(
         ["baseline", "value"],
         [
-            ["random expected (k / d_ff)", _num(part.get("random_expected"))],
-            ["random empirical", _num(part.get("random_empirical"))],
-            ["off-diagonal mean", _num(part.get("off_diagonal_mean"))],
+            ["random expected (k / d_ff)", _num(part.random_expected)],
+            ["random empirical", _num(part.random_empirical)],
+            ["off-diagonal mean", _num(part.off_diagonal_mean)],
         ],
     )
     return matrix + baselines

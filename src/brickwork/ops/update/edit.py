@@ -8,6 +8,7 @@ import torch
 
 import brickwork
 from brickwork.bricks.brick import Brick, check_name
+from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.evaluate import greedy
@@ -15,29 +16,29 @@ from brickwork.ops.update.rome import EditSettings, covariances, fact_update, so
 from brickwork.ops.update.store import delta_brick
 
 
-def check_facts(loaded: LoadedModel, facts: list[dict]) -> list[str]:
+def check_facts(loaded: LoadedModel, facts: list[EditFact]) -> list[str]:
     """The model's current greedy answers; an error when a fact's ``target_true`` is not what
     the model says, or the model already says the new target."""
     for f in facts:
         for field in ("prompt", "subject", "target_new"):
-            if not str(f.get(field, "")).strip():
+            if not getattr(f, field).strip():
                 raise BrickworkError(f"a fact needs a non-empty {field!r}")
     outputs = [
-        loaded.tokenizer.decode(g).strip() for g in greedy(loaded, [f["prompt"] for f in facts], 8)
+        loaded.tokenizer.decode(g).strip() for g in greedy(loaded, [f.prompt for f in facts], 8)
     ]
     for f, said in zip(facts, outputs, strict=True):
-        old, new = f.get("target_true"), f["target_new"]
+        old, new = f.target_true, f.target_new
         if old and not said.lower().startswith(old.strip().lower()):
             raise BrickworkError(
-                f"the model does not produce {old!r} for {f['prompt']!r} (it says {said!r}); "
+                f"the model does not produce {old!r} for {f.prompt!r} (it says {said!r}); "
                 "there is no such fact to edit"
             )
         if said.lower().startswith(new.strip().lower()):
-            raise BrickworkError(f"the model already says {new!r} for {f['prompt']!r}")
+            raise BrickworkError(f"the model already says {new!r} for {f.prompt!r}")
     return outputs
 
 
-def fact_parts(loaded: LoadedModel, facts: list[dict], settings: EditSettings):
+def fact_parts(loaded: LoadedModel, facts: list[EditFact], settings: EditSettings):
     """Per layer, keys [d_ff, m] and residuals [d_model, m] of every fact's update parts (the
     main layer first); per layer, its C; per fact, the optimisation's record."""
     covs = covariances(loaded, facts, settings)
@@ -59,12 +60,12 @@ def fact_parts(loaded: LoadedModel, facts: list[dict], settings: EditSettings):
 
 def edit(
     loaded: LoadedModel,
-    facts: list[dict],
+    facts: list[EditFact],
     name: str,
     settings: EditSettings | None = None,
     check: bool = True,
 ) -> Brick:
-    """A delta brick that writes ``facts`` (dicts with prompt, subject, target_new and optionally
+    """A delta brick that writes ``facts`` (prompt, subject, target_new and optionally
     target_true, and ``keep``: texts whose predictions the edit must not change) into one
     layer's FFN output projection. Apply it with ``apply_edit``."""
     settings = settings or EditSettings()

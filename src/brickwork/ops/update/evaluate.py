@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
+from brickwork.data.edits import EditFact
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import batches, pad
 from brickwork.ops.update.common import encode, opens, target_ids
@@ -78,32 +80,32 @@ def greedy(
     return out
 
 
-def knows(loaded: LoadedModel, facts: list[dict], n: int = 8) -> list[bool]:
+def knows(loaded: LoadedModel, facts: list[EditFact], n: int = 8) -> list[bool]:
     """Whether the greedy continuation of each fact's prompt starts with its ``target_true``."""
-    continuations = greedy(loaded, [f["prompt"] for f in facts], n)
+    continuations = greedy(loaded, [f.prompt for f in facts], n)
     return [
-        loaded.tokenizer.decode(c).strip().lower().startswith(f["target_true"].strip().lower())
+        loaded.tokenizer.decode(c).strip().lower().startswith(f.target_true.strip().lower())
         for f, c in zip(facts, continuations, strict=True)
     ]
 
 
-def neighbourhood_reference(loaded: LoadedModel, facts: list[dict]) -> dict[str, list[int]]:
+def neighbourhood_reference(loaded: LoadedModel, facts: list[EditFact]) -> dict[str, list[int]]:
     """The unedited model's greedy tokens for every neighbourhood prompt (locality reference)."""
-    prompts = sorted({p for f in facts for p in [*f["neighborhood"], *f.get("unrelated", [])]})
+    prompts = sorted({p for f in facts for p in [*f.neighborhood, *f.unrelated]})
     return dict(zip(prompts, greedy(loaded, prompts), strict=True))
 
 
-def known_paraphrases(loaded: LoadedModel, facts: list[dict]) -> set[tuple[str, str]]:
+def known_paraphrases(loaded: LoadedModel, facts: list[EditFact]) -> set[tuple[str, str]]:
     """(paraphrase, target_true) for the paraphrases whose greedy continuation starts with their
     fact's ``target_true``."""
-    asked = [{**f, "prompt": p} for f in facts if f.get("target_true") for p in f["paraphrases"]]
+    asked = [replace(f, prompt=p) for f in facts if f.target_true for p in f.paraphrases]
     answers = knows(loaded, asked)
-    return {(f["prompt"], f["target_true"]) for f, ok in zip(asked, answers, strict=True) if ok}
+    return {(f.prompt, f.target_true) for f, ok in zip(asked, answers, strict=True) if ok}
 
 
 def fact_metrics(
     loaded: LoadedModel,
-    facts: list[dict],
+    facts: list[EditFact],
     reference: dict[str, list[int]],
     model: Callable | None = None,
     known: set[tuple[str, str]] | None = None,
@@ -112,14 +114,14 @@ def fact_metrics(
     ``known`` (``known_paraphrases``), generalization on those paraphrases too."""
     tok, rows, spans = loaded.tokenizer, [], []
     for f in facts:
-        new = target_ids(tok, f["target_new"])
-        prefixed = [c + p for p in f["paraphrases"] for c in EVAL_PREFIXES]
+        new = target_ids(tok, f.target_new)
+        prefixed = [c + p for p in f.paraphrases for c in EVAL_PREFIXES]
         groups = [
-            [f["prompt"]],
-            f["paraphrases"],
+            [f.prompt],
+            list(f.paraphrases),
             prefixed,
-            f["neighborhood"],
-            f.get("unrelated", []),
+            list(f.neighborhood),
+            list(f.unrelated),
         ]
         spans.append([len(g) for g in groups])
         rows += [(encode(tok, p), new) for p in groups[0] + groups[1] + groups[2]]
@@ -128,11 +130,9 @@ def fact_metrics(
     out = []
     for f, sizes in zip(facts, spans, strict=True):
         edit, para, prefixed, neigh, unrelated = ([next(hits) for _ in range(n)] for n in sizes)
-        inside = [
-            h for p, h in zip(f["paraphrases"], para, strict=True) if not opens(p, f["subject"])
-        ]
+        inside = [h for p, h in zip(f.paraphrases, para, strict=True) if not opens(p, f.subject)]
         row = {
-            "id": f.get("id", f["prompt"]),
+            "id": f.prompt if f.id is None else f.id,
             "reliability": _mean(edit[0]),
             "reliability_first": float(edit[0][0]),
             "generalization": _mean([_mean(h) for h in para]),
@@ -145,8 +145,8 @@ def fact_metrics(
             row["generalization_inside"] = _mean([_mean(h) for h in inside])
         answered = [
             h
-            for p, h in zip(f["paraphrases"], para, strict=True)
-            if (p, f.get("target_true")) in (known or ())
+            for p, h in zip(f.paraphrases, para, strict=True)
+            if (p, f.target_true) in (known or ())
         ]
         if answered:
             row["generalization_known"] = _mean([_mean(h) for h in answered])

@@ -23,6 +23,7 @@ from torch.nn.functional import normalize, relu
 
 import brickwork
 from brickwork.bricks.brick import Brick, check_name
+from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
@@ -41,11 +42,11 @@ MARGIN = 0.05  # threshold = max(corpus cosine + MARGIN, MIN_THRESHOLD), below c
 MIN_THRESHOLD = 0.5
 
 
-def ffn_inputs(loaded: LoadedModel, layer: int, fact: dict) -> torch.Tensor:
+def ffn_inputs(loaded: LoadedModel, layer: int, fact: EditFact) -> torch.Tensor:
     """The FFN input [len(CONTEXTS), d_model] at the subject's last token, behind each prefix."""
-    texts = [c + fact["prompt"] for c in CONTEXTS]
+    texts = [c + fact.prompt for c in CONTEXTS]
     rows = [encode(loaded.tokenizer, t) for t in texts]
-    cols = [subject_index(loaded.tokenizer, t, fact["subject"]) for t in texts]
+    cols = [subject_index(loaded.tokenizer, t, fact.subject) for t in texts]
     ids, mask = pad(rows, loaded.tokenizer.pad_token_id)
     seen: list[torch.Tensor] = []
     with torch.no_grad(), read_inputs(ffn_module(loaded, layer), seen):
@@ -55,7 +56,7 @@ def ffn_inputs(loaded: LoadedModel, layer: int, fact: dict) -> torch.Tensor:
 
 def inject(
     loaded: LoadedModel,
-    facts: list[dict],
+    facts: list[EditFact],
     name: str,
     settings: EditSettings | None = None,
     values: torch.Tensor | None = None,
@@ -83,7 +84,7 @@ def inject(
             t = max(off + MARGIN, MIN_THRESHOLD)
             if on <= off:
                 raise BrickworkError(
-                    f"layer {settings.layer}: the key of {fact['prompt']!r} is no more similar "
+                    f"layer {settings.layer}: the key of {fact.prompt!r} is no more similar "
                     "to itself than to some corpus token, so a neuron cannot single it out; "
                     "try another layer"
                 )
@@ -107,7 +108,9 @@ def inject(
         "update": "inject",
         "layer": settings.layer,
         "neurons": len(facts),
-        "facts": [{k: f[k] for k in ("prompt", "subject", "target_new")} for f in facts],
+        "facts": [
+            {"prompt": f.prompt, "subject": f.subject, "target_new": f.target_new} for f in facts
+        ],
     }
     provenance = {
         "method": "inject-neurons",
@@ -125,7 +128,7 @@ def inject(
         spec=spec,
         provenance=provenance,
         metrics={"seconds": time.perf_counter() - started},
-        description="; ".join(f"{f['prompt']} -> {f['target_new']}" for f in facts),
+        description="; ".join(f"{f.prompt} -> {f.target_new}" for f in facts),
     )
 
 
@@ -149,7 +152,7 @@ def attach_neurons(loaded: LoadedModel, brick: Brick) -> Iterator[torch.nn.Modul
 
 def plugin(
     loaded: LoadedModel,
-    facts: list[dict],
+    facts: list[EditFact],
     name: str,
     *,
     steps: int = 30,
@@ -162,7 +165,7 @@ def plugin(
     (prompt/reference samples) adds a KL term towards the base model on them."""
     from brickwork.bricks.train import train_knowledge_brick
 
-    documents = [f"{c}{f['prompt']} {f['target_new']}" for f in facts for c in CONTEXTS]
+    documents = [f"{c}{f.prompt} {f.target_new}" for f in facts for c in CONTEXTS]
     return train_knowledge_brick(
         loaded,
         documents,

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.nn.functional import kl_div, log_softmax
 
+from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
@@ -126,7 +127,7 @@ def covariance(
 
 
 def covariances(
-    loaded: LoadedModel, facts: list[dict], s: EditSettings, cov: torch.Tensor | None = None
+    loaded: LoadedModel, facts: list[EditFact], s: EditSettings, cov: torch.Tensor | None = None
 ) -> dict[int, torch.Tensor | None]:
     """{layer: C} for ``facts``' update parts: ``s.layer``'s (``cov`` if given), and the initial
     layer's (``initial_covariance``) when a fact's subject sits at position 0 of its prompt."""
@@ -162,17 +163,17 @@ class Part:
         return self.delta[:, None] * self.weights.double()[None]
 
 
-def fact_value(loaded: LoadedModel, fact: dict, s: EditSettings, parts: list[Part]) -> dict:
+def fact_value(loaded: LoadedModel, fact: EditFact, s: EditSettings, parts: list[Part]) -> dict:
     """Optimise every part's δ [d_model] together (set in place) for one fact, and return the
     optimisation's record (losses, norms)."""
     tok, model = loaded.tokenizer, loaded.model
-    new = target_ids(tok, fact["target_new"])
-    rows, cols = _rows(tok, fact["prompt"], fact["subject"])
+    new = target_ids(tok, fact.target_new)
+    rows, cols = _rows(tok, fact.prompt, fact.subject)
     n_fact = len(rows)
     rows = [r + new[:-1] for r in rows]
-    essence = f"{fact['subject']} is a"
+    essence = f"{fact.subject} is a"
     rows.append(encode(tok, essence))
-    keep = [encode(tok, text) for text in fact.get("keep", ())]
+    keep = [encode(tok, text) for text in fact.keep]
     rows += keep
     ids, mask = pad(rows, tok.pad_token_id)
     last = len(rows[n_fact]) - 1
@@ -244,7 +245,7 @@ def _output_norm(
 
 
 def fact_update(
-    loaded: LoadedModel, fact: dict, s: EditSettings, covs: dict[int, torch.Tensor | None]
+    loaded: LoadedModel, fact: EditFact, s: EditSettings, covs: dict[int, torch.Tensor | None]
 ) -> tuple[list[Part], dict]:
     """One fact's update parts, with their values optimised, and the optimisation's record.
     ``covs`` maps a layer to its C (``covariance``; ``initial_covariance`` for the initial
@@ -255,7 +256,7 @@ def fact_update(
     ``first_token_key``) and the subject is longer than one token. A one-token subject that
     opens the prompt sits at position 0: it gets a part at ``s.initial_layer`` instead (if that
     is below ``s.layer``), whose protected keys (other first tokens) map to no change."""
-    tok, prompt, subject = loaded.tokenizer, fact["prompt"], fact["subject"]
+    tok, prompt, subject = loaded.tokenizer, fact.prompt, fact.subject
     keys = [fact_key(loaded, s.layer, prompt, subject)]
     sink = at_position_zero(tok, subject, subject) and s.initial_layer < s.layer
     if (s.first_token_key or opens(prompt, subject)) and not sink:
@@ -273,12 +274,10 @@ def fact_update(
     return parts, fact_value(loaded, fact, s, parts)
 
 
-def _needs_initial_part(tokenizer, fact: dict, s: EditSettings) -> bool:
+def _needs_initial_part(tokenizer, fact: EditFact, s: EditSettings) -> bool:
     """Whether the fact's subject sits at position 0 of its prompt, past the layer where first
     positions stop differing (``initial.py``)."""
-    return s.initial_layer < s.layer and at_position_zero(
-        tokenizer, fact["prompt"], fact["subject"]
-    )
+    return s.initial_layer < s.layer and at_position_zero(tokenizer, fact.prompt, fact.subject)
 
 
 def _mean_kl(now: torch.Tensor, base: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

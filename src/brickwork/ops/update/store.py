@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from brickwork.bricks.brick import Brick
+from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.ffn import stored_layout
 from brickwork.models.load import LoadedModel, fingerprint
@@ -60,7 +61,7 @@ def delta_brick(
     name: str,
     updates: dict[int, tuple[torch.Tensor, torch.Tensor]],
     update: str,
-    facts: list[dict],
+    facts: list[EditFact],
     provenance: dict,
     metrics: dict | None = None,
 ) -> Brick:
@@ -78,7 +79,12 @@ def delta_brick(
         "layer": main,
         "rank": int(updates[main][0].shape[1]),
         "facts": [
-            {k: f[k] for k in ("prompt", "subject", "target_new", "keep") if k in f} for f in facts
+            {
+                k: v
+                for k, v in f.to_dict().items()
+                if k in ("prompt", "subject", "target_new", "keep")
+            }
+            for f in facts
         ],
     }
     if more:
@@ -93,7 +99,7 @@ def delta_brick(
         spec=spec,
         provenance=provenance,
         metrics=metrics or {},
-        description="; ".join(f"{f['prompt']} -> {f['target_new']}" for f in facts),
+        description="; ".join(f"{f.prompt} -> {f.target_new}" for f in facts),
     )
     write_weights(loaded, brick, edited=True)
     try:
