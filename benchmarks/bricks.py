@@ -25,7 +25,12 @@ import torch
 from brickwork import load_builtin_suite, load_model
 from brickwork.analysis.loss import functionality_losses, reference_batches
 from brickwork.bricks import attach, save_brick
-from brickwork.bricks.train import train_knowledge_brick, train_task_brick
+from brickwork.bricks.train import (
+    KnowledgeSettings,
+    LoraSettings,
+    train_knowledge_brick,
+    train_task_brick,
+)
 from brickwork.bricks.train_eval import (
     answer_matches,
     generate_answers,
@@ -101,12 +106,14 @@ def task_benchmark(loaded, args) -> tuple[list[str], object]:
         heldout,
         "multi30k-en-de",
         "translation",
-        rank=args.rank,
-        steps=args.task_steps,
-        lr=args.task_lr,
-        batch_size=8,
-        eval_every=args.task_eval_every,
-        max_seconds=args.task_seconds,
+        settings=LoraSettings(
+            rank=args.rank,
+            steps=args.task_steps,
+            lr=args.task_lr,
+            batch_size=8,
+            eval_every=args.task_eval_every,
+            max_seconds=args.task_seconds,
+        ),
     )
     with attach(loaded, [brick]) as model:
         after = translation_scores(loaded, model, heldout, args.generate)
@@ -192,11 +199,13 @@ def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
         documents,
         "new-facts",
         "knowledge",
-        rank=args.knowledge_rank,
-        steps=args.knowledge_steps,
-        lr=args.knowledge_lr,
-        batch_size=8,
-        eval_every=args.knowledge_eval_every,
+        settings=KnowledgeSettings(
+            rank=args.knowledge_rank,
+            steps=args.knowledge_steps,
+            lr=args.knowledge_lr,
+            batch_size=8,
+            eval_every=args.knowledge_eval_every,
+        ),
         context=args.knowledge_context,
         preserve=preserve,
         preserve_weight=args.preserve_weight,

@@ -36,6 +36,7 @@ from torch.nn.functional import cross_entropy
 from brickwork import load_builtin_suite, load_model
 from brickwork.analysis.loss import reference_batches
 from brickwork.bricks import attach
+from brickwork.bricks.train import LoraSettings
 from brickwork.bricks.train_eval import generate_answers, response_loss
 from brickwork.data import FUNCTIONALITIES, Sample
 from brickwork.ops.grow import grow_depth, grow_experts, grow_width
@@ -375,12 +376,12 @@ def task_metric(name: str, outputs: list[str], test: list[Sample]) -> float:
 def continual_benchmark(loaded, args) -> list[str]:
     tasks = continual_tasks(args.data, args.task_test)
     system, learnt, times = PluginSystem(loaded.fingerprint), {}, {}
-    options = dict(
+    settings = LoraSettings(
         rank=8, steps=args.brick_steps, lr=1e-3, batch_size=8, eval_every=args.brick_steps
     )
     for name, task in tasks.items():
         started = time.perf_counter()
-        system = add_task(system, loaded, name, task["train"], task["valid"], **options)
+        system = add_task(system, loaded, name, task["train"], task["valid"], settings=settings)
         times[name] = time.perf_counter() - started
         learnt[name] = _routed_metric(system, loaded, name, task)
         print(f"learnt {name}: {learnt[name]:.2f} ({times[name]:.0f} s)", flush=True)

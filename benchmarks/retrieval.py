@@ -36,7 +36,7 @@ import torch
 
 from brickwork import load_builtin_suite, load_model
 from brickwork.bricks import BrickRepository
-from brickwork.bricks.train import train_task_brick
+from brickwork.bricks.train import LoraSettings, train_task_brick
 from brickwork.data import FUNCTIONALITIES, Sample
 from brickwork.ops.route import (
     DEFAULT_LAYER,
@@ -199,11 +199,9 @@ def train_bricks(
             task.val,
             task.name,
             task.description,
-            rank=rank,
-            steps=steps,
-            lr=2e-3,
-            eval_every=every,
-            target_modules=TARGETS,
+            settings=LoraSettings(
+                rank=rank, steps=steps, lr=2e-3, eval_every=every, target_modules=TARGETS
+            ),
             progress=False,
         )
         if task.name in have:

@@ -1,12 +1,19 @@
 """Customized bricks on the tiny llama: task and knowledge LoRAs, steering vectors, evaluation."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from brickwork import BrickworkError
 from brickwork.bricks.attach import attach
 from brickwork.bricks.format import load_brick, save_brick
-from brickwork.bricks.train import build_steering_brick, train_knowledge_brick, train_task_brick
+from brickwork.bricks.train import (
+    LoraSettings,
+    build_steering_brick,
+    train_knowledge_brick,
+    train_task_brick,
+)
 from brickwork.bricks.train_eval import (
     answer_accuracy,
     answer_matches,
@@ -21,7 +28,7 @@ from brickwork.data.sample import select_split
 from brickwork.models.load import fingerprint
 from brickwork.models.tokens import prompt_prefix
 
-FAST = dict(steps=12, lr=5e-3, batch_size=4, eval_every=4, progress=False)
+FAST = dict(settings=LoraSettings(steps=12, lr=5e-3, batch_size=4, eval_every=4), progress=False)
 DOCS = ["The capital of Verolia is Quenmar.", "Quenmar is in Verolia.", "Odrin built engines."]
 
 
@@ -55,6 +62,10 @@ def task_run(tiny_llama, tiny_samples):
     return brick, before + (_flags(model),), train
 
 
+def _fast(**changes) -> LoraSettings:
+    return replace(FAST["settings"], **changes)
+
+
 def _flags(model):
     return model.training, [p.requires_grad for p in model.parameters()]
 
@@ -74,6 +85,7 @@ def test_metrics_and_provenance_are_recorded(tiny_llama, task_run):
     assert m["heldout_ppl_before"] == pytest.approx(torch.tensor(m["heldout_loss_before"]).exp())
     p = brick.provenance
     assert p["method"] == "lora-task" and p["seed"] == 0 and p["parameters"]["rank"] == 8
+    assert p["parameters"]["alpha"] == 16.0  # 2 x rank unless set
     assert p["dataset_hash"].startswith("sha256:") and p["brickwork_version"]
     assert brick.base_model == tiny_llama.fingerprint and brick.spec["plugin_type"] == "lora"
 
@@ -111,9 +123,8 @@ def test_brick_round_trips_and_attaches(tiny_llama, task_run, tmp_path, ids):
 
 def test_seeded_training_is_reproducible(tiny_llama, tiny_samples):
     train, heldout = select_split(tiny_samples, "train"), select_split(tiny_samples, "test")
-    settings = dict(FAST, steps=4)
     runs = [
-        train_task_brick(tiny_llama, train, heldout, "t", "toy", seed=s, **settings)
+        train_task_brick(tiny_llama, train, heldout, "t", "toy", settings=_fast(steps=4, seed=s))
         for s in (7, 7, 8)
     ]
     first, again, other = (r.tensors for r in runs)
@@ -143,7 +154,9 @@ def test_empty_or_bad_training_data_is_refused(tiny_llama, tiny_samples):
     with pytest.raises(BrickworkError, match="non-empty strings"):
         train_knowledge_brick(tiny_llama, ["  "], "k", "facts", **FAST)
     with pytest.raises(BrickworkError, match="steps must be at least 1"):
-        train_task_brick(tiny_llama, heldout, heldout, "t", "toy", **dict(FAST, steps=0))
+        train_task_brick(tiny_llama, heldout, heldout, "t", "toy", settings=_fast(steps=0))
+    with pytest.raises(BrickworkError, match="rank must be at least 1"):
+        train_task_brick(tiny_llama, heldout, heldout, "t", "toy", settings=_fast(rank=0))
 
 
 def test_steering_brick_shape_and_effect(tiny_llama, ids):
@@ -213,7 +226,8 @@ def test_preserve_keeps_other_behaviour_closer_to_the_base(tiny_llama, tiny_samp
             "new facts",
             preserve=preserve,
             preserve_weight=100.0,
-            **dict(FAST, steps=24),
+            settings=_fast(steps=24),
+            progress=False,
         )
         with attach(tiny_llama, [brick]):
             drift[preserve is None] = (base.exp() * (base - log_probs())).sum(-1).mean()  # KL

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from brickwork.bricks.train import LoraSettings
 from brickwork.data import Sample
 from brickwork.errors import BrickworkError
 from brickwork.ops.grow.continual import (
@@ -35,7 +36,9 @@ def _samples(task: str, start: int, n: int) -> list[Sample]:
 @pytest.fixture(scope="module")
 def two_tasks(tiny_llama):
     system = PluginSystem(tiny_llama.fingerprint)
-    options = dict(rank=2, steps=4, batch_size=4, eval_every=2, progress=False)
+    options = dict(
+        settings=LoraSettings(rank=2, steps=4, batch_size=4, eval_every=2), progress=False
+    )
     first = add_task(
         system, tiny_llama, "shout", _samples("shout", 0, 8), _samples("shout", 50, 4), **options
     )

@@ -4,21 +4,18 @@ The base model stays frozen. A LoRA is injected into ``loaded.model`` with PEFT 
 training and unloaded afterwards, so the model is left exactly as it was (same modules, same
 weights, same ``requires_grad`` flags, same train/eval mode). Training is seeded (PEFT's LoRA
 initialisation and the data order) inside ``torch.random.fork_rng``, so the caller's random state
-is untouched. Held-out loss is measured before training, every ``eval_every`` steps and at the
-end; the adapter state with the lowest held-out loss is kept (early stopping).
+is untouched. The loop is ``brickwork.training.fit``: held-out loss is measured before training,
+every ``eval_every`` steps and at the end; the adapter state with the lowest one is kept.
 """
 
 from __future__ import annotations
 
-import math
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
-from torch.nn.functional import kl_div, log_softmax
 from tqdm import tqdm
 
 from brickwork.bricks.brick import Brick, check_name
@@ -38,38 +35,27 @@ from brickwork.errors import BrickworkError
 from brickwork.models.layers import check_layers
 from brickwork.models.load import LoadedModel
 from brickwork.models.states import prompt_states
+from brickwork.training import TrainSettings, fit, kl_to_reference, seeded
 
 
 @dataclass(frozen=True)
-class LoraSettings:
+class LoraSettings(TrainSettings):
+    """A LoRA brick's settings: the training loop's (``TrainSettings``) and the adapter's."""
+
     rank: int = 8
-    alpha: float = 16.0
+    alpha: float | None = None  # None: 2 x rank
     dropout: float = 0.0
     target_modules: str | list[str] = "all-linear"  # PEFT: every linear layer but the LM head
-    steps: int = 200
-    lr: float = 5e-4
-    batch_size: int = 8
-    seed: int = 0
-    eval_every: int = 50
-    max_seconds: float | None = None
 
-    def check(self) -> None:
-        for field in ("rank", "steps", "batch_size", "eval_every"):
-            if getattr(self, field) < 1:
-                raise BrickworkError(f"{field} must be at least 1, not {getattr(self, field)}")
-        if not self.lr > 0:
-            raise BrickworkError(f"lr must be positive, not {self.lr}")
+    COUNTS = ("rank", "steps", "batch_size", "eval_every")
 
 
-@dataclass
-class TrainResult:
-    loss_before: float
-    loss_after: float
-    best_step: int
-    steps_run: int
-    seconds: float
-    train_loss_first: float
-    train_loss_last: float
+@dataclass(frozen=True)
+class KnowledgeSettings(LoraSettings):
+    """A knowledge brick's defaults: fewer steps, evaluated more often."""
+
+    steps: int = 150
+    eval_every: int = 25
 
 
 def train_task_brick(
@@ -79,15 +65,8 @@ def train_task_brick(
     name: str,
     purpose: str,
     *,
-    rank: int = 8,
-    steps: int = 200,
-    lr: float = 5e-4,
-    batch_size: int = 8,
-    seed: int = 0,
-    eval_every: int = 50,
-    max_seconds: float | None = None,
+    settings: LoraSettings = LoraSettings(),
     progress: bool = True,
-    target_modules: str | list[str] = "all-linear",
 ) -> Brick:
     """A LoRA task brick trained on prompt -> reference pairs, loss on the response tokens only.
 
@@ -99,17 +78,6 @@ def train_task_brick(
         raise BrickworkError("no training samples: a task brick needs prompt/reference pairs")
     if not heldout:
         raise BrickworkError("no held-out samples: a task brick needs some to evaluate on")
-    settings = LoraSettings(
-        rank=rank,
-        alpha=2.0 * rank,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        eval_every=eval_every,
-        max_seconds=max_seconds,
-        target_modules=target_modules,
-    )
     rows = response_rows(loaded.tokenizer, train)
     response_rows(loaded.tokenizer, heldout)  # every held-out sample needs a reference too
     provenance = {
@@ -138,15 +106,8 @@ def train_knowledge_brick(
     purpose: str,
     *,
     heldout: list[str] | None = None,
-    rank: int = 8,
-    steps: int = 150,
-    lr: float = 5e-4,
-    batch_size: int = 8,
-    seed: int = 0,
-    eval_every: int = 25,
-    max_seconds: float | None = None,
+    settings: LoraSettings = KnowledgeSettings(),
     progress: bool = True,
-    target_modules: str | list[str] = "all-linear",
     preserve: list[Sample] | None = None,
     preserve_weight: float = 1.0,
     context: str = "plain",
@@ -166,17 +127,6 @@ def train_knowledge_brick(
     check_name(name)
     if not documents:
         raise BrickworkError("no documents: a knowledge brick needs texts to learn")
-    settings = LoraSettings(
-        rank=rank,
-        alpha=2.0 * rank,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        seed=seed,
-        eval_every=eval_every,
-        max_seconds=max_seconds,
-        target_modules=target_modules,
-    )
     rows = document_rows(loaded.tokenizer, documents, context)
     eval_rows = document_rows(loaded.tokenizer, heldout, context) if heldout else rows
     provenance = {
@@ -187,15 +137,17 @@ def train_knowledge_brick(
     }
     if heldout:
         provenance["heldout_hash"] = _documents_hash(heldout)
-    regularizer = None
+    locality = None
     if preserve:
         provenance.update(
             preserve_hash=dataset_hash(preserve),
             preserve_weight=preserve_weight,
             preserve_plain=preserve_plain,
         )
-        locality = locality_rows(loaded.tokenizer, preserve, plain=preserve_plain)
-        regularizer = _kl_regularizer(loaded, locality, settings, preserve_weight)
+        locality = (
+            locality_rows(loaded.tokenizer, preserve, plain=preserve_plain),
+            preserve_weight,
+        )
     return _lora_brick(
         loaded,
         rows,
@@ -206,24 +158,20 @@ def train_knowledge_brick(
         settings,
         provenance,
         progress,
-        regularizer,
+        locality,
     )
 
 
-def _kl_regularizer(
-    loaded: LoadedModel, rows: list[Row], s: LoraSettings, weight: float
-) -> Callable[[torch.nn.Module, int], torch.Tensor]:
-    """weight x KL(base || adapted) on the next (half-size) batch of ``rows``' target tokens."""
-    order = batch_order(len(rows), max(1, s.batch_size // 2), s.steps, s.seed + 1)
+def _kl_to_base(
+    loaded: LoadedModel, peft_model, rows: list[Row], weight: float, settings: LoraSettings
+) -> Callable[[int], torch.Tensor]:
+    """weight x KL(base || adapted); the base is the same model with the adapter disabled."""
 
-    def regularize(peft_model: torch.nn.Module, step: int) -> torch.Tensor:
-        batch = [rows[i] for i in order[step - 1]]
-        with torch.no_grad(), peft_model.disable_adapter():
-            base = log_softmax(target_logits(loaded, batch)[0].float(), dim=-1)
-        adapted = log_softmax(target_logits(loaded, batch)[0].float(), dim=-1)
-        return weight * kl_div(adapted, base, log_target=True, reduction="batchmean")
+    def base(batch: list[Row]) -> torch.Tensor:
+        with peft_model.disable_adapter():
+            return target_logits(loaded, batch)[0]
 
-    return regularize
+    return kl_to_reference(rows, settings, weight, base, lambda b: target_logits(loaded, b)[0])
 
 
 def _documents_hash(documents: list[str]) -> str:
@@ -240,24 +188,27 @@ def _lora_brick(
     settings: LoraSettings,
     provenance: dict,
     progress: bool,
-    regularizer: Callable[[torch.nn.Module, int], torch.Tensor] | None = None,
+    locality: tuple[list[Row], float] | None = None,
 ) -> Brick:
     import brickwork
 
+    if settings.alpha is None:
+        settings = replace(settings, alpha=2.0 * settings.rank)
     settings.check()
     with _lora_session(loaded, settings) as peft_model:
-        result = _train_loop(loaded, peft_model, rows, evaluate, settings, progress, regularizer)
-        metrics = {
-            "heldout_loss_before": result.loss_before,
-            "heldout_loss_after": result.loss_after,
-            "heldout_ppl_before": math.exp(result.loss_before),
-            "heldout_ppl_after": math.exp(result.loss_after),
-            "best_step": result.best_step,
-            "steps_run": result.steps_run,
-            "train_seconds": result.seconds,
-            "train_loss_first": result.train_loss_first,
-            "train_loss_last": result.train_loss_last,
-        }
+        params = [p for p in peft_model.parameters() if p.requires_grad]
+        kl = _kl_to_base(loaded, peft_model, *locality, settings) if locality else None
+        result = fit(
+            peft_model,
+            params,
+            rows,
+            lambda batch: batch_loss(loaded, batch),
+            evaluate,
+            settings,
+            regularizer=kl,
+            desc="train brick",
+            progress=progress,
+        )
         parameters = {k: v for k, v in asdict(settings).items() if k != "seed"}
         provenance = {
             "method": method,
@@ -268,7 +219,12 @@ def _lora_brick(
             "brickwork_version": brickwork.__version__,
         }
         return lora_brick_from_peft(
-            peft_model, name, purpose, loaded.fingerprint, provenance=provenance, metrics=metrics
+            peft_model,
+            name,
+            purpose,
+            loaded.fingerprint,
+            provenance=provenance,
+            metrics=result.metrics(),
         )
 
 
@@ -287,8 +243,7 @@ def _lora_session(loaded: LoadedModel, settings: LoraSettings) -> Iterator[torch
         target_modules=settings.target_modules,
         task_type="CAUSAL_LM",
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
+    with seeded(settings.seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             peft_model = get_peft_model(model, config)
@@ -300,80 +255,6 @@ def _lora_session(loaded: LoadedModel, settings: LoraSettings) -> Iterator[torch
                 param.requires_grad_(flags[name])
                 param.grad = None
             model.train(was_training)
-
-
-def _train_loop(
-    loaded: LoadedModel,
-    peft_model: torch.nn.Module,
-    rows: list[Row],
-    evaluate: Callable[[], float],
-    s: LoraSettings,
-    progress: bool,
-    regularizer: Callable[[torch.nn.Module, int], torch.Tensor] | None = None,
-) -> TrainResult:
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
-    warmup = max(1, s.steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: min((i + 1) / warmup, max(0.0, (s.steps - i) / (s.steps - warmup + 1)))
-    )
-    batches = batch_order(len(rows), s.batch_size, s.steps, s.seed)
-    best = BestState(_evaluate(peft_model, evaluate), 0, params)
-    before, losses, started, step = best.loss, [], time.perf_counter(), 0
-    bar = tqdm(batches, desc="train brick", disable=not progress)
-    for step, indices in enumerate(bar, start=1):
-        peft_model.train()
-        loss = batch_loss(loaded, [rows[i] for i in indices])
-        optimizer.zero_grad(set_to_none=True)
-        total = loss + regularizer(peft_model, step) if regularizer else loss
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-        timed_out = s.max_seconds is not None and time.perf_counter() - started > s.max_seconds
-        if step % s.eval_every == 0 or step == s.steps or timed_out:
-            best.offer(_evaluate(peft_model, evaluate), step, params)
-            bar.set_postfix(train=f"{losses[-1]:.3f}", heldout=f"{best.loss:.3f}")
-        if timed_out:
-            break
-    bar.close()
-    best.restore(params)
-    first, last = (losses[0], losses[-1]) if losses else (math.nan, math.nan)
-    seconds = time.perf_counter() - started
-    return TrainResult(before, best.loss, best.step, step, seconds, first, last)
-
-
-def _evaluate(peft_model: torch.nn.Module, evaluate: Callable[[], float]) -> float:
-    peft_model.eval()
-    return evaluate()
-
-
-def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
-    """Indices for each step: seeded reshuffled epochs, cut into batches of ``batch_size``."""
-    generator = torch.Generator().manual_seed(seed)
-    stream: list[int] = []
-    while len(stream) < steps * batch_size:
-        stream += torch.randperm(n, generator=generator).tolist()
-    return [stream[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
-
-
-class BestState:
-    """The lowest held-out loss so far, its step and a copy of the adapter weights then."""
-
-    def __init__(self, loss: float, step: int, params: list[torch.Tensor]) -> None:
-        self.loss, self.step = loss, step
-        self.state = [p.detach().clone() for p in params]
-
-    def offer(self, loss: float, step: int, params: list[torch.Tensor]) -> None:
-        if loss < self.loss:
-            self.loss, self.step = loss, step
-            self.state = [p.detach().clone() for p in params]
-
-    def restore(self, params: list[torch.Tensor]) -> None:
-        with torch.no_grad():
-            for param, saved in zip(params, self.state, strict=True):
-                param.copy_(saved)
 
 
 def build_steering_brick(

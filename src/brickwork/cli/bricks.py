@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _train_task(loaded, args, data, documents, texts):
-    from brickwork.bricks.train import train_task_brick
+    from brickwork.bricks.train import LoraSettings, train_task_brick
 
     train, heldout = data
     return train_task_brick(
@@ -159,17 +159,13 @@ def _train_task(loaded, args, data, documents, texts):
         heldout,
         args.name,
         args.purpose,
-        rank=args.rank,
-        steps=args.steps,
-        lr=args.lr,
-        seed=args.seed,
-        max_seconds=args.max_seconds,
+        settings=_lora_settings(LoraSettings, args),
         progress=not args.quiet,
     )
 
 
 def _train_knowledge(loaded, args, data, documents, texts):
-    from brickwork.bricks.train import train_knowledge_brick
+    from brickwork.bricks.train import KnowledgeSettings, train_knowledge_brick
     from brickwork.data import load_data
 
     preserve = load_data(args.preserve, split="train") if args.preserve else None
@@ -178,15 +174,17 @@ def _train_knowledge(loaded, args, data, documents, texts):
         documents,
         args.name,
         args.purpose,
-        rank=args.rank,
-        steps=args.steps,
-        lr=args.lr,
-        seed=args.seed,
-        max_seconds=args.max_seconds,
+        settings=_lora_settings(KnowledgeSettings, args),
         progress=not args.quiet,
         context=args.context,
         preserve=preserve,
         preserve_weight=args.preserve_weight,
+    )
+
+
+def _lora_settings(cls, args):
+    return cls(
+        rank=args.rank, steps=args.steps, lr=args.lr, seed=args.seed, max_seconds=args.max_seconds
     )
 
 

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from brickwork.bricks.attach import attach
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.format import load_brick, save_brick
-from brickwork.bricks.train import train_task_brick
+from brickwork.bricks.train import LoraSettings, train_task_brick
 from brickwork.bricks.train_eval import generate_answers
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
@@ -65,8 +65,8 @@ def add_task(
     heldout: list[Sample],
     *,
     purpose: str | None = None,
+    settings: LoraSettings | None = None,
     progress: bool = True,
-    **brick_options,
 ) -> PluginSystem:
     """A new system with one more task: a task brick trained on ``train`` (early-stopped on
     ``heldout``) and the centroid of the training prompts. The old tasks are kept as they are."""
@@ -75,7 +75,13 @@ def add_task(
     if name in system.names():
         raise BrickworkError(f"task {name!r} is already in the plugin system")
     brick = train_task_brick(
-        loaded, train, heldout, name, purpose or name, progress=progress, **brick_options
+        loaded,
+        train,
+        heldout,
+        name,
+        purpose or name,
+        settings=settings or LoraSettings(),
+        progress=progress,
     )
     centroid = prompt_embeddings(loaded, [s.prompt for s in train]).mean(dim=0)
     task = PluginTask(name, brick, torch.nn.functional.normalize(centroid, dim=0))

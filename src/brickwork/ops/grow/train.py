@@ -12,15 +12,10 @@ trained) on a half batch of their reference tokens, a locality constraint agains
 from __future__ import annotations
 
 import copy
-import math
-import time
 from dataclasses import asdict, dataclass
 
 import torch
-from torch.nn.functional import kl_div, log_softmax
-from tqdm import tqdm
 
-from brickwork.bricks.train import BestState, batch_order
 from brickwork.bricks.train_eval import (
     batch_loss,
     locality_rows,
@@ -33,24 +28,15 @@ from brickwork.errors import BrickworkError
 from brickwork.models.ffn import neuron_dims
 from brickwork.models.load import LoadedModel, fingerprint
 from brickwork.ops.grow.record import GrownModel, TrainSlice, check_layers
+from brickwork.training import TrainSettings, fit, kl_to_reference, seeded
 
 
 @dataclass(frozen=True)
-class GrowTrainSettings:
-    steps: int = 200
-    lr: float = 1e-3
-    batch_size: int = 8
-    seed: int = 0
-    eval_every: int = 50
-    max_seconds: float | None = None
-    preserve_weight: float = 1.0
+class GrowTrainSettings(TrainSettings):
+    """Training a grown model: the loop's settings (``TrainSettings``) and the KL weight."""
 
-    def check(self) -> None:
-        for name in ("steps", "batch_size", "eval_every"):
-            if getattr(self, name) < 1:
-                raise BrickworkError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if not self.lr > 0:
-            raise BrickworkError(f"lr must be positive, not {self.lr}")
+    lr: float = 1e-3
+    preserve_weight: float = 1.0
 
 
 def train_grown(
@@ -106,16 +92,17 @@ def train_slices(
     copied = LoadedModel(model, loaded.tokenizer, loaded.family, loaded.fingerprint, loaded.source)
     params = _unfreeze(model, trainable)
     regularizer = _kl(copied, reference, preserve, settings) if preserve else None
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        result = _loop(
-            copied,
+    with seeded(settings.seed):
+        result = fit(
+            model,
             params,
             rows,
+            lambda batch: batch_loss(copied, batch),
             lambda: response_loss(copied, heldout),
             settings,
-            regularizer,
-            progress,
+            regularizer=regularizer,
+            desc="train grown",
+            progress=progress,
         )
     for param in model.parameters():
         param.requires_grad_(True)
@@ -125,7 +112,7 @@ def train_slices(
     named = dict(model.named_parameters())
     count = sum(s.count(named[n]) for n, s in trainable.items())
     metrics = {
-        **result,
+        **result.metrics(),
         "trainable_parameters": count,
         "settings": asdict(settings),
         "dataset_hash": dataset_hash(train),
@@ -156,66 +143,15 @@ def _unfreeze(model: torch.nn.Module, trainable: dict[str, TrainSlice]) -> list[
 
 
 def _kl(copied: LoadedModel, reference: LoadedModel, samples: list[Sample], s: GrowTrainSettings):
+    """preserve_weight x KL(reference || trained) on half batches of ``samples``."""
     rows = locality_rows(copied.tokenizer, samples, plain=False)  # as measured in grow.md
-    order = batch_order(len(rows), max(1, s.batch_size // 2), s.steps, s.seed + 1)
-
-    def regularize(step: int) -> torch.Tensor:
-        batch = [rows[i] for i in order[step - 1]]
-        with torch.no_grad():
-            base = log_softmax(target_logits(reference, batch)[0].float(), dim=-1)
-        trained = log_softmax(target_logits(copied, batch)[0].float(), dim=-1)
-        return s.preserve_weight * kl_div(trained, base, log_target=True, reduction="batchmean")
-
-    return regularize
-
-
-def _loop(
-    copied: LoadedModel, params, rows, evaluate, s: GrowTrainSettings, regularizer, progress: bool
-) -> dict:
-    model = copied.model
-    optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
-    warmup = max(1, s.steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: min((i + 1) / warmup, max(0.0, (s.steps - i) / (s.steps - warmup + 1)))
+    return kl_to_reference(
+        rows,
+        s,
+        s.preserve_weight,
+        lambda batch: target_logits(reference, batch)[0],
+        lambda batch: target_logits(copied, batch)[0],
     )
-    model.eval()
-    best = BestState(evaluate(), 0, params)
-    before, losses, started, step = best.loss, [], time.perf_counter(), 0
-    bar = tqdm(
-        batch_order(len(rows), s.batch_size, s.steps, s.seed),
-        desc="train grown",
-        disable=not progress,
-    )
-    for step, indices in enumerate(bar, start=1):
-        model.train()
-        loss = batch_loss(copied, [rows[i] for i in indices])
-        optimizer.zero_grad(set_to_none=True)
-        total = loss + regularizer(step) if regularizer else loss
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(float(loss.detach()))
-        timed_out = s.max_seconds is not None and time.perf_counter() - started > s.max_seconds
-        if step % s.eval_every == 0 or step == s.steps or timed_out:
-            model.eval()
-            best.offer(evaluate(), step, params)
-            bar.set_postfix(train=f"{losses[-1]:.3f}", heldout=f"{best.loss:.3f}")
-        if timed_out:
-            break
-    bar.close()
-    best.restore(params)
-    return {
-        "heldout_loss_before": before,
-        "heldout_loss_after": best.loss,
-        "heldout_ppl_before": math.exp(before),
-        "heldout_ppl_after": math.exp(best.loss),
-        "best_step": best.step,
-        "steps_run": step,
-        "train_seconds": time.perf_counter() - started,
-        "train_loss_first": losses[0] if losses else math.nan,
-        "train_loss_last": losses[-1] if losses else math.nan,
-    }
 
 
 def layer_slices(loaded: LoadedModel, layers: list[int]) -> dict[str, TrainSlice]:

@@ -163,7 +163,7 @@ def plugin(
 ) -> Brick:
     """A LoRA knowledge brick trained on each new statement behind the prefixes; ``preserve``
     (prompt/reference samples) adds a KL term towards the base model on them."""
-    from brickwork.bricks.train import train_knowledge_brick
+    from brickwork.bricks.train import KnowledgeSettings, train_knowledge_brick
 
     documents = [f"{c}{f.prompt} {f.target_new}" for f in facts for c in CONTEXTS]
     return train_knowledge_brick(
@@ -171,12 +171,9 @@ def plugin(
         documents,
         name,
         "knowledge injection",
-        rank=rank,
-        steps=steps,
-        lr=lr,
-        batch_size=len(CONTEXTS),
-        seed=seed,
-        eval_every=steps,
+        settings=KnowledgeSettings(
+            rank=rank, steps=steps, lr=lr, batch_size=len(CONTEXTS), seed=seed, eval_every=steps
+        ),
         progress=False,
         preserve=preserve,
     )

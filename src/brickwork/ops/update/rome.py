@@ -43,6 +43,7 @@ from brickwork.ops.update.common import (
 )
 from brickwork.ops.update.covariance import inverse, layer_statistics
 from brickwork.ops.update.initial import at_position_zero, initial_covariance, protected_keys
+from brickwork.training.settings import check_at_least_one, check_positive
 
 MODES = ("exact", "memit")
 
@@ -82,10 +83,8 @@ class EditSettings:
             )
         if self.mode not in MODES:
             raise BrickworkError(f"mode must be one of {MODES}, not {self.mode!r}")
-        if min(self.steps, self.initial_steps) < 1 or self.lr <= 0:
-            raise BrickworkError("steps must be >= 1 and lr positive")
-        if self.initial_scale <= 0:
-            raise BrickworkError("initial_scale must be positive")
+        check_at_least_one(self, "steps", "initial_steps")
+        check_positive(self, "lr", "initial_scale")
 
     def to_json(self) -> dict:
         return asdict(self)
