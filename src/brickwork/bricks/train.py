@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import torch
-from tqdm import tqdm
 
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.plugins import lora_brick_from_peft, steering_brick
