@@ -23,6 +23,7 @@ from torch.nn.functional import normalize, relu
 
 import brickwork
 from brickwork.bricks.brick import Brick, check_name
+from brickwork.bricks.specs import DeltaSpec
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.common import (
@@ -103,12 +104,12 @@ def inject(
         "scales": torch.tensor(scales),
         "values": torch.stack(values, 1),
     }
-    spec = {
-        "update": "inject",
-        "layer": settings.layer,
-        "neurons": len(facts),
-        "facts": [{k: f[k] for k in ("prompt", "subject", "target_new")} for f in facts],
-    }
+    spec = DeltaSpec(
+        update="inject",
+        layer=settings.layer,
+        neurons=len(facts),
+        facts=[{k: f[k] for k in ("prompt", "subject", "target_new")} for f in facts],
+    )
     provenance = {
         "method": "inject-neurons",
         "settings": settings.to_json(),
@@ -117,7 +118,7 @@ def inject(
     }
     return Brick(
         name,
-        "layer",
+        "delta",
         "customized",
         "knowledge injection",
         loaded.fingerprint,
@@ -132,7 +133,7 @@ def inject(
 @contextmanager
 def attach_neurons(loaded: LoadedModel, brick: Brick) -> Iterator[torch.nn.Module]:
     """Run the model with the brick's neurons added to its layer's FFN; removed on exit."""
-    if brick.spec.get("update") != "inject":
+    if brick.kind != "delta" or brick.spec.update != "inject":
         raise BrickworkError(f"brick {brick.name!r} is not an injected-neurons brick")
     check_base(loaded, brick.base_model, f"brick {brick.name!r}")
     t = brick.tensors
