@@ -10,6 +10,7 @@ through attributes (``spec.layer = 2``). Field types are the JSON types: ``int``
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -100,7 +101,17 @@ def _coerce(cls: type, name: str, value: Any) -> tuple[Any, list[str]]:
         wanted = f"a list of {args[0].__name__}"
     else:
         ok, wanted = _is(value, hint), f"{'an' if hint is int else 'a'} {hint.__name__}"
+    if ok and isinstance(value, dict | list) and not _plain_json(value):
+        return value, [f"{name!r} must be plain JSON (string keys, JSON values)"]
     return value, [] if ok else [f"{name!r} must be {wanted}, not {value!r:.60}"]
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether ``value`` reads back from JSON as itself (so a saved brick equals the original)."""
+    try:
+        return json.loads(json.dumps(value)) == value
+    except (TypeError, ValueError):
+        return False
 
 
 def _is(value: Any, kind: type) -> bool:

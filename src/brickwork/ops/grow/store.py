@@ -66,7 +66,7 @@ def grown_brick(grown: GrownModel) -> Brick:
         tensors[name] = value.clone().contiguous()
     spec = GrownSpec(
         slices={k: v.to_json() for k, v in grown.trainable.items()},
-        growth=grown.history[-1] if grown.history else {},
+        growth=json.loads(json.dumps(grown.history[-1] if grown.history else {})),  # str keys
     )
     return Brick(
         "grown",
