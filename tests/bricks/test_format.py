@@ -26,7 +26,8 @@ def test_save_load_round_trip_is_bit_exact(fixture, request, tmp_path):
         brick.base_model,
     )
     assert (
-        loaded.spec == json.loads(json.dumps(brick.spec)) and loaded.provenance == brick.provenance
+        loaded.spec.to_json() == json.loads(json.dumps(brick.spec.to_json()))
+        and loaded.provenance == brick.provenance
     )
     assert verify_brick(tmp_path / brick.name) == []
 

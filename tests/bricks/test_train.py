@@ -87,7 +87,7 @@ def test_metrics_and_provenance_are_recorded(tiny_llama, task_run):
     assert p["method"] == "lora-task" and p["seed"] == 0 and p["parameters"]["rank"] == 8
     assert p["parameters"]["alpha"] == 16.0  # 2 x rank unless set
     assert p["dataset_hash"].startswith("sha256:") and p["brickwork_version"]
-    assert brick.base_model == tiny_llama.fingerprint and brick.spec["plugin_type"] == "lora"
+    assert brick.base_model == tiny_llama.fingerprint and brick.kind == "lora"
 
 
 def test_heldout_metric_matches_the_attached_brick(tiny_llama, tiny_samples, task_run):

@@ -54,7 +54,7 @@ def test_saved_record_and_grown_brick(tmp_path):
     assert record["structure"]["ffn_widths"] == {"0": 72}
     assert record["trainable_parameters"] == grown.trainable_count() == 8 * 32 * 3
     brick = load_brick(folder / "grown-brick")
-    assert brick.kind == "layer" and brick.base_model == grown.base_model
+    assert brick.kind == "grown" and brick.base_model == grown.base_model
     assert brick.tensors["model.layers.0.mlp.down_proj.weight"].shape == (32, 8)
     assert isinstance(load_any(str(folder)), type(grown))
 

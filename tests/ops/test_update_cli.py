@@ -176,8 +176,8 @@ def test_inject_and_locate_store_bricks(tmp_path, tiny_model_dirs, capsys):
     out = capsys.readouterr().out
     assert "knowledge neurons:" in out and "causal trace:" in out
     names = {b["name"]: b for b in BrickRepository(repo).list()}
-    assert names["inj"]["spec"]["update"] == "inject"
-    assert names["fr-neurons"]["kind"] == "neuron_set" and names["fr-trace"]["kind"] == "layer"
+    assert names["inj"]["kind"] == "delta" and names["inj"]["spec"]["update"] == "inject"
+    assert names["fr-neurons"]["kind"] == "neuron_set" and names["fr-trace"]["kind"] == "trace"
 
 
 def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):

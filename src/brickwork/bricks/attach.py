@@ -2,7 +2,10 @@
 
 - neuron sets: ``mode="keep"`` zeroes every other neuron, ``mode="ablate"`` zeroes the set's own;
 - LoRA plugins: applied with PEFT and unloaded on exit (the original modules come back);
-- steering plugins: a forward hook adds the vector to the chosen decoder layers' outputs.
+- steering plugins: a forward hook adds the vector to the chosen decoder layers' outputs;
+- deltas: an edit is written into the weights and rolled back; injected neurons are hooked in.
+
+Each kind's attach is looked up in the registry (``brickwork.bricks.kinds``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from brickwork.analysis.masking import zero_neurons
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
+from brickwork.bricks.kinds import brick_kind, kind_names
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
@@ -33,21 +37,53 @@ def attach(
         raise BrickworkError(f"mode must be one of {MODES}, not {mode!r}")
     for brick in bricks:
         loaded.require_base(brick.base_model, f"brick {brick.name!r}")
+    refused = [b.name for b in bricks if brick_kind(b.kind).attach is None]
+    if refused:
+        kinds = ", ".join(k for k in kind_names() if brick_kind(k).attach is not None)
+        raise BrickworkError(f"cannot attach {', '.join(refused)}: only {kinds} bricks attach")
     with ExitStack() as stack:
-        masks = [b.neuron_mask() for b in bricks if b.kind == "neuron_set"]
-        if masks:
-            union = torch.stack(masks).any(dim=0)
-            stack.enter_context(zero_neurons(loaded, ~union if mode == "keep" else union))
+        model = loaded.model
+        for name in kind_names():  # registration order: LoRA, which wraps the model, last
+            group = [b for b in bricks if b.kind == name]
+            if group:
+                wrapped = stack.enter_context(brick_kind(name).attach(loaded, group, mode))
+                model = model if wrapped is None else wrapped
+        yield model
+
+
+@contextmanager
+def attach_neuron_sets(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterator[None]:
+    """Zero every neuron outside the sets' union (``keep``) or inside it (``ablate``)."""
+    union = torch.stack([b.neuron_mask() for b in bricks]).any(dim=0)
+    with zero_neurons(loaded, ~union if mode == "keep" else union):
+        yield None
+
+
+@contextmanager
+def attach_steering(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterator[None]:
+    with ExitStack() as stack:
         for brick in bricks:
-            if brick.kind == "plugin" and brick.spec["plugin_type"] == "steering":
-                stack.enter_context(_steer(loaded, brick))
-        loras = [b for b in bricks if b.kind == "plugin" and b.spec["plugin_type"] == "lora"]
-        unsupported = [b.name for b in bricks if b.kind not in ("neuron_set", "plugin")]
-        if unsupported:
-            raise BrickworkError(
-                f"cannot attach {', '.join(unsupported)}: not a neuron set or plugin"
-            )
-        yield stack.enter_context(_lora(loaded, loras)) if loras else loaded.model
+            stack.enter_context(_steer(loaded, brick))
+        yield None
+
+
+def attach_loras(loaded: LoadedModel, bricks: list[Brick], mode: str):
+    return _lora(loaded, bricks)
+
+
+@contextmanager
+def attach_deltas(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterator[None]:
+    """Apply each edit to the weights (rolled back on exit) or add its injected neurons."""
+    from brickwork.ops.update import apply_edit, attach_neurons, rollback  # edits live there
+
+    with ExitStack() as stack:
+        for brick in bricks:
+            if brick.spec.update == "inject":
+                stack.enter_context(attach_neurons(loaded, brick))
+            else:
+                apply_edit(loaded, brick)
+                stack.callback(rollback, loaded, brick)
+        yield None
 
 
 @contextmanager

@@ -1,9 +1,11 @@
 """The Brick: a functional unit of a model, with its base model, provenance and metrics.
 
 Kinds follow the paper's granularities (§2): a neuron set (neurons of many layers, e.g. the coding
-neurons), a neuron group (one layer's FFN partitioned into experts), a layer, a plugin (a PEFT
-adapter such as LoRA, or a steering vector) and a model (a reference to a whole model). Origins:
-emergent (found in the pre-trained weights) or customized (built after pre-training).
+neurons), a neuron group (one layer's FFN partitioned into experts), a layer, a plugin (a LoRA
+adapter or a steering vector) and a model (a reference to a whole model); and the products of
+updating and growing: a delta (an edit), a trace (causal-trace scores) and grown parameters.
+Each kind is registered with a typed spec (``brickwork.bricks.kinds``). Origins: emergent (found
+in the pre-trained weights) or customized (built after pre-training).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from brickwork.bricks.kinds import brick_kind
+from brickwork.bricks.spec import BrickSpec
+from brickwork.bricks.specs import LayerSpec, ModelSpec, NeuronGroupSpec, NeuronSetSpec
 from brickwork.errors import BrickworkError
 
-KINDS = ("neuron_set", "neuron_group", "layer", "plugin", "model")
 ORIGINS = ("emergent", "customized")
-PLUGIN_TYPES = ("lora", "steering")
 # Letters, digits, dot, dash, underscore; no path separators, no leading dot, no "..".
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -30,19 +33,21 @@ class Brick:
     purpose: str  # the functionality or task it serves, e.g. "coding"
     base_model: str  # fingerprint of the base model it was built on
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-    spec: dict = field(default_factory=dict)  # kind-specific settings (docs/brick_format.md)
+    spec: BrickSpec | dict = field(default_factory=dict)  # the kind's typed spec (a dict is read)
     provenance: dict = field(default_factory=dict)  # method, parameters, data hash, seed, ...
     metrics: dict = field(default_factory=dict)  # measured numbers, e.g. before/after
     description: str = ""
 
     def __post_init__(self) -> None:
         check_name(self.name)
-        if self.kind not in KINDS:
-            raise BrickworkError(f"unknown brick kind {self.kind!r}; kinds: {', '.join(KINDS)}")
+        kind = brick_kind(self.kind)
         if self.origin not in ORIGINS:
             raise BrickworkError(f"unknown brick origin {self.origin!r}; origins: {ORIGINS}")
-        if self.kind == "plugin" and self.spec.get("plugin_type") not in PLUGIN_TYPES:
-            raise BrickworkError(f"a plugin brick needs spec plugin_type in {PLUGIN_TYPES}")
+        if not isinstance(self.spec, kind.spec_cls):  # a JSON object (or another kind's spec)
+            self.spec = kind.spec_cls.from_json(self.spec)
+        missing = [t for t in kind.tensors if t not in self.tensors]
+        if missing:
+            raise BrickworkError(f"{self.kind} brick {self.name!r} lacks tensor(s) {missing}")
 
     def neuron_mask(self) -> torch.Tensor:
         """The [layers, d_ff] boolean mask of a neuron-set brick."""
@@ -65,7 +70,7 @@ def neuron_set_brick(
     """An emergent neuron set: the neurons where ``mask`` [layers, d_ff] is True."""
     layers, d_ff = mask.shape
     per_layer = mask.sum(dim=1).tolist()
-    spec = {"n_layers": layers, "d_ff": d_ff, "rule": rule, "neurons_per_layer": per_layer}
+    spec = NeuronSetSpec(n_layers=layers, d_ff=d_ff, rule=rule, neurons_per_layer=per_layer)
     return Brick(
         name,
         "neuron_set",
@@ -83,7 +88,7 @@ def neuron_group_brick(
 ) -> Brick:
     """One layer's FFN partitioned into groups (experts): ``assignment`` [d_ff] holds group ids."""
     sizes = torch.bincount(assignment).tolist()
-    spec = {"layer": layer, "n_groups": len(sizes), "group_sizes": sizes, "method": method}
+    spec = NeuronGroupSpec(layer=layer, n_groups=len(sizes), group_sizes=sizes, method=method)
     purpose = fields.pop("purpose", f"layer {layer} experts")
     return Brick(
         name,
@@ -109,7 +114,7 @@ def layer_brick(
         purpose,
         base_model,
         tensors=tensors,
-        spec={"layer": index},
+        spec=LayerSpec(layer=index),
         **fields,
     )
 
@@ -122,6 +127,6 @@ def model_brick(name: str, purpose: str, base_model: str, reference: str, **fiel
         fields.pop("origin", "customized"),
         purpose,
         base_model,
-        spec={"reference": reference},
+        spec=ModelSpec(reference=reference),
         **fields,
     )

@@ -1,6 +1,6 @@
 """The on-disk brick format (docs/brick_format.md): a directory with brick.json and
-weights.safetensors; LoRA plugins are also PEFT adapter directories (adapter_config.json and
-adapter_model.safetensors), so ``PeftModel.from_pretrained(base, brick_dir)`` loads them as is.
+weights.safetensors, plus the files a kind adds (a LoRA brick's PEFT adapter files, so
+``PeftModel.from_pretrained(base, brick_dir)`` loads it as is). Version 1 is migrated on read.
 
 A brick directory is written to a temporary directory beside the target, then renamed: it appears
 whole or not at all. brick.json records a sha256 of every other file; loading checks them.
@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from brickwork.bricks.brick import Brick
+from brickwork.bricks.kinds import brick_kind
+from brickwork.bricks.migrate import migrate_v1
 from brickwork.errors import BrickworkError
 from brickwork.io import read_versioned_json, replace_dir_atomically, sha256_file
 
 FORMAT = "brickwork-brick"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "brick.json"
 WEIGHTS_FILE = "weights.safetensors"
-PEFT_CONFIG_FILE = "adapter_config.json"
-PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
-# Tensors under this prefix (e.g. a purpose embedding) are brickwork's, never PEFT's.
+# Tensors under this prefix (e.g. a purpose embedding) are brickwork's, never an adapter's.
 EXTRA_PREFIX = "brickwork."
 
 
@@ -40,14 +39,9 @@ def write_brick_files(brick: Brick, folder: Path) -> None:
     """Write the brick's files into an existing (empty) folder."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in brick.tensors.items()}
     save_file(tensors, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
-    if brick.kind == "plugin" and brick.spec.get("plugin_type") == "lora":
-        peft_config = brick.spec["peft_config"]
-        (folder / PEFT_CONFIG_FILE).write_text(json.dumps(peft_config, indent=1), encoding="utf-8")
-        adapter = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
-        if len(adapter) == len(tensors):
-            shutil.copyfile(folder / WEIGHTS_FILE, folder / PEFT_WEIGHTS_FILE)
-        else:  # PEFT's file holds only the adapter's own tensors
-            save_file(adapter, str(folder / PEFT_WEIGHTS_FILE), metadata={"format": "pt"})
+    write_files = brick_kind(brick.kind).write_files
+    if write_files is not None:  # e.g. a LoRA brick's PEFT adapter files
+        write_files(brick, folder, tensors)
     files = {p.name: sha256_file(p) for p in sorted(folder.iterdir())}
     meta = {
         "format": FORMAT,
@@ -58,7 +52,7 @@ def write_brick_files(brick: Brick, folder: Path) -> None:
         "purpose": brick.purpose,
         "base_model": brick.base_model,
         "description": brick.description,
-        "spec": brick.spec,
+        "spec": brick.spec.to_json(),
         "provenance": brick.provenance,
         "metrics": brick.metrics,
         "files": files,
@@ -69,8 +63,16 @@ def write_brick_files(brick: Brick, folder: Path) -> None:
 
 
 def read_brick_meta(folder: str | Path) -> dict:
-    """brick.json of a brick directory, checked for format and version."""
-    return read_versioned_json(Path(folder), META_FILE, "brick", FORMAT, FORMAT_VERSION)
+    """brick.json of a brick directory, checked for format and version; a version 1 file is
+    migrated to the current version on read (the directory is left as it is)."""
+    try:
+        return read_versioned_json(Path(folder), META_FILE, "brick", FORMAT, FORMAT_VERSION)
+    except BrickworkError as error:
+        try:
+            old = read_versioned_json(Path(folder), META_FILE, "brick", FORMAT, 1)
+        except BrickworkError:
+            raise error from None
+    return migrate_v1(old)
 
 
 def verify_brick(folder: str | Path) -> list[str]:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from brickwork.bricks.brick import Brick
+from brickwork.bricks.format import EXTRA_PREFIX, WEIGHTS_FILE
+from brickwork.bricks.specs import LoraSpec, SteeringSpec
+from brickwork.errors import BrickworkError
+
+PEFT_CONFIG_FILE = "adapter_config.json"
+PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 
 
 def lora_brick_from_peft(peft_model, name: str, purpose: str, base_model: str, **fields) -> Brick:
@@ -24,17 +31,34 @@ def lora_brick_from_peft(peft_model, name: str, purpose: str, base_model: str, *
         config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
         tensors = load_file(str(folder / "adapter_model.safetensors"))
     config["base_model_name_or_path"] = None  # the fingerprint ties it to its base, not a path
-    spec = {"plugin_type": "lora", "peft_config": config}
     return Brick(
         name,
-        "plugin",
+        "lora",
         fields.pop("origin", "customized"),
         purpose,
         base_model,
         tensors=tensors,
-        spec=spec,
+        spec=LoraSpec(peft_config=config),
         **fields,
     )
+
+
+def write_peft_files(brick: Brick, folder: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """A LoRA brick's PEFT adapter files beside weights.safetensors (already written)."""
+    config = json.dumps(brick.spec.peft_config, indent=1)
+    (folder / PEFT_CONFIG_FILE).write_text(config, encoding="utf-8")
+    adapter = {k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIX)}
+    if len(adapter) == len(tensors):
+        shutil.copyfile(folder / WEIGHTS_FILE, folder / PEFT_WEIGHTS_FILE)
+    else:  # PEFT's file holds only the adapter's own tensors
+        save_file(adapter, str(folder / PEFT_WEIGHTS_FILE), metadata={"format": "pt"})
+
+
+def lora_on_compact(brick: Brick, sliced: set[str]) -> None:
+    """Refuse a LoRA brick that adapts FFN projections a compact model has sliced."""
+    targets = brick.spec.peft_config.get("target_modules") or []
+    if sliced & set([targets] if isinstance(targets, str) else targets):
+        raise BrickworkError(f"plugin {brick.name!r} adapts sliced FFN projections")
 
 
 def steering_brick(
@@ -47,10 +71,10 @@ def steering_brick(
     **fields,
 ) -> Brick:
     """A steering vector per chosen layer, added to that decoder layer's output hidden states."""
-    spec = {"plugin_type": "steering", "layers": list(layers), "scale": scale}
+    spec = SteeringSpec(layers=list(layers), scale=scale)
     return Brick(
         name,
-        "plugin",
+        "steering",
         fields.pop("origin", "customized"),
         purpose,
         base_model,

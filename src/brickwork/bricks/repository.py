@@ -15,6 +15,7 @@ from filelock import FileLock
 
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.format import load_brick, read_brick_meta, save_brick, verify_brick
+from brickwork.bricks.kinds import matches
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
 
@@ -82,12 +83,13 @@ class BrickRepository:
         base_model: str | None = None,
         text: str | None = None,
     ) -> list[dict]:
-        """Bricks matching every given filter; ``text`` searches name, purpose and description."""
+        """Bricks matching every given filter; ``kind`` may be a group (``plugin``); ``text``
+        searches name, purpose and description."""
         found = []
         for meta in self.list():
             haystack = " ".join((meta["name"], meta["purpose"], meta.get("description", "")))
             if (
-                (kind is None or meta["kind"] == kind)
+                (kind is None or matches(meta["kind"], kind))
                 and (purpose is None or meta["purpose"] == purpose)
                 and (base_model is None or meta["base_model"] == base_model)
                 and (text is None or text.lower() in haystack.lower())

@@ -45,7 +45,7 @@ def _bricks_show(repo, args) -> None:
         )
     }
     shown["tensors"] = {k: list(v.shape) for k, v in brick.tensors.items()}
-    print(json.dumps(shown, indent=1))
+    print(json.dumps(shown, indent=1, default=dict))  # a spec is a mapping
 
 
 def _bricks_verify(repo, args) -> None:
@@ -98,6 +98,7 @@ _BRICK_ACTIONS = {
 
 
 def _add_bricks(commands) -> None:
+    from brickwork.bricks.kinds import kind_filters
     from brickwork.models import DEFAULT_MODEL
 
     bricks = commands.add_parser(
@@ -106,7 +107,7 @@ def _add_bricks(commands) -> None:
     bricks.add_argument("action", choices=tuple(_BRICK_ACTIONS))
     bricks.add_argument("name", nargs="?", help="brick name (show, remove); instruction (retrieve)")
     bricks.add_argument("--repo", default="bricks", help="repository directory (default: bricks)")
-    bricks.add_argument("--kind", help="list: only this kind")
+    bricks.add_argument("--kind", choices=kind_filters(), help="list: only this kind")
     bricks.add_argument("--purpose", help="list: only this functionality or purpose")
     bricks.add_argument("--text", help="list: name, purpose or description contains this")
     bricks.add_argument("--analysis", help="extract: a brickwork analyze output directory")

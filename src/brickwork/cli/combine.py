@@ -66,7 +66,7 @@ def cmd_stitch(args: argparse.Namespace) -> None:
     from brickwork.ops.stitch import plan_chain, run_pipeline, step_for
 
     repo = BrickRepository(args.repo, create=False)
-    metas = [m for m in repo.list() if m["kind"] == "plugin"]
+    metas = repo.search(kind="plugin")
     plan = plan_chain(args.instruction, metas)
     for number, step in enumerate(plan, start=1):
         print(f"step {number}: {step.brick} (score {step.score:.3f}) for {step.clause!r}")

@@ -188,18 +188,18 @@ def attach_plugins(compact: CompactModel, bricks: list) -> Iterator[nn.Module]:
     Plugins must not touch the sliced FFN projections (their shapes changed).
     """
     from brickwork.bricks.attach import attach
+    from brickwork.bricks.kinds import brick_kind
 
     family = compact.loaded.family
     sliced = {n for n in (family.gate, family.up, family.down) if n}
     as_base = replace(compact.loaded, fingerprint=compact.base_fingerprint)
     for brick in bricks:
-        if brick.kind != "plugin":
+        on_compact = brick_kind(brick.kind).compact
+        if on_compact is None:
             raise BrickworkError(
                 f"only plugin bricks attach to a compact model, not {brick.name!r}"
             )
         as_base.require_base(brick.base_model, f"brick {brick.name!r}")
-        targets = brick.spec.get("peft_config", {}).get("target_modules") or []
-        if sliced & set([targets] if isinstance(targets, str) else targets):
-            raise BrickworkError(f"plugin {brick.name!r} adapts sliced FFN projections")
+        on_compact(brick, sliced)
     with attach(as_base, bricks) as model:
         yield model

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from brickwork.bricks.attach import attach
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.format import EXTRA_PREFIX
+from brickwork.bricks.specs import LoraSpec
 from brickwork.bricks.train_eval import response_loss
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
@@ -298,12 +299,12 @@ def _result(bricks, weights, merged, name, method, params, errors, purpose, desc
     purpose = purpose or " + ".join(b.purpose for b in bricks)
     return Brick(
         name,
-        "plugin",
+        "lora",
         "customized",
         purpose,
         bricks[0].base_model,
         tensors=tensors,
-        spec={"plugin_type": "lora", "peft_config": config},
+        spec=LoraSpec(peft_config=config),
         provenance=provenance,
         metrics=metrics,
         description=description,
@@ -343,7 +344,7 @@ def _checked(bricks: list[Brick], weights: list[float], name: str):
 
 
 def _check_lora(brick: Brick) -> None:
-    if brick.kind != "plugin" or brick.spec.get("plugin_type") != "lora":
+    if brick.kind != "lora":
         raise BrickworkError(f"brick {brick.name!r} is not a LoRA plugin brick")
     config = brick.spec.get("peft_config", {})
     if config.get("use_dora") or config.get("rank_pattern") or config.get("alpha_pattern"):

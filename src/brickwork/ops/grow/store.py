@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
+from brickwork.bricks.specs import GrownSpec
 from brickwork.errors import BrickworkError
 from brickwork.io import read_versioned_json, replace_dir_atomically
 from brickwork.models.experts import MoEFFN, zero_router
@@ -63,13 +64,13 @@ def grown_brick(grown: GrownModel) -> Brick:
         if part.dim is not None:
             value = value.narrow(part.dim, part.start, part.count_along(value))
         tensors[name] = value.clone().contiguous()
-    spec = {
-        "slices": {k: v.to_json() for k, v in grown.trainable.items()},
-        "growth": grown.history[-1] if grown.history else {},
-    }
+    spec = GrownSpec(
+        slices={k: v.to_json() for k, v in grown.trainable.items()},
+        growth=json.loads(json.dumps(grown.history[-1] if grown.history else {})),  # str keys
+    )
     return Brick(
         "grown",
-        "layer",
+        "grown",
         "customized",
         "growth",
         grown.base_model,

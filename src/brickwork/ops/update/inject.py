@@ -23,6 +23,7 @@ from torch.nn.functional import normalize, relu
 
 import brickwork
 from brickwork.bricks.brick import Brick, check_name
+from brickwork.bricks.specs import DeltaSpec
 from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
@@ -104,14 +105,14 @@ def inject(
         "scales": torch.tensor(scales),
         "values": torch.stack(values, 1),
     }
-    spec = {
-        "update": "inject",
-        "layer": settings.layer,
-        "neurons": len(facts),
-        "facts": [
+    spec = DeltaSpec(
+        update="inject",
+        layer=settings.layer,
+        neurons=len(facts),
+        facts=[
             {"prompt": f.prompt, "subject": f.subject, "target_new": f.target_new} for f in facts
         ],
-    }
+    )
     provenance = {
         "method": "inject-neurons",
         "settings": settings.to_json(),
@@ -120,7 +121,7 @@ def inject(
     }
     return Brick(
         name,
-        "layer",
+        "delta",
         "customized",
         "knowledge injection",
         loaded.fingerprint,
@@ -135,7 +136,7 @@ def inject(
 @contextmanager
 def attach_neurons(loaded: LoadedModel, brick: Brick) -> Iterator[torch.nn.Module]:
     """Run the model with the brick's neurons added to its layer's FFN; removed on exit."""
-    if brick.spec.get("update") != "inject":
+    if brick.kind != "delta" or brick.spec.update != "inject":
         raise BrickworkError(f"brick {brick.name!r} is not an injected-neurons brick")
     loaded.require_base(brick.base_model, f"brick {brick.name!r}")
     t = brick.tensors

@@ -8,7 +8,7 @@
 - ``causal_trace``: the subject's input embeddings get Gaussian noise (``noise`` × the embedding
   std); then, one layer at a time, the clean hidden state (the decoder layer's output) or the
   clean FFN output at the subject's last token is restored, and P(answer) is measured. A layer
-  scores P_restored − P_corrupted. Returns a layer brick naming the best FFN layer, with scores.
+  scores P_restored − P_corrupted. Returns a trace brick naming the best FFN layer, with scores.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import torch
 
 from brickwork.bricks.brick import Brick, neuron_set_brick
+from brickwork.bricks.specs import TraceSpec
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
@@ -99,7 +100,7 @@ def knowledge_neurons(
         provenance={"method": "integrated-gradients", "prompts": prompts, "answer": answer},
     )
     brick.tensors["scores"] = mean
-    brick.spec["ranking"] = top[:50]
+    brick.spec.ranking = top[:50]
     return brick
 
 
@@ -183,18 +184,18 @@ def causal_trace(
         [corrupted_p(family.ffn(m), clean_m[i]) - p_corrupt for i, m in enumerate(layers)]
     )
     ranking = [int(i) for i in mlp.argsort(descending=True)]
-    spec = {
-        "layer": ranking[0],
-        "ranking": ranking,
-        "p_clean": p_clean,
-        "p_corrupt": p_corrupt,
-        "restored": "subject last token",
-        "noise": noise,
-        "samples": samples,
-    }
+    spec = TraceSpec(
+        layer=ranking[0],
+        ranking=ranking,
+        p_clean=p_clean,
+        p_corrupt=p_corrupt,
+        restored="subject last token",
+        noise=noise,
+        samples=samples,
+    )
     return Brick(
         name,
-        "layer",
+        "trace",
         "emergent",
         f"knowledge: {prompt} {answer}",
         loaded.fingerprint,

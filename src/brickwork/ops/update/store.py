@@ -1,6 +1,6 @@
 """Edits as delta bricks: apply one to a model, and roll it back bit-identically.
 
-A delta brick is a ``layer`` brick with ``spec["update"]`` set. It holds the edited projection's
+A delta brick (kind ``delta``, update ``rank_one`` or ``batch``) holds the edited projection's
 weight as it was (``before``, in the module's own layout) and the low-rank change as factors
 ``u`` [d_model, n] and ``v`` [n, d_ff] (``down_weight`` orientation), for ``spec["layer"]``; an
 edit that also changes other layers (``spec["more_layers"]``, e.g. the initial layer of a
@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from brickwork.bricks.brick import Brick
+from brickwork.bricks.specs import EDIT_UPDATES, DeltaSpec
 from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.ffn import stored_layout
@@ -28,12 +29,12 @@ def _suffix(main: int, layer: int) -> str:
 
 def _name(brick: Brick, tensor: str, layer: int) -> str:
     """The name of the brick's ``tensor`` ("before", "u" or "v") for ``layer``."""
-    return tensor + _suffix(brick.spec["layer"], layer)
+    return tensor + _suffix(brick.spec.layer, layer)
 
 
 def layers(brick: Brick) -> list[int]:
     """The layers an edit brick changes, its main layer first."""
-    return [brick.spec["layer"], *brick.spec.get("more_layers", [])]
+    return [brick.spec.layer, *(brick.spec.more_layers or [])]
 
 
 def edited_weight(loaded: LoadedModel, brick: Brick, layer: int) -> torch.Tensor:
@@ -74,11 +75,11 @@ def delta_brick(
         tensors["before" + end] = down_module(loaded, layer).weight.detach().clone()
         tensors["u" + end] = u.float().contiguous()
         tensors["v" + end] = v.float().contiguous()
-    spec = {
-        "update": update,
-        "layer": main,
-        "rank": int(updates[main][0].shape[1]),
-        "facts": [
+    spec = DeltaSpec(
+        update=update,
+        layer=main,
+        rank=int(updates[main][0].shape[1]),
+        facts=[
             {
                 k: v
                 for k, v in f.to_dict().items()
@@ -86,12 +87,11 @@ def delta_brick(
             }
             for f in facts
         ],
-    }
-    if more:
-        spec["more_layers"] = more
+        more_layers=more or None,
+    )
     brick = Brick(
         name,
-        "layer",
+        "delta",
         "emergent",
         "knowledge edit",
         loaded.fingerprint,
@@ -103,14 +103,14 @@ def delta_brick(
     )
     write_weights(loaded, brick, edited=True)
     try:
-        brick.spec["result_fingerprint"] = fingerprint(loaded.model)
+        brick.spec.result_fingerprint = fingerprint(loaded.model)
     finally:
         write_weights(loaded, brick, edited=False)
     return brick
 
 
 def _check_delta(brick: Brick) -> None:
-    if brick.kind != "layer" or brick.spec.get("update") not in ("rank_one", "batch"):
+    if brick.kind != "delta" or brick.spec.update not in EDIT_UPDATES:
         raise BrickworkError(f"brick {brick.name!r} is not an edit (delta) brick")
     for layer in layers(brick):
         for name in ("before", "u", "v"):
@@ -136,7 +136,7 @@ def rollback(loaded: LoadedModel, brick: Brick) -> None:
     """Undo ``brick`` (it must be the last edit applied): the weights become bit-identical to
     the ones it was made on, and so does the fingerprint."""
     _check_delta(brick)
-    expected = brick.spec.get("result_fingerprint")
+    expected = brick.spec.result_fingerprint
     if loaded.fingerprint != expected:
         raise BrickworkError(
             f"cannot roll back {brick.name!r}: the model ({loaded.fingerprint}) is not the one "
