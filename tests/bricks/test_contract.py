@@ -30,6 +30,7 @@ from brickwork.bricks import (
     save_brick,
     steering_brick,
 )
+from brickwork.data.edits import EditFact
 from brickwork.models.families import family_for
 from brickwork.models.load import LoadedModel, fingerprint
 from brickwork.ops.grow.store import grown_brick
@@ -76,7 +77,8 @@ def _model(loaded: LoadedModel) -> Brick:
 def _edit(loaded: LoadedModel, layers: tuple[int, ...], update: str) -> Brick:
     _, d_ff, hidden = _sizes(loaded)
     updates = {i: (_random(hidden, 2, seed=i), _random(2, d_ff, seed=9 + i)) for i in layers}
-    return delta_brick(loaded, "edit", updates, update, [FACT], {"method": "test"})
+    fact = EditFact.from_dict(FACT, "test")
+    return delta_brick(loaded, "edit", updates, update, [fact], {"method": "test"})
 
 
 def _inject(loaded: LoadedModel) -> Brick:
