@@ -39,8 +39,8 @@ from brickwork.ops.combine.methods import (
 from brickwork.ops.combine.registry import (
     MERGE_METHODS,
     MergeMethod,
+    get_merge_method,
     merge,
-    merge_method,
     register_merge_method,
 )
 from brickwork.ops.combine.search import SearchResult, search_weights, weighted_mixture
@@ -55,13 +55,13 @@ __all__ = [
     "SearchResult",
     "content_hash",
     "generalized_task_arithmetic",
+    "get_merge_method",
     "lora_deltas",
     "lora_factors",
     "lora_scaling",
     "merge",
     "merge_dare",
     "merge_linear",
-    "merge_method",
     "merge_ties",
     "register_merge_method",
     "search_weights",

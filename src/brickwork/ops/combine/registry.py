@@ -41,7 +41,7 @@ def register_merge_method(
     return MERGE_METHODS[name]
 
 
-def merge_method(name: str) -> MergeMethod:
+def get_merge_method(name: str) -> MergeMethod:
     """The registered method ``name``, or a clear error listing the known ones."""
     if name not in MERGE_METHODS:
         known = ", ".join(MERGE_METHODS)
@@ -51,7 +51,7 @@ def merge_method(name: str) -> MergeMethod:
 
 def merge(method: str, bricks: list[Brick], weights: list[float], name: str, **options) -> Brick:
     """Combine ``bricks`` with the registered ``method``; an option it does not take is refused."""
-    entry = merge_method(method)
+    entry = get_merge_method(method)
     unknown = sorted(set(options) - set(entry.options) - set(COMMON_OPTIONS))
     if unknown:
         raise BrickworkError(f"merge method {method!r} takes no option {unknown[0]!r}")
