@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from brickwork.bricks.brick import neuron_group_brick
+from brickwork.configure.group_routers import ROUTERS, GroupRouter
 from brickwork.configure.moe import moefy, train_group_routers
 from brickwork.errors import BrickworkError
 from brickwork.models import load_model
@@ -71,3 +72,28 @@ def test_foreign_or_bad_groups_refused(tiny_llama):
         moefy(tiny_llama, group_bricks(tiny_llama), top_k=5)
     with pytest.raises(BrickworkError, match="router"):
         moefy(tiny_llama, group_bricks(tiny_llama), top_k=2, router="magic")
+
+
+@pytest.mark.parametrize("router", list(ROUTERS))
+def test_every_registered_router_with_all_groups_is_dense(tiny_llama, router):
+    bricks = group_bricks(tiny_llama)
+    trained = (
+        train_group_routers(tiny_llama, bricks, [IDS], steps=2) if router == "trained" else None
+    )
+    moe = moefy(tiny_llama, bricks, top_k=4, router=router, trained=trained)
+    torch.testing.assert_close(logits(moe.model), logits(tiny_llama.model), rtol=1e-4, atol=1e-5)
+
+
+def test_a_new_router_is_one_entry(tiny_llama, monkeypatch):
+    def first_groups(moe, x):  # always the lowest-numbered groups
+        return -torch.arange(moe.groups, dtype=x.dtype).expand(x.shape[0], -1)
+
+    monkeypatch.setitem(ROUTERS, "first", GroupRouter("first", first_groups))
+    bricks = group_bricks(tiny_llama)
+    moe = moefy(tiny_llama, bricks, top_k=2, router="first")
+    layer = tiny_llama.family.layer_modules(moe.model)[0]
+    chosen = getattr(layer, tiny_llama.family.mlp).choose(torch.zeros(3, 32))
+    assert chosen.tolist() == [[0, 1]] * 3
+    assert not torch.allclose(logits(moe.model), logits(tiny_llama.model))
+    with pytest.raises(BrickworkError, match="routers: similarity, trained, oracle, random, first"):
+        moefy(tiny_llama, bricks, top_k=2, router="magic")

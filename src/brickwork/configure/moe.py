@@ -1,11 +1,7 @@
 """Token-level routing of neuron groups (MoEfication): each FFN becomes G experts, top-k per token.
 
 The groups are the neuron-group bricks (bricks/extract.py: one layer's FFN neurons split into equal
-groups). Routers score the groups from the FFN input x:
-- "similarity": x · c_g, c_g the mean of the group's gate (or, ungated, input) weight rows;
-- "trained": a linear layer trained on captured train-split activations to predict each group's
-  share of the token's activation mass sum_i |a_i|;
-- "oracle" (a reference, not a router: it needs the dense FFN) and "random" (the naive control).
+groups). Registered routers (configure/group_routers.py) score the groups from the FFN input x.
 """
 
 from __future__ import annotations
@@ -16,11 +12,10 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
+from brickwork.configure.group_routers import ROUTERS, get_router
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.profile.capture import capture_activations
-
-ROUTERS = ("similarity", "trained", "oracle", "random")
 
 
 class GroupedFFN(nn.Module):
@@ -75,13 +70,7 @@ class GroupedFFN(nn.Module):
 
     def choose(self, x: torch.Tensor) -> torch.Tensor:
         """Top-k group ids [N, k] per token."""
-        if self.router == "random":
-            scores = torch.rand(x.shape[0], self.groups, generator=self.generator)
-        elif self.router == "oracle":
-            a = self.group_activations(x, slice(None)).abs()
-            scores = a.reshape(x.shape[0], self.groups, -1).sum(dim=-1)
-        else:
-            scores = x @ self.router_weight.t() + self.router_bias
+        scores = ROUTERS[self.router].scores(self, x)
         return scores.topk(self.top_k, dim=-1).indices
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -115,20 +104,19 @@ def moefy(
     ``group_bricks`` hold one neuron-group brick per layer, built for this model. ``trained``
     maps a layer to its trained router (weight [G, H], bias [G]) for ``router="trained"``.
     """
-    if router not in ROUTERS:
-        raise BrickworkError(f"unknown group router {router!r}; routers: {', '.join(ROUTERS)}")
+    trainable = get_router(router).trained
     assignments = group_assignments(loaded, group_bricks)
     groups = {int(a.max()) + 1 for a in assignments}
     if not 1 <= top_k <= min(groups):
         raise BrickworkError(f"top_k must be in [1, {min(groups)}], not {top_k}")
-    if router == "trained" and not trained:
+    if trainable and not trained:
         raise BrickworkError("the trained router needs weights: call train_group_routers first")
     memo = {id(t): t for t in (*loaded.model.parameters(), *loaded.model.buffers())}
     model = copy.deepcopy(loaded.model, memo)
     family = loaded.family
     for index, layer in enumerate(family.layer_modules(model)):
         moe = GroupedFFN(loaded, layer, assignments[index], top_k, router)
-        if router == "trained":
+        if trainable:
             moe.router_weight.data, moe.router_bias.data = trained[index]
         setattr(layer, family.mlp, moe)
     return LoadedModel(model, loaded.tokenizer, family, loaded.fingerprint, loaded.source)

@@ -13,6 +13,7 @@ Scores, all [layers, d_ff]:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,6 @@ import torch
 from brickwork.configure.compact import check_budget
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
-
-BASELINES = ("magnitude", "generic")
 
 
 @dataclass
@@ -118,16 +117,9 @@ def functionality_selection(
 def baseline_selection(
     kind: str, budget: float, loaded: LoadedModel | None = None, stats: SelectionStats | None = None
 ) -> list[torch.Tensor]:
-    """Instruction-agnostic control: weight magnitude, or importance over all train data."""
-    if kind == "magnitude":
-        if loaded is None:
-            raise BrickworkError("magnitude pruning needs the model")
-        return top_per_layer(weight_magnitude(loaded), budget)
-    if kind == "generic":
-        if stats is None:
-            raise BrickworkError("the generic baseline needs the analysis statistics")
-        return top_per_layer(stats.generic, budget)
-    raise BrickworkError(f"unknown baseline {kind!r}; baselines: {', '.join(BASELINES)}")
+    """Instruction-agnostic control ``kind`` (a registered baseline, ``BASELINES``): weight
+    magnitude, or importance over all train data."""
+    return top_per_layer(get_baseline(kind).score(loaded, stats), budget)
 
 
 def weight_magnitude(loaded: LoadedModel) -> torch.Tensor:
@@ -194,3 +186,37 @@ def mass_widths(score: torch.Tensor, budget: float, floor: float = 0.5) -> list[
         mid = (low + high) / 2
         low, high = (mid, high) if widths(mid).sum() < target else (low, mid)
     return widths(low).tolist()
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A registered instruction-agnostic control: ``score(loaded, stats)`` gives neuron scores
+    [L, D] from the model or the analysis statistics, refusing when the one it needs is None.
+    Adding a baseline is one score function and one entry in ``BASELINES``."""
+
+    name: str
+    score: Callable[[LoadedModel | None, SelectionStats | None], torch.Tensor]
+
+
+def _magnitude(loaded: LoadedModel | None, stats: SelectionStats | None) -> torch.Tensor:
+    if loaded is None:
+        raise BrickworkError("magnitude pruning needs the model")
+    return weight_magnitude(loaded)
+
+
+def _generic(loaded: LoadedModel | None, stats: SelectionStats | None) -> torch.Tensor:
+    if stats is None:
+        raise BrickworkError("the generic baseline needs the analysis statistics")
+    return stats.generic
+
+
+BASELINES: dict[str, Baseline] = {
+    b.name: b for b in (Baseline("magnitude", _magnitude), Baseline("generic", _generic))
+}
+
+
+def get_baseline(name: str) -> Baseline:
+    """The registered baseline ``name``, or a clear error listing the known ones."""
+    if name not in BASELINES:
+        raise BrickworkError(f"unknown baseline {name!r}; baselines: {', '.join(BASELINES)}")
+    return BASELINES[name]
