@@ -95,5 +95,5 @@ def test_a_new_router_is_one_entry(tiny_llama, monkeypatch):
     chosen = getattr(layer, tiny_llama.family.mlp).choose(torch.zeros(3, 32))
     assert chosen.tolist() == [[0, 1]] * 3
     assert not torch.allclose(logits(moe.model), logits(tiny_llama.model))
-    with pytest.raises(BrickworkError, match="routers: similarity, trained, oracle, random, first"):
+    with pytest.raises(BrickworkError, match="known: similarity, trained, oracle, random, first"):
         moefy(tiny_llama, bricks, top_k=2, router="magic")

@@ -117,7 +117,7 @@ def test_registry_refuses_unknown_names_and_options(tiny_llama):
     from tests.ops.test_combine import make_lora
 
     brick = make_lora(tiny_llama, "a", 1)
-    with pytest.raises(BrickworkError, match="unknown merge method 'nope'; methods: linear"):
+    with pytest.raises(BrickworkError, match="unknown merge method 'nope'; known: linear"):
         merge("nope", [brick], [1.0], "x")
     with pytest.raises(BrickworkError, match="takes no option 'density'"):
         merge("linear", [brick], [1.0], "x", density=0.5)

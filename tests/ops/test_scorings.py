@@ -12,7 +12,6 @@ from brickwork.ops.scorings import (
     Purpose,
     Scoring,
     fit_scoring,
-    get_scoring,
 )
 from tests.ops.test_route import QUERIES, TASKS, described  # noqa: F401 (a fixture)
 
@@ -48,8 +47,8 @@ def test_a_new_scoring_is_one_entry(tiny_llama, described, monkeypatch, tmp_path
 
 
 def test_fallback_chain_and_unknown_names():
-    with pytest.raises(BrickworkError, match=r"scoring must be one of \('lda'"):
-        get_scoring("cosine")
+    with pytest.raises(BrickworkError, match="scoring 'cosine'; known: lda, standardise, centre"):
+        SCORINGS["cosine"]
     means = torch.randn(2, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     bare = [Purpose(name, "", mean) for name, mean in zip("ab", means, strict=True)]
     used, fitted = fit_scoring("lda", bare, means)  # no states, no second moments

@@ -18,7 +18,7 @@ def cmd_combine(args: argparse.Namespace) -> None:
     bricks = [repo.get(n) for n in names]
     weights = _floats(args.weights) if args.weights else [1.0 / max(1, len(bricks))] * len(bricks)
     common = {"rank": args.rank, "description": args.description or ""}
-    method = combine.get_merge_method(args.method)
+    method = combine.MERGE_METHODS[args.method]
     options = {option: getattr(args, option) for option in method.options}
     brick = method.merge(bricks, weights, args.name, **options, **common)
     brick.provenance["command"] = args.command_line

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from brickwork.errors import BrickworkError
+from brickwork.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,12 @@ def _random(moe: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.rand(x.shape[0], moe.groups, generator=moe.generator)
 
 
-ROUTERS: dict[str, GroupRouter] = {
-    r.name: r
-    for r in (
+ROUTERS: Registry[GroupRouter] = Registry(
+    "group router",
+    (
         GroupRouter("similarity", _linear),
         GroupRouter("trained", _linear, trained=True),
         GroupRouter("oracle", _oracle),
         GroupRouter("random", _random),
-    )
-}
-
-
-def get_router(name: str) -> GroupRouter:
-    """The registered router ``name``, or a clear error listing the known ones."""
-    if name not in ROUTERS:
-        raise BrickworkError(f"unknown group router {name!r}; routers: {', '.join(ROUTERS)}")
-    return ROUTERS[name]
+    ),
+)

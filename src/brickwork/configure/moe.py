@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-from brickwork.configure.group_routers import ROUTERS, get_router
+from brickwork.configure.group_routers import ROUTERS
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.profile.capture import capture_activations
@@ -104,7 +104,7 @@ def moefy(
     ``group_bricks`` hold one neuron-group brick per layer, built for this model. ``trained``
     maps a layer to its trained router (weight [G, H], bias [G]) for ``router="trained"``.
     """
-    trainable = get_router(router).trained
+    trainable = ROUTERS[router].trained
     assignments = group_assignments(loaded, group_bricks)
     groups = {int(a.max()) + 1 for a in assignments}
     if not 1 <= top_k <= min(groups):

@@ -22,6 +22,7 @@ import torch
 from brickwork.configure.compact import check_budget
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
+from brickwork.registry import Registry
 
 
 @dataclass
@@ -119,7 +120,7 @@ def baseline_selection(
 ) -> list[torch.Tensor]:
     """Instruction-agnostic control ``kind`` (a registered baseline, ``BASELINES``): weight
     magnitude, or importance over all train data."""
-    return top_per_layer(get_baseline(kind).score(loaded, stats), budget)
+    return top_per_layer(BASELINES[kind].score(loaded, stats), budget)
 
 
 def weight_magnitude(loaded: LoadedModel) -> torch.Tensor:
@@ -210,13 +211,6 @@ def _generic(loaded: LoadedModel | None, stats: SelectionStats | None) -> torch.
     return stats.generic
 
 
-BASELINES: dict[str, Baseline] = {
-    b.name: b for b in (Baseline("magnitude", _magnitude), Baseline("generic", _generic))
-}
-
-
-def get_baseline(name: str) -> Baseline:
-    """The registered baseline ``name``, or a clear error listing the known ones."""
-    if name not in BASELINES:
-        raise BrickworkError(f"unknown baseline {name!r}; baselines: {', '.join(BASELINES)}")
-    return BASELINES[name]
+BASELINES: Registry[Baseline] = Registry(
+    "baseline", (Baseline("magnitude", _magnitude), Baseline("generic", _generic))
+)

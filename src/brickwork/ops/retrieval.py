@@ -24,7 +24,7 @@ from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
 from brickwork.models.load import LoadedModel
 from brickwork.ops.route import EMBEDDING_KEY, SECOND_MOMENT_KEY, STATES_KEY, embed_prompts
-from brickwork.ops.scorings import DEFAULT_SCORING, Fitted, Purpose, fit_scoring, get_scoring
+from brickwork.ops.scorings import DEFAULT_SCORING, SCORINGS, Fitted, Purpose, fit_scoring
 
 INDEX_FORMAT = "brickwork-retrieval-index"
 
@@ -74,7 +74,7 @@ class RetrievalIndex:
         no statistics). ``lda`` needs every entry's states (and two bricks), ``standardise``
         every entry's second moment; without them the index falls back to the next scoring
         (``index.scoring`` says which)."""
-        get_scoring(scoring)
+        scoring = SCORINGS[scoring].name  # an unknown name is refused first
         if not entries:
             raise BrickworkError("no bricks with a purpose embedding to retrieve from")
         purposes = [e if isinstance(e, Purpose) else Purpose(*e) for e in entries]
@@ -205,7 +205,7 @@ class RetrievalIndex:
         if not torch.isfinite(vector).all():
             raise BrickworkError("the query embedding holds NaN or inf")
         fitted = Fitted(self.matrix, self.shift, self.scale, self.bias)
-        values, indices = get_scoring(self.scoring).rank(fitted, vector, k)
+        values, indices = SCORINGS[self.scoring].rank(fitted, vector, k)
         pairs = zip(values.tolist(), indices.tolist(), strict=True)
         return [Match(self.names[i], float(s), self.descriptions[i]) for s, i in pairs]
 

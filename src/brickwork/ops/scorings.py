@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from brickwork.errors import BrickworkError
+from brickwork.registry import Registry
 
 DEFAULT_SCORING = "lda"
 
@@ -68,18 +69,11 @@ class Scoring:
 
 def fit_scoring(name: str, purposes: list[Purpose], means: torch.Tensor) -> tuple[str, Fitted]:
     """(the scoring used, its fit): ``name``, or the first of its fallbacks that can fit."""
-    fitted = get_scoring(name).fit(purposes, means)
+    fitted = SCORINGS[name].fit(purposes, means)
     while fitted is None:
         name = SCORINGS[name].fallback
         fitted = SCORINGS[name].fit(purposes, means)
     return name, fitted
-
-
-def get_scoring(name: str) -> Scoring:
-    """The registered scoring ``name``, or a clear error listing the known ones."""
-    if name not in SCORINGS:
-        raise BrickworkError(f"scoring must be one of {tuple(SCORINGS)}, not {name!r}")
-    return SCORINGS[name]
 
 
 def _fit_lda(purposes: list[Purpose], means: torch.Tensor) -> Fitted | None:
@@ -118,14 +112,14 @@ def _cosine(fitted: Fitted, vector: torch.Tensor, k: int):
     return values, indices
 
 
-SCORINGS: dict[str, Scoring] = {
-    s.name: s
-    for s in (
+SCORINGS: Registry[Scoring] = Registry(
+    "scoring",
+    (
         Scoring("lda", _fit_lda, _posterior, fallback="standardise"),
         Scoring("standardise", _fit_standardise, _cosine, fallback="centre"),
         Scoring("centre", _fit_centre, _cosine),
-    )
-}
+    ),
+)
 
 
 def _lda(purposes: list[Purpose], means: torch.Tensor):

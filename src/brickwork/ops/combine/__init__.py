@@ -39,7 +39,6 @@ from brickwork.ops.combine.methods import (
 from brickwork.ops.combine.registry import (
     MERGE_METHODS,
     MergeMethod,
-    get_merge_method,
     merge,
     register_merge_method,
 )
@@ -55,7 +54,6 @@ __all__ = [
     "SearchResult",
     "content_hash",
     "generalized_task_arithmetic",
-    "get_merge_method",
     "lora_deltas",
     "lora_factors",
     "lora_scaling",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from brickwork.bricks.brick import Brick
 from brickwork.errors import BrickworkError
 from brickwork.ops.combine.methods import merge_dare, merge_linear, merge_ties, task_arithmetic
+from brickwork.registry import Registry
 
 COMMON_OPTIONS = ("rank", "purpose", "description")  # every method takes these
 
@@ -28,30 +29,19 @@ class MergeMethod:
     summary: str = ""
 
 
-MERGE_METHODS: dict[str, MergeMethod] = {}
+MERGE_METHODS: Registry[MergeMethod] = Registry("merge method")
 
 
 def register_merge_method(
     name: str, merge: Callable[..., Brick], options: tuple[str, ...] = (), summary: str = ""
 ) -> MergeMethod:
     """Register ``merge`` under ``name`` (as the CLI spells it); names are unique."""
-    if name in MERGE_METHODS:
-        raise BrickworkError(f"merge method {name!r} is already registered")
-    MERGE_METHODS[name] = MergeMethod(name, merge, tuple(options), summary)
-    return MERGE_METHODS[name]
-
-
-def get_merge_method(name: str) -> MergeMethod:
-    """The registered method ``name``, or a clear error listing the known ones."""
-    if name not in MERGE_METHODS:
-        known = ", ".join(MERGE_METHODS)
-        raise BrickworkError(f"unknown merge method {name!r}; methods: {known}")
-    return MERGE_METHODS[name]
+    return MERGE_METHODS.add(MergeMethod(name, merge, tuple(options), summary))
 
 
 def merge(method: str, bricks: list[Brick], weights: list[float], name: str, **options) -> Brick:
     """Combine ``bricks`` with the registered ``method``; an option it does not take is refused."""
-    entry = get_merge_method(method)
+    entry = MERGE_METHODS[method]
     unknown = sorted(set(options) - set(entry.options) - set(COMMON_OPTIONS))
     if unknown:
         raise BrickworkError(f"merge method {method!r} takes no option {unknown[0]!r}")
