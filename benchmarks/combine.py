@@ -58,7 +58,7 @@ from brickwork.ops.combine import (
     search_weights,
     task_arithmetic,
 )
-from brickwork.ops.route import retrieve
+from brickwork.ops.retrieval import retrieve
 from brickwork.ops.stitch import Step, plan_chain, run_pipeline, step_for
 
 PARENTS = ("mt-en-de", "mt-fr-en", "gsm8k")

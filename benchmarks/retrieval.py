@@ -4,7 +4,7 @@ Builds one LoRA brick per task (17 tasks: 10 from the real data in ``--data`` an
 suite's 7 functionalities), cached in ``--work`` so reruns are cheap, then:
 
 1. gives every brick its purpose embedding from its **training** prompts;
-2. picks the scoring (``lda``, ``standardise`` or ``centre``, see ``brickwork.ops.route``) and
+2. picks the scoring (``lda``, ``standardise`` or ``centre``, see ``brickwork.ops.scorings``) and
    the number of training prompts per brick (24 or all 48) on validation instructions (held out
    from training) at the library's default layer and pooling, then reports top-1 and top-3
    accuracy on separate test instructions, beside a random ranking and a TF-IDF nearest-centroid
@@ -38,18 +38,17 @@ from brickwork import load_builtin_suite, load_model
 from brickwork.bricks import BrickRepository
 from brickwork.bricks.train import LoraSettings, train_task_brick
 from brickwork.data import FUNCTIONALITIES, Sample
+from brickwork.ops.retrieval import Purpose, RetrievalIndex
 from brickwork.ops.route import (
     DEFAULT_LAYER,
     DEFAULT_POOLING,
     EMBEDDING_KEY,
-    SCORINGS,
     SECOND_MOMENT_KEY,
     STATES_KEY,
-    Purpose,
-    RetrievalIndex,
     prompt_features,
     with_embedding,
 )
+from brickwork.ops.scorings import SCORINGS
 
 N_TRAIN, N_VAL, N_TEST = 48, 8, 20  # per task
 N_EMBED = 24  # training prompts per brick in the first cached split; the choice is made on val
@@ -356,7 +355,7 @@ def measure_retrieval(loaded, tasks: list[Task], cache: Path) -> tuple[dict, tup
     candidates = [c for c in configs if c[:2] == (DEFAULT_LAYER, DEFAULT_POOLING)]
 
     def preference(c):
-        return (table[c]["val"][0], table[c]["val"][1], -SCORINGS.index(c[2]), c[3])
+        return (table[c]["val"][0], table[c]["val"][1], -list(SCORINGS).index(c[2]), c[3])
 
     chosen = max(candidates, key=preference)
     return table, chosen, features

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from brickwork.bricks.brick import neuron_group_brick
+from brickwork.configure.group_routers import ROUTERS, GroupRouter
 from brickwork.configure.moe import moefy, train_group_routers
 from brickwork.errors import BrickworkError
 from brickwork.models import load_model
@@ -71,3 +72,26 @@ def test_foreign_or_bad_groups_refused(tiny_llama):
         moefy(tiny_llama, group_bricks(tiny_llama), top_k=5)
     with pytest.raises(BrickworkError, match="router"):
         moefy(tiny_llama, group_bricks(tiny_llama), top_k=2, router="magic")
+
+
+@pytest.mark.parametrize("router", list(ROUTERS))
+def test_every_registered_router_with_all_groups_is_dense(tiny_llama, router):
+    bricks = group_bricks(tiny_llama)
+    trained = (
+        train_group_routers(tiny_llama, bricks, [IDS], steps=2) if router == "trained" else None
+    )
+    moe = moefy(tiny_llama, bricks, top_k=4, router=router, trained=trained)
+    torch.testing.assert_close(logits(moe.model), logits(tiny_llama.model), rtol=1e-4, atol=1e-5)
+
+
+def test_a_new_router_is_one_entry(tiny_llama, monkeypatch):
+    # a registered router named "mass" that scores groups as the oracle does
+    monkeypatch.setitem(ROUTERS, "mass", GroupRouter("mass", "oracle"))
+    bricks = group_bricks(tiny_llama)
+    mass = moefy(tiny_llama, bricks, top_k=2, router="mass")
+    oracle = moefy(tiny_llama, bricks, top_k=2, router="oracle")
+    similarity = moefy(tiny_llama, bricks, top_k=2, router="similarity")
+    assert torch.equal(logits(mass.model), logits(oracle.model))
+    assert not torch.allclose(logits(mass.model), logits(similarity.model))
+    with pytest.raises(BrickworkError, match="known: similarity, trained, oracle, random, mass"):
+        moefy(tiny_llama, bricks, top_k=2, router="magic")

@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from brickwork.configure.select import (
+    BASELINES,
+    Baseline,
     SelectionStats,
     baseline_selection,
     functionality_selection,
@@ -80,3 +82,21 @@ def test_magnitude_baseline_on_tiny_models(tiny_llama):
     assert kept[0].tolist() == magnitude[0].topk(32).indices.sort().values.tolist()
     with pytest.raises(BrickworkError, match="unknown baseline"):
         baseline_selection("random", 0.5, tiny_llama)
+
+
+@pytest.mark.parametrize("kind", list(BASELINES))
+def test_every_registered_baseline_selects_the_budget_and_names_its_need(tiny_llama, kind):
+    kept = baseline_selection(kind, 0.25, tiny_llama, stats())
+    assert [len(k) for k in kept] == [16, 16]
+    assert all(torch.equal(k, k.unique()) for k in kept)  # sorted, no repeats
+    with pytest.raises(BrickworkError, match="needs the"):
+        baseline_selection(kind, 0.25, None, None)
+
+
+def test_a_new_baseline_is_one_entry(monkeypatch):
+    def last(loaded, selection_stats):
+        return torch.arange(64).float().expand(2, 64)
+
+    monkeypatch.setitem(BASELINES, "last", Baseline("last", last))
+    kept = baseline_selection("last", 0.125, None, None)
+    assert [k.tolist() for k in kept] == [list(range(56, 64))] * 2

@@ -11,14 +11,13 @@ from safetensors.torch import load_file, save_file
 from brickwork import BrickworkError
 from brickwork.bricks import BrickRepository, attach, load_brick, save_brick
 from brickwork.cli import main
+from brickwork.ops.retrieval import RetrievalIndex, retrieve
 from brickwork.ops.route import (
     EMBEDDING_KEY,
     SECOND_MOMENT_KEY,
     STATES_KEY,
-    RetrievalIndex,
     embed_prompts,
     prompt_features,
-    retrieve,
     with_embedding,
 )
 from tests.ops.test_combine import make_lora

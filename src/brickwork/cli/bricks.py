@@ -80,7 +80,7 @@ def _bricks_extract(repo, args) -> None:
 
 def _bricks_retrieve(repo, args) -> None:
     from brickwork.models import load_model
-    from brickwork.ops.route import retrieve
+    from brickwork.ops.retrieval import retrieve
 
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     for match in retrieve(loaded, repo, args.name, k=args.k, scoring=args.scoring):
@@ -100,6 +100,7 @@ _BRICK_ACTIONS = {
 def _add_bricks(commands) -> None:
     from brickwork.bricks.kinds import kind_filters
     from brickwork.models import DEFAULT_MODEL
+    from brickwork.ops.scorings import DEFAULT_SCORING, SCORINGS
 
     bricks = commands.add_parser(
         "bricks", help="list, show, verify, remove, extract or retrieve bricks"
@@ -123,9 +124,9 @@ def _add_bricks(commands) -> None:
     bricks.add_argument("-k", type=int, default=3, help="retrieve: how many bricks")
     bricks.add_argument(
         "--scoring",
-        choices=("lda", "standardise", "centre"),
-        default="lda",
-        help="retrieve: how to score bricks (see brickwork.ops.route)",
+        choices=tuple(SCORINGS),
+        default=DEFAULT_SCORING,
+        help="retrieve: how to score bricks (see brickwork.ops.scorings)",
     )
     bricks.add_argument("--model", default=DEFAULT_MODEL, help="retrieve: the base model")
     bricks.add_argument("--trust-remote-code", action="store_true", help="retrieve")

@@ -6,8 +6,6 @@ import argparse
 
 from brickwork.errors import BrickworkError
 
-METHODS = ("linear", "task-arithmetic", "ties", "dare")
-
 
 def cmd_combine(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
@@ -20,22 +18,9 @@ def cmd_combine(args: argparse.Namespace) -> None:
     bricks = [repo.get(n) for n in names]
     weights = _floats(args.weights) if args.weights else [1.0 / max(1, len(bricks))] * len(bricks)
     common = {"rank": args.rank, "description": args.description or ""}
-    if args.method == "linear":
-        brick = combine.merge_linear(bricks, weights, args.name, **common)
-    elif args.method == "task-arithmetic":
-        brick = combine.task_arithmetic(bricks, weights, args.name, scale=args.scale, **common)
-    elif args.method == "ties":
-        brick = combine.merge_ties(bricks, weights, args.name, density=args.density, **common)
-    else:
-        brick = combine.merge_dare(
-            bricks,
-            weights,
-            args.name,
-            density=args.density,
-            seed=args.seed,
-            variant=args.variant,
-            **common,
-        )
+    method = combine.MERGE_METHODS[args.method]
+    options = {option: getattr(args, option) for option in method.options}
+    brick = method.merge(bricks, weights, args.name, **options, **common)
     brick.provenance["command"] = args.command_line
     path = repo.add(brick, overwrite=args.overwrite)
     print(f"{brick.name}: rank {brick.metrics['rank']}, parents {', '.join(names)}")
@@ -95,10 +80,12 @@ def _add_model_options(command: argparse.ArgumentParser) -> None:
 
 def register(commands) -> None:
     """Add this area's commands to the parser."""
+    from brickwork.ops.combine import DARE_VARIANTS, MERGE_METHODS
+
     combine = commands.add_parser(
         "combine", help="merge LoRA bricks into one (exact linear, task arithmetic, TIES, DARE)"
     )
-    combine.add_argument("method", choices=METHODS)
+    combine.add_argument("method", choices=tuple(MERGE_METHODS))
     combine.add_argument("--repo", default="bricks", help="repository holding the bricks")
     combine.add_argument("--bricks", required=True, help="comma-separated brick names")
     combine.add_argument("--weights", help="comma-separated weights (default: uniform 1/k)")
@@ -106,7 +93,7 @@ def register(commands) -> None:
     combine.add_argument("--rank", type=int, help="re-compress to this rank by SVD")
     combine.add_argument("--scale", type=float, default=1.0, help="task-arithmetic: lambda")
     combine.add_argument("--density", type=float, default=0.5, help="ties/dare: kept fraction")
-    combine.add_argument("--variant", choices=("linear", "ties"), default="linear", help="dare")
+    combine.add_argument("--variant", choices=DARE_VARIANTS, default="linear", help="dare")
     combine.add_argument("--seed", type=int, default=0, help="dare: drop-mask seed")
     combine.add_argument("--description", help="description of the combined brick")
     combine.add_argument("--overwrite", action="store_true", help="replace a brick of that name")

@@ -1,11 +1,7 @@
 """Token-level routing of neuron groups (MoEfication): each FFN becomes G experts, top-k per token.
 
 The groups are the neuron-group bricks (bricks/extract.py: one layer's FFN neurons split into equal
-groups). Routers score the groups from the FFN input x:
-- "similarity": x · c_g, c_g the mean of the group's gate (or, ungated, input) weight rows;
-- "trained": a linear layer trained on captured train-split activations to predict each group's
-  share of the token's activation mass sum_i |a_i|;
-- "oracle" (a reference, not a router: it needs the dense FFN) and "random" (the naive control).
+groups). Registered routers (configure/group_routers.py) score the groups from the FFN input x.
 """
 
 from __future__ import annotations
@@ -16,16 +12,12 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
+from brickwork.configure.group_routers import ROUTERS
 from brickwork.errors import BrickworkError
 from brickwork.models.experts import MoEFFN, centroid_router, group_experts
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 from brickwork.profile.capture import capture_activations
-
-ROUTERS = ("similarity", "trained", "oracle", "random")
-# How each router scores groups (models/experts.py): "similarity" and "trained" are both a linear
-# router, with the groups' centroid rows or with weights from ``train_group_routers``.
-_SCORING = {"similarity": "linear", "trained": "linear", "oracle": "oracle", "random": "random"}
 
 
 def _grouped_ffn(
@@ -36,7 +28,7 @@ def _grouped_ffn(
     with torch.random.fork_rng(devices=[]):  # moefy draws no numbers from the global RNG
         experts = group_experts(family, family.ffn(layer), assignment, int(assignment.max()) + 1)
     act = ACT2FN[family.activation_name(loaded.model.config)]
-    routing = dict(mix="sum", scoring=_SCORING[router], act=act)
+    routing = dict(mix="sum", scoring=ROUTERS[router].scoring, act=act)
     moe = MoEFFN(family, experts, centroid_router(family, experts), top_k, **routing)
     return moe.requires_grad_(False)
 
@@ -53,20 +45,19 @@ def moefy(
     ``group_bricks`` hold one neuron-group brick per layer, built for this model. ``trained``
     maps a layer to its trained router (weight [G, H], bias [G]) for ``router="trained"``.
     """
-    if router not in ROUTERS:
-        raise BrickworkError(f"unknown group router {router!r}; routers: {', '.join(ROUTERS)}")
+    trainable = ROUTERS[router].trained
     assignments = group_assignments(loaded, group_bricks)
     groups = {int(a.max()) + 1 for a in assignments}
     if not 1 <= top_k <= min(groups):
         raise BrickworkError(f"top_k must be in [1, {min(groups)}], not {top_k}")
-    if router == "trained" and not trained:
+    if trainable and not trained:
         raise BrickworkError("the trained router needs weights: call train_group_routers first")
     memo = {id(t): t for t in (*loaded.model.parameters(), *loaded.model.buffers())}
     model = copy.deepcopy(loaded.model, memo)
     family = loaded.family
     for index, layer in enumerate(family.layer_modules(model)):
         moe = _grouped_ffn(loaded, layer, assignments[index], top_k, router)
-        if router == "trained":
+        if trainable:
             moe.router.weight.data, moe.router.bias.data = trained[index]
         setattr(layer, family.mlp, moe)
     return LoadedModel(model, loaded.tokenizer, family, loaded.fingerprint, loaded.source)

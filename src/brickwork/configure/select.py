@@ -13,6 +13,7 @@ Scores, all [layers, d_ff]:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,8 +23,7 @@ from brickwork.configure.compact import check_budget
 from brickwork.errors import BrickworkError
 from brickwork.models.ffn import down_matrix, input_matrix, input_names
 from brickwork.models.load import LoadedModel
-
-BASELINES = ("magnitude", "generic")
+from brickwork.registry import Registry
 
 
 @dataclass
@@ -114,16 +114,9 @@ def functionality_selection(
 def baseline_selection(
     kind: str, budget: float, loaded: LoadedModel | None = None, stats: SelectionStats | None = None
 ) -> list[torch.Tensor]:
-    """Instruction-agnostic control: weight magnitude, or importance over all train data."""
-    if kind == "magnitude":
-        if loaded is None:
-            raise BrickworkError("magnitude pruning needs the model")
-        return top_per_layer(weight_magnitude(loaded), budget)
-    if kind == "generic":
-        if stats is None:
-            raise BrickworkError("the generic baseline needs the analysis statistics")
-        return top_per_layer(stats.generic, budget)
-    raise BrickworkError(f"unknown baseline {kind!r}; baselines: {', '.join(BASELINES)}")
+    """Instruction-agnostic control ``kind`` (a registered baseline, ``BASELINES``): weight
+    magnitude, or importance over all train data."""
+    return top_per_layer(BASELINES[kind].score(loaded, stats), budget)
 
 
 def weight_magnitude(loaded: LoadedModel) -> torch.Tensor:
@@ -188,3 +181,30 @@ def mass_widths(score: torch.Tensor, budget: float, floor: float = 0.5) -> list[
         mid = (low + high) / 2
         low, high = (mid, high) if widths(mid).sum() < target else (low, mid)
     return widths(low).tolist()
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A registered instruction-agnostic control: ``score(loaded, stats)`` gives neuron scores
+    [L, D] from the model or the analysis statistics, refusing when the one it needs is None.
+    Adding a baseline is one score function and one entry in ``BASELINES``."""
+
+    name: str
+    score: Callable[[LoadedModel | None, SelectionStats | None], torch.Tensor]
+
+
+def _magnitude(loaded: LoadedModel | None, stats: SelectionStats | None) -> torch.Tensor:
+    if loaded is None:
+        raise BrickworkError("magnitude pruning needs the model")
+    return weight_magnitude(loaded)
+
+
+def _generic(loaded: LoadedModel | None, stats: SelectionStats | None) -> torch.Tensor:
+    if stats is None:
+        raise BrickworkError("the generic baseline needs the analysis statistics")
+    return stats.generic
+
+
+BASELINES: Registry[Baseline] = Registry(
+    "baseline", (Baseline("magnitude", _magnitude), Baseline("generic", _generic))
+)
