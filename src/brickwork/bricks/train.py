@@ -15,7 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.nn.functional import kl_div, log_softmax
@@ -40,21 +40,28 @@ from brickwork.models.load import LoadedModel
 
 @dataclass(frozen=True)
 class LoraSettings:
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"  # PEFT: every linear layer but the LM head
-    steps: int = 200
-    lr: float = 5e-4
-    batch_size: int = 8
-    seed: int = 0
-    eval_every: int = 50
-    max_seconds: float | None = None
+    rank: int = field(default=8, metadata={"help": "LoRA rank"})
+    alpha: float = field(default=16.0, metadata={"help": "LoRA alpha (scale alpha / rank)"})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    target_modules: str | list[str] = field(
+        default="all-linear",  # PEFT: every linear layer but the LM head
+        metadata={"help": "PEFT target modules"},
+    )
+    steps: int = field(default=200, metadata={"help": "training steps"})
+    lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate"})
+    batch_size: int = field(default=8, metadata={"help": "samples per step"})
+    seed: int = field(default=0, metadata={"help": "seed of the LoRA init and the data order"})
+    eval_every: int = field(
+        default=50, metadata={"help": "steps between held-out evaluations (best state kept)"}
+    )
+    max_seconds: float | None = field(
+        default=None, metadata={"help": "stop training after this many seconds"}
+    )
 
     def check(self) -> None:
-        for field in ("rank", "steps", "batch_size", "eval_every"):
-            if getattr(self, field) < 1:
-                raise BrickworkError(f"{field} must be at least 1, not {getattr(self, field)}")
+        for name in ("rank", "steps", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise BrickworkError(f"{name} must be at least 1, not {getattr(self, name)}")
         if not self.lr > 0:
             raise BrickworkError(f"lr must be positive, not {self.lr}")
 
@@ -137,7 +144,7 @@ def train_knowledge_brick(
     *,
     heldout: list[str] | None = None,
     rank: int = 8,
-    steps: int = 150,
+    steps: int = 200,
     lr: float = 5e-4,
     batch_size: int = 8,
     seed: int = 0,

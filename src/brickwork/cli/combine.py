@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from brickwork.cli.options import add_model, add_overwrite, add_repo
+from brickwork.cli.settings import add_keywords, keywords_from, signature_default
 from brickwork.errors import BrickworkError
 
 METHODS = ("linear", "task-arithmetic", "ties", "dare")
+DARE_OPTIONS = {"seed": "dare: drop-mask seed", "variant": "dare: merge after dropping as"}
+STITCH_OPTIONS = {"max_new_tokens": "new tokens per step"}
 
 
 def cmd_combine(args: argparse.Namespace) -> None:
@@ -25,16 +29,11 @@ def cmd_combine(args: argparse.Namespace) -> None:
     elif args.method == "task-arithmetic":
         brick = combine.task_arithmetic(bricks, weights, args.name, scale=args.scale, **common)
     elif args.method == "ties":
-        brick = combine.merge_ties(bricks, weights, args.name, density=args.density, **common)
+        brick = combine.merge_ties(bricks, weights, args.name, **_density(args), **common)
     else:
+        options = keywords_from(args, DARE_OPTIONS)
         brick = combine.merge_dare(
-            bricks,
-            weights,
-            args.name,
-            density=args.density,
-            seed=args.seed,
-            variant=args.variant,
-            **common,
+            bricks, weights, args.name, **_density(args), **options, **common
         )
     brick.provenance["command"] = args.command_line
     path = repo.add(brick, overwrite=args.overwrite)
@@ -72,7 +71,7 @@ def cmd_stitch(args: argparse.Namespace) -> None:
         print(f"step {number}: {step.brick} (score {step.score:.3f}) for {step.clause!r}")
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     steps = [step_for(repo.get(p.brick)) for p in plan]
-    outputs = run_pipeline(loaded, steps, args.input, max_new_tokens=args.max_new_tokens)
+    outputs = run_pipeline(loaded, steps, args.input, **keywords_from(args, STITCH_OPTIONS))
     for index, text in enumerate(args.input):
         print(f"input: {text}")
         for step, out in zip(plan, outputs, strict=True):
@@ -86,50 +85,60 @@ def _floats(text: str) -> list[float]:
         raise BrickworkError(f"weights must be comma-separated numbers, not {text!r}") from None
 
 
-def _add_model_options(command: argparse.ArgumentParser) -> None:
-    from brickwork.models import DEFAULT_MODEL
-
-    command.add_argument("--model", default=DEFAULT_MODEL, help="base model")
-    command.add_argument("--trust-remote-code", action="store_true")
+def _density(args) -> dict:
+    """``--density`` if given; else each method keeps its own default."""
+    return {} if args.density is None else {"density": args.density}
 
 
-def register(commands) -> None:
-    """Add this area's commands to the parser."""
+def _add_combine(commands) -> None:
+    from brickwork.ops import combine as ops
+
     combine = commands.add_parser(
         "combine", help="merge LoRA bricks into one (exact linear, task arithmetic, TIES, DARE)"
     )
     combine.add_argument("method", choices=METHODS)
-    combine.add_argument("--repo", default="bricks", help="repository holding the bricks")
+    add_repo(combine, "repository holding the bricks")
     combine.add_argument("--bricks", required=True, help="comma-separated brick names")
-    combine.add_argument("--weights", help="comma-separated weights (default: uniform 1/k)")
+    combine.add_argument("--weights", help="comma-separated weights (None: uniform 1/k)")
     combine.add_argument("--name", required=True, help="name of the combined brick")
     combine.add_argument("--rank", type=int, help="re-compress to this rank by SVD")
-    combine.add_argument("--scale", type=float, default=1.0, help="task-arithmetic: lambda")
-    combine.add_argument("--density", type=float, default=0.5, help="ties/dare: kept fraction")
-    combine.add_argument("--variant", choices=("linear", "ties"), default="linear", help="dare")
-    combine.add_argument("--seed", type=int, default=0, help="dare: drop-mask seed")
+    add_keywords(combine, ops.task_arithmetic, {"scale": "task-arithmetic: lambda"})
+    ties, dare = (signature_default(f, "density") for f in (ops.merge_ties, ops.merge_dare))
+    combine.add_argument(
+        "--density",
+        type=float,
+        default=None,
+        help=f"ties/dare: kept fraction (None: the method's own, ties {ties}, dare {dare})",
+    )
+    add_keywords(combine, ops.merge_dare, DARE_OPTIONS, choices={"variant": ops.DARE_VARIANTS})
     combine.add_argument("--description", help="description of the combined brick")
-    combine.add_argument("--overwrite", action="store_true", help="replace a brick of that name")
+    add_overwrite(combine)
     combine.set_defaults(run=cmd_combine)
 
+
+def register(commands) -> None:
+    """Add this area's commands to the parser."""
+    from brickwork.ops.stitch import run_pipeline
+
+    _add_combine(commands)
     describe = commands.add_parser(
         "describe",
         help="give a brick a purpose embedding for retrieval (from its training prompts)",
     )
     describe.add_argument("name", help="brick name")
-    describe.add_argument("--repo", default="bricks", help="repository holding the brick")
+    add_repo(describe, "repository holding the brick")
     describe.add_argument("--prompts", required=True, help="its training prompts (.txt / .jsonl)")
     describe.add_argument("--description", required=True, help="what the brick is for")
     describe.add_argument("--template", help="how to prompt it in a pipeline, with {input}")
-    _add_model_options(describe)
+    add_model(describe)
     describe.set_defaults(run=cmd_describe)
 
     stitch = commands.add_parser(
         "stitch", help="plan a chain of bricks from their descriptions and pass text through it"
     )
     stitch.add_argument("instruction", help='e.g. "translate French to English, then ..."')
-    stitch.add_argument("--repo", default="bricks", help="repository holding the bricks")
+    add_repo(stitch, "repository holding the bricks")
     stitch.add_argument("--input", action="append", required=True, help="an input text (repeat)")
-    stitch.add_argument("--max-new-tokens", type=int, default=48)
-    _add_model_options(stitch)
+    add_keywords(stitch, run_pipeline, STITCH_OPTIONS)
+    add_model(stitch)
     stitch.set_defaults(run=cmd_stitch)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.nn.functional import kl_div, log_softmax
@@ -37,13 +37,19 @@ from brickwork.ops.grow.record import GrownModel, TrainSlice, check_layers
 
 @dataclass(frozen=True)
 class GrowTrainSettings:
-    steps: int = 200
-    lr: float = 1e-3
-    batch_size: int = 8
-    seed: int = 0
-    eval_every: int = 50
-    max_seconds: float | None = None
-    preserve_weight: float = 1.0
+    steps: int = field(default=200, metadata={"help": "training steps"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    batch_size: int = field(default=8, metadata={"help": "samples per step"})
+    seed: int = field(default=0, metadata={"help": "seed of the data order"})
+    eval_every: int = field(
+        default=50, metadata={"help": "steps between held-out evaluations (best state kept)"}
+    )
+    max_seconds: float | None = field(
+        default=None, metadata={"help": "stop training after this many seconds"}
+    )
+    preserve_weight: float = field(
+        default=1.0, metadata={"help": "weight of the KL term on the preserve samples"}
+    )
 
     def check(self) -> None:
         for name in ("steps", "batch_size", "eval_every"):
