@@ -155,3 +155,27 @@ def test_bad_syntax_is_one_error_line_and_exit_2(argv, message, capsys):
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"brickwork {brickwork.__version__}"
+
+
+def test_a_subclass_that_changes_a_default_keeps_the_help():
+    from dataclasses import dataclass, field
+
+    from brickwork.cli.options import Parser
+    from brickwork.cli.settings import add_settings
+
+    @dataclass(frozen=True)
+    class Base:
+        steps: int = field(default=200, metadata={"help": "training steps"})
+        ratio: tuple[float, ...] = field(default=(0.5,), metadata={"help": "ratios"})
+
+    @dataclass(frozen=True)
+    class Shorter(Base):
+        steps: int = 150
+
+    parser = Parser(prog="x")
+    add_settings(parser, Shorter)
+    shown = " ".join(parser.format_help().split())
+    assert "--steps N training steps (default: 150)" in shown
+    assert settings_from(parser.parse_args(["--ratio", "0.1,0.2"]), Shorter) == Shorter(
+        ratio=(0.1, 0.2)
+    )

@@ -42,7 +42,16 @@ def add_settings(
         if default is MISSING and field.default_factory is not MISSING:
             default = field.default_factory()
         default = (defaults or {}).get(field.name, default)
-        _add(parser, _flag(field.name), hints[field.name], default, dict(field.metadata))
+        _add(parser, _flag(field.name), hints[field.name], default, _metadata(settings, field))
+
+
+def _metadata(settings: type, field: dataclasses.Field) -> dict:
+    """The field's metadata; a subclass that only changes a default keeps its base's help."""
+    for cls in settings.__mro__:
+        for base_field in getattr(cls, "__dataclass_fields__", {}).values():
+            if base_field.name == field.name and base_field.metadata:
+                return dict(base_field.metadata)
+    return {}
 
 
 def settings_from(args: argparse.Namespace, settings: type, **overrides):
