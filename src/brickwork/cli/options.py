@@ -69,10 +69,6 @@ def add_out(command: argparse.ArgumentParser, help: str, *, required: bool = Tru
     command.add_argument("--out", required=required, default=None, help=help)
 
 
-def add_seed(command: argparse.ArgumentParser, help: str = "random seed") -> None:
-    command.add_argument("--seed", type=int, default=0, help=help)
-
-
 def add_quiet(command: argparse.ArgumentParser) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bars")
 
