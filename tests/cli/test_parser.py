@@ -179,3 +179,37 @@ def test_a_subclass_that_changes_a_default_keeps_the_help():
     assert settings_from(parser.parse_args(["--ratio", "0.1,0.2"]), Shorter) == Shorter(
         ratio=(0.1, 0.2)
     )
+
+
+MODEL_COMMANDS = [
+    ("profile",),
+    ("analyze",),
+    ("bricks", "extract"),
+    ("bricks", "retrieve"),
+    ("train", "task"),
+    ("train", "knowledge"),
+    ("train", "steer"),
+    ("train-router",),
+    ("generate",),
+    ("describe",),
+    ("stitch",),
+    ("grow", "width"),
+    ("grow", "depth"),
+    ("grow", "experts"),
+    ("grow", "train"),
+    ("locate",),
+    ("edit",),
+    ("edit", "eval"),
+    ("edit", "apply"),
+    ("edit", "rollback"),
+]
+
+
+def test_every_command_that_loads_a_model_takes_the_same_model_options():
+    parsers = dict(_commands())
+    seen = set()
+    for path in MODEL_COMMANDS:
+        options = parsers[path]._option_string_actions
+        assert "--model" in options and "--trust-remote-code" in options, path
+        seen.add(options["--trust-remote-code"].help)
+    assert len(seen) == 1  # declared once, in cli/options.py

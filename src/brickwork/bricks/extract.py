@@ -174,8 +174,10 @@ def extract_bricks(
     methods: tuple[str, ...] = GROUP_METHODS,
     model: str | None = None,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
-    """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary."""
+    """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary.
+    ``model`` (default: the analysed one) is loaded for the weight-based groups."""
     from brickwork.models import load_model
     from brickwork.profile import load_profile
 
@@ -184,7 +186,8 @@ def extract_bricks(
     sets = neuron_set_bricks(results, tensors)
     loaded = acts = None
     if "weights" in methods:
-        loaded = load_model(model or results["provenance"]["model"])
+        spec = model or results["provenance"]["model"]
+        loaded = load_model(spec, trust_remote_code=trust_remote_code)
         if loaded.fingerprint != fingerprint:
             raise BrickworkError(f"{loaded.source} is not the analysed model ({fingerprint})")
     if "coactivation" in methods:

@@ -57,7 +57,9 @@ def cmd_extract(args: argparse.Namespace) -> None:
         args.analysis,
         _repo(args, create=True),
         **keywords_from(args, ("n_groups", "methods"), EXTRACT_FLAGS),
+        model=args.model,
         overwrite=args.overwrite,
+        trust_remote_code=args.trust_remote_code,
     )
     print(json.dumps(summary, indent=1))
 
@@ -82,6 +84,7 @@ def _add_extract(actions) -> None:
     add_keywords(
         extract, extract_bricks, helps, flags=EXTRACT_FLAGS, choices={"methods": GROUP_METHODS}
     )
+    add_model(extract, "model for the weight groups (None: the analysed one)", default=None)
     add_overwrite(extract, "replace bricks of the same names")
     extract.set_defaults(run=cmd_extract)
 

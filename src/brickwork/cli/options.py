@@ -31,11 +31,13 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def add_model(command: argparse.ArgumentParser, help: str = "the base model") -> None:
-    """The model options of every command that loads a model."""
+def add_model(
+    command: argparse.ArgumentParser, help: str = "the base model", *, default: object = ...
+) -> None:
+    """The model options of every command that loads a model (default: the default model)."""
     command.add_argument(
         "--model",
-        default=_default_model(),
+        default=_default_model() if default is ... else default,
         help=f"{help}: built-in name, HF model directory, .gguf file or Hub id",
     )
     command.add_argument(
