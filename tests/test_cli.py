@@ -263,4 +263,5 @@ def test_train_commands_add_bricks(tiny_model_dirs, tiny_samples, tmp_path, caps
         == 2
     )
     err = capsys.readouterr().err
-    assert "already in" in err and "needs --positive" in err and "no such text file" in err
+    assert "already in" in err and "no such text file" in err
+    assert "brickwork train steer: the following arguments are required: --layers" in err

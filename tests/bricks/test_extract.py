@@ -85,5 +85,8 @@ def test_bricks_cli(analysis_dir, tiny_model_dirs, tmp_path, capsys):
     assert "DAMAGED math-neurons" in capsys.readouterr().out
     assert main(["bricks", "remove", "math-neurons", "--repo", repo]) == 0
     assert main(["bricks", "show", "--repo", repo]) == 2
-    assert "needs a brick name" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: brickwork bricks show: the following arguments are required: NAME"
+    )
     assert main(["bricks", "list", "--repo", str(tmp_path / "none")]) == 2

@@ -25,7 +25,7 @@ def test_each_kind_keeps_its_own_checks_and_defaults():
     with pytest.raises(BrickworkError, match="rank must be at least 1"):
         LoraSettings(rank=0).check()
     assert (LoraSettings().steps, LoraSettings().lr, LoraSettings().eval_every) == (200, 5e-4, 50)
-    assert (KnowledgeSettings().steps, KnowledgeSettings().eval_every) == (150, 25)
+    assert (KnowledgeSettings().steps, KnowledgeSettings().eval_every) == (200, 25)
     assert (GrowTrainSettings().lr, GrowTrainSettings().preserve_weight) == (1e-3, 1.0)
     with pytest.raises(BrickworkError, match="initial_steps must be at least 1"):
         EditSettings(initial_steps=0).check()

@@ -29,14 +29,24 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    fraction: float = 0.05  # share of neurons selected per functionality
-    per_layer: bool = True  # top share of every layer, or of all neurons at once
-    eval_per_functionality: int = 6  # test samples per functionality for the ablation
-    curve_per_functionality: int = 3  # test samples per functionality for masked-ratio curves
-    cett_targets: tuple[float, ...] = (0.1, 0.2)
-    cett_tokens: int = 512
-    batch_size: int = 8
-    seed: int = 0
+    fraction: float = field(default=0.05, metadata={"help": "share of neurons per functionality"})
+    per_layer: bool = field(
+        default=True, metadata={"help": "top share of every layer, or of all neurons at once"}
+    )
+    eval_per_functionality: int = field(
+        default=6, metadata={"help": "test samples per functionality for the ablation"}
+    )
+    curve_per_functionality: int = field(
+        default=3, metadata={"help": "test samples per functionality for masked-ratio curves"}
+    )
+    cett_targets: tuple[float, ...] = field(
+        default=(0.1, 0.2), metadata={"help": "target CETTs (share of FFN output left out)"}
+    )
+    cett_tokens: int = field(
+        default=512, metadata={"help": "test tokens the CETT thresholds are found on"}
+    )
+    batch_size: int = field(default=8, metadata={"help": "prompts per forward pass"})
+    seed: int = field(default=0, metadata={"help": "seed of the random controls"})
 
 
 @dataclass

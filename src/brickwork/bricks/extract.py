@@ -172,8 +172,10 @@ def extract_bricks(
     methods: tuple[str, ...] = GROUP_METHODS,
     model: str | None = None,
     overwrite: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict:
-    """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary."""
+    """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary.
+    ``model`` (default: the analysed one) is loaded for the weight-based groups."""
     from brickwork.models import load_model
 
     saved = load_analysis(analysis_dir)
@@ -182,7 +184,7 @@ def extract_bricks(
     sets = neuron_set_bricks(results, saved.neuron_sets)
     loaded = acts = None
     if "weights" in methods:
-        loaded = load_model(model or results.provenance.model)
+        loaded = load_model(model or results.provenance.model, trust_remote_code=trust_remote_code)
         loaded.require_base(fingerprint, f"the analysis (of {results.provenance.model})")
     if "coactivation" in methods:
         profile = saved.profile()

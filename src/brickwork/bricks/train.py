@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -41,19 +41,21 @@ from brickwork.training import TrainSettings, fit, kl_to_reference, seeded
 class LoraSettings(TrainSettings):
     """A LoRA brick's settings: the training loop's (``TrainSettings``) and the adapter's."""
 
-    rank: int = 8
-    alpha: float | None = None  # None: 2 x rank
-    dropout: float = 0.0
-    target_modules: str | list[str] = "all-linear"  # PEFT: every linear layer but the LM head
+    rank: int = field(default=8, metadata={"help": "LoRA rank"})
+    alpha: float | None = field(default=None, metadata={"help": "LoRA alpha (None: 2 x rank)"})
+    dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
+    target_modules: str | list[str] = field(
+        default="all-linear",  # PEFT: every linear layer but the LM head
+        metadata={"help": "PEFT target modules"},
+    )
 
     COUNTS = ("rank", "steps", "batch_size", "eval_every")
 
 
 @dataclass(frozen=True)
 class KnowledgeSettings(LoraSettings):
-    """A knowledge brick's defaults: fewer steps, evaluated more often."""
+    """A knowledge brick's defaults: evaluated more often."""
 
-    steps: int = 150
     eval_every: int = 25
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.common import (
-    add_common,
-    close_process_group,
-    is_main_process,
-    print_summary,
-    shard,
-)
+from brickwork.cli.common import close_process_group, is_main_process, print_summary, shard
+from brickwork.cli.options import add_data, add_model, add_out, add_quiet
+from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
+
+PROFILE_OPTIONS = {
+    "batch_size": "prompts per forward pass",
+    "max_tokens": "longest prompt, in tokens (longer ones are cut)",
+    "seed": "seed recorded with the profile",
+}
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -33,10 +35,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
     profile = profile_model(
         loaded,
         samples,
-        batch_size=args.batch_size,
-        max_tokens=args.max_tokens,
+        **keywords_from(args, PROFILE_OPTIONS),
         shard=args.shard,
-        seed=args.seed,
         command=args.command_line,
         progress=not args.quiet,
     )
@@ -66,13 +66,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     samples = load_data(args.data)
     profile = load_profile(args.profile) if args.profile else None
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    settings = AnalysisSettings(
-        fraction=args.fraction,
-        per_layer=args.selection == "per-layer",
-        eval_per_functionality=args.eval_per_functionality,
-        curve_per_functionality=args.curve_per_functionality,
-        seed=args.seed,
-    )
+    settings = settings_from(args, AnalysisSettings, per_layer=args.selection == "per-layer")
     analysis = analyze(
         loaded,
         samples,
@@ -96,17 +90,22 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def _add_profile(commands) -> None:
+    from brickwork.profile import profile_model
+
     profile = commands.add_parser("profile", help="profile every FFN neuron on a dataset")
-    add_common(profile)
-    profile.add_argument("--split", default="all", choices=("all", "train", "test"))
+    add_model(profile)
+    add_data(profile)
+    add_out(profile, "output directory")
+    profile.add_argument("--split", default="all", choices=("all", "train", "test"), help="split")
     profile.add_argument(
         "--shard",
         type=shard,
         default=(0, 1),
+        metavar="I/N",
         help="profile only shard i of n (merge with merge-profiles)",
     )
-    profile.add_argument("--batch-size", type=int, default=8)
-    profile.add_argument("--max-tokens", type=int, default=256)
+    add_keywords(profile, profile_model, PROFILE_OPTIONS)
+    add_quiet(profile)
     profile.set_defaults(run=cmd_profile)
 
 
@@ -114,27 +113,18 @@ def _add_analyze(commands) -> None:
     from brickwork.analysis import AnalysisSettings
 
     analyze = commands.add_parser("analyze", help="the paper's §4 neuron analysis, with a report")
-    add_common(analyze, data_help=" (with train and test splits)")
+    add_model(analyze)
+    add_data(analyze, " (with train and test splits)")
+    add_out(analyze, "output directory")
     analyze.add_argument("--profile", help="reuse this profile directory instead of profiling")
+    add_settings(analyze, AnalysisSettings, skip=("per_layer",))
     analyze.add_argument(
-        "--fraction",
-        type=float,
-        default=AnalysisSettings.fraction,
-        help="share of neurons selected per functionality",
+        "--selection",
+        choices=("per-layer", "global"),
+        default="per-layer" if AnalysisSettings.per_layer else "global",
+        help="top share of every layer (per-layer) or of all neurons at once (global)",
     )
-    analyze.add_argument("--selection", choices=("per-layer", "global"), default="per-layer")
-    analyze.add_argument(
-        "--eval-per-functionality",
-        type=int,
-        default=AnalysisSettings.eval_per_functionality,
-        help="test samples per functionality for the ablation",
-    )
-    analyze.add_argument(
-        "--curve-per-functionality",
-        type=int,
-        default=AnalysisSettings.curve_per_functionality,
-        help="test samples per functionality for masked-ratio curves",
-    )
+    add_quiet(analyze)
     analyze.set_defaults(run=cmd_analyze)
 
 
@@ -148,5 +138,5 @@ def register(commands) -> None:
     report.set_defaults(run=cmd_report)
     merge = commands.add_parser("merge-profiles", help="add shard profiles into one")
     merge.add_argument("profiles", nargs="+", help="profile directories")
-    merge.add_argument("--out", required=True)
+    add_out(merge, "merged profile directory")
     merge.set_defaults(run=cmd_merge_profiles)

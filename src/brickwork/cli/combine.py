@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 
+from brickwork.cli.options import add_model, add_overwrite, add_repo
+from brickwork.cli.settings import add_keywords, keywords_from, signature_default
 from brickwork.errors import BrickworkError
+
+OPTION_HELP = {
+    "scale": "lambda, the scale of the summed updates",
+    "density": "kept fraction of each update's entries",
+    "seed": "drop-mask seed",
+    "variant": "merge after dropping as",
+}
+STITCH_OPTIONS = {"max_new_tokens": "new tokens per step"}
 
 
 def cmd_combine(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
-    from brickwork.ops import combine
+    from brickwork.ops.combine import MERGE_METHODS, merge
 
     repo = BrickRepository(args.repo, create=False)
     names = [n for n in args.bricks.split(",") if n]
@@ -18,9 +28,9 @@ def cmd_combine(args: argparse.Namespace) -> None:
     bricks = [repo.get(n) for n in names]
     weights = _floats(args.weights) if args.weights else [1.0 / max(1, len(bricks))] * len(bricks)
     common = {"rank": args.rank, "description": args.description or ""}
-    method = combine.MERGE_METHODS[args.method]
-    options = {option: getattr(args, option) for option in method.options}
-    brick = method.merge(bricks, weights, args.name, **options, **common)
+    method = MERGE_METHODS[args.method]
+    options = {o: getattr(args, o) for o in method.options if getattr(args, o) is not None}
+    brick = merge(args.method, bricks, weights, args.name, **options, **common)
     brick.provenance["command"] = args.command_line
     path = repo.add(brick, overwrite=args.overwrite)
     print(f"{brick.name}: rank {brick.metrics['rank']}, parents {', '.join(names)}")
@@ -57,7 +67,7 @@ def cmd_stitch(args: argparse.Namespace) -> None:
         print(f"step {number}: {step.brick} (score {step.score:.3f}) for {step.clause!r}")
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     steps = [step_for(repo.get(p.brick)) for p in plan]
-    outputs = run_pipeline(loaded, steps, args.input, max_new_tokens=args.max_new_tokens)
+    outputs = run_pipeline(loaded, steps, args.input, **keywords_from(args, STITCH_OPTIONS))
     for index, text in enumerate(args.input):
         print(f"input: {text}")
         for step, out in zip(plan, outputs, strict=True):
@@ -71,52 +81,74 @@ def _floats(text: str) -> list[float]:
         raise BrickworkError(f"weights must be comma-separated numbers, not {text!r}") from None
 
 
-def _add_model_options(command: argparse.ArgumentParser) -> None:
-    from brickwork.models import DEFAULT_MODEL
-
-    command.add_argument("--model", default=DEFAULT_MODEL, help="base model")
-    command.add_argument("--trust-remote-code", action="store_true")
-
-
-def register(commands) -> None:
-    """Add this area's commands to the parser."""
+def _add_method_options(parser) -> None:
+    """One option per merge-method option, its default from the methods' signatures; where the
+    methods that take it default differently, the option defaults to None (each method's own)."""
     from brickwork.ops.combine import DARE_VARIANTS, MERGE_METHODS
+
+    takers: dict[str, list] = {}
+    for method in MERGE_METHODS.values():
+        for option in method.options:
+            takers.setdefault(option, []).append(method)
+    for option, methods in takers.items():
+        defaults = {m.name: signature_default(m.merge, option) for m in methods}
+        names = "/".join(defaults)
+        help = f"{names}: {OPTION_HELP.get(option, option)}"
+        if len(set(map(repr, defaults.values()))) == 1:
+            choices = {"variant": DARE_VARIANTS}
+            add_keywords(parser, methods[0].merge, {option: help}, choices=choices)
+        else:
+            own = ", ".join(f"{name} {value}" for name, value in defaults.items())
+            kind = type(next(iter(defaults.values())))
+            parser.add_argument(
+                "--" + option.replace("_", "-"),
+                type=kind,
+                default=None,
+                help=f"{help} (None: the method's own, {own})",
+            )
+
+
+def _add_combine(commands) -> None:
+    from brickwork.ops.combine import MERGE_METHODS
 
     combine = commands.add_parser(
         "combine", help="merge LoRA bricks into one (exact linear, task arithmetic, TIES, DARE)"
     )
     combine.add_argument("method", choices=tuple(MERGE_METHODS))
-    combine.add_argument("--repo", default="bricks", help="repository holding the bricks")
+    add_repo(combine, "repository holding the bricks")
     combine.add_argument("--bricks", required=True, help="comma-separated brick names")
-    combine.add_argument("--weights", help="comma-separated weights (default: uniform 1/k)")
+    combine.add_argument("--weights", help="comma-separated weights (None: uniform 1/k)")
     combine.add_argument("--name", required=True, help="name of the combined brick")
     combine.add_argument("--rank", type=int, help="re-compress to this rank by SVD")
-    combine.add_argument("--scale", type=float, default=1.0, help="task-arithmetic: lambda")
-    combine.add_argument("--density", type=float, default=0.5, help="ties/dare: kept fraction")
-    combine.add_argument("--variant", choices=DARE_VARIANTS, default="linear", help="dare")
-    combine.add_argument("--seed", type=int, default=0, help="dare: drop-mask seed")
+    _add_method_options(combine)
     combine.add_argument("--description", help="description of the combined brick")
-    combine.add_argument("--overwrite", action="store_true", help="replace a brick of that name")
+    add_overwrite(combine)
     combine.set_defaults(run=cmd_combine)
 
+
+def register(commands) -> None:
+    """Add this area's commands to the parser."""
+    from brickwork.ops.stitch import run_pipeline
+
+    _add_combine(commands)
     describe = commands.add_parser(
         "describe",
         help="give a brick a purpose embedding for retrieval (from its training prompts)",
     )
     describe.add_argument("name", help="brick name")
-    describe.add_argument("--repo", default="bricks", help="repository holding the brick")
+    add_repo(describe, "repository holding the brick")
     describe.add_argument("--prompts", required=True, help="its training prompts (.txt / .jsonl)")
     describe.add_argument("--description", required=True, help="what the brick is for")
     describe.add_argument("--template", help="how to prompt it in a pipeline, with {input}")
-    _add_model_options(describe)
+    add_model(describe)
     describe.set_defaults(run=cmd_describe)
 
     stitch = commands.add_parser(
         "stitch", help="plan a chain of bricks from their descriptions and pass text through it"
     )
     stitch.add_argument("instruction", help='e.g. "translate French to English, then ..."')
-    stitch.add_argument("--repo", default="bricks", help="repository holding the bricks")
+    add_repo(stitch, "repository holding the bricks")
     stitch.add_argument("--input", action="append", required=True, help="an input text (repeat)")
-    stitch.add_argument("--max-new-tokens", type=int, default=48)
-    _add_model_options(stitch)
+    add_keywords(stitch, run_pipeline, STITCH_OPTIONS)
+    add_model(stitch)
     stitch.set_defaults(run=cmd_stitch)

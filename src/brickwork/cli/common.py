@@ -1,4 +1,4 @@
-"""Helpers shared by the command modules."""
+"""Helpers shared by the profiling commands: shards, the main process, the summary."""
 
 from __future__ import annotations
 
@@ -51,24 +51,3 @@ def print_summary(summary: dict, out) -> None:
             f"{stats['prompt_tokens']:>6} tokens  mean |a| {stats['mean_abs_activation']:.4f}"
         )
     print(f"saved {out}")
-
-
-def add_common(command: argparse.ArgumentParser, data_help: str = "") -> None:
-    """The options every model-running command shares."""
-    from brickwork.data import BUILTIN_DATA, INFINITY_DATA
-    from brickwork.models import DEFAULT_MODEL
-
-    command.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help="built-in name, HF model directory, .gguf file or Hub id",
-    )
-    command.add_argument(
-        "--data",
-        default=BUILTIN_DATA,
-        help=f"{BUILTIN_DATA!r}, {INFINITY_DATA!r} or a JSONL file{data_help}",
-    )
-    command.add_argument("--out", required=True, help="output directory")
-    command.add_argument("--seed", type=int, default=0)
-    command.add_argument("--trust-remote-code", action="store_true")
-    command.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -4,53 +4,39 @@ bricks were selected."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from brickwork.cli.options import add_model, add_out, add_quiet
+from brickwork.cli.settings import add_keywords, keywords_from
 
-def _fraction(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.3, got {text!r}") from None
+GENERATE_OPTIONS = {
+    "configure": "'auto' (route the instruction), 'none' (dense model) or a functionality name",
+    "budget": "share of FFN neurons kept per layer, in (0, 1]",
+    "selection": "prompt: the prompt's own activations pick the neurons (dense prefill, compact "
+    "decode); static: the functionality's neuron set + resident + train-split importance",
+    "max_new_tokens": "new tokens to generate",
+}
 
 
 def register(commands) -> None:
     """Add this area's commands to the parser."""
-    from brickwork.models import DEFAULT_MODEL
+    from brickwork.configure.pipeline import SELECTIONS, configured_generate
 
     route = commands.add_parser(
         "train-router", help="train the instruction router on the built-in suite's train split"
     )
-    route.add_argument("--model", default=DEFAULT_MODEL)
-    route.add_argument("--out", required=True, help="router file to write (.safetensors)")
-    route.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_model(route)
+    add_out(route, "router file to write (.safetensors)")
+    add_quiet(route)
     route.set_defaults(run=run_route)
 
     generate = commands.add_parser(
         "generate", help="answer an instruction with a model configured for it"
     )
-    generate.add_argument("instruction")
-    generate.add_argument("--model", default=DEFAULT_MODEL)
-    generate.add_argument(
-        "--configure",
-        default="auto",
-        help="'auto' (route the instruction), 'none' (dense model) or a functionality name",
-    )
-    generate.add_argument(
-        "--budget",
-        type=_fraction,
-        default=0.3,
-        help="share of FFN neurons kept per layer, in (0, 1]",
-    )
-    generate.add_argument(
-        "--selection",
-        choices=("prompt", "static"),
-        default="prompt",
-        help="prompt: the prompt's own activations pick the neurons (dense prefill, compact "
-        "decode); static: the functionality's neuron set + resident + train-split importance",
-    )
+    generate.add_argument("instruction", help="the instruction to answer")
+    add_model(generate)
+    add_keywords(generate, configured_generate, GENERATE_OPTIONS, choices={"selection": SELECTIONS})
     generate.add_argument("--router", help="router file from `brickwork train-router` (for auto)")
     generate.add_argument("--analysis", help="analysis directory from `brickwork analyze`")
     generate.add_argument(
@@ -59,7 +45,6 @@ def register(commands) -> None:
         default=[],
         help="a plugin brick directory to attach (repeatable)",
     )
-    generate.add_argument("--max-new-tokens", type=int, default=64)
     generate.add_argument("--trace", help="also write the trace as JSON to this file")
     generate.set_defaults(run=run_generate)
 
@@ -69,7 +54,7 @@ def run_route(args) -> None:
     from brickwork.data import load_builtin_suite
     from brickwork.models import load_model
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     router = train_router(loaded, load_builtin_suite("train"), progress=not args.quiet)
     test = load_builtin_suite("test")
     result = router_accuracy(
@@ -92,20 +77,17 @@ def run_generate(args) -> None:
 
     if args.max_new_tokens < 1:
         raise BrickworkError("--max-new-tokens must be at least 1")
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     router = load_router(args.router) if args.router else None
     stats = load_stats(args.analysis) if args.analysis else None
     plugins = [load_brick(p) for p in args.plugin]
     answer, trace = configured_generate(
         loaded,
         args.instruction,
-        configure=args.configure,
-        budget=args.budget,
-        selection=args.selection,
+        **keywords_from(args, GENERATE_OPTIONS),
         router=router,
         stats=stats,
         plugins=plugins,
-        max_new_tokens=args.max_new_tokens,
     )
     print(answer.strip())
     print("---")

@@ -7,8 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+from brickwork.cli.options import add_model, add_optional_repo, add_out, add_overwrite, add_repo
+from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically, replace_dir_atomically
+
+LOCATE_FLAGS = {"steps": "--ig-steps"}
 
 
 def _load(args):
@@ -20,15 +24,7 @@ def _load(args):
 def _settings(args):
     from brickwork.ops.update import EditSettings
 
-    return EditSettings(
-        layer=args.layer,
-        steps=args.steps,
-        covariance=args.covariance,
-        covariance_tokens=args.covariance_tokens,
-        mode=args.mode,
-        first_token_key=args.first_token_key,
-        keep_weight=args.keep_weight,
-    )
+    return settings_from(args, EditSettings)
 
 
 def _save_model(loaded, out: str) -> None:
@@ -56,7 +52,7 @@ def cmd_locate(args: argparse.Namespace) -> None:
             [args.fact, *args.paraphrase],
             args.answer,
             f"{args.name}-neurons",
-            steps=args.ig_steps,
+            **keywords_from(args, LOCATE_FLAGS, LOCATE_FLAGS),
         )
         top = ", ".join(
             f"L{r['layer']}:{r['neuron']} ({r['score']:.2g})" for r in brick.spec["ranking"][:10]
@@ -102,11 +98,6 @@ def _facts(args) -> list:
 
 
 def cmd_edit(args: argparse.Namespace) -> None:
-    action = getattr(args, "edit_action", None)
-    if action == "eval":
-        return cmd_edit_eval(args)
-    if action in ("apply", "rollback"):
-        return cmd_apply_rollback(args, action)
     from brickwork.bricks import BrickRepository
     from brickwork.ops.update import apply_edit, inject
     from brickwork.ops.update.evaluate import greedy
@@ -147,12 +138,11 @@ def cmd_edit(args: argparse.Namespace) -> None:
         print(f"saved the edited model to {args.out}")
 
 
-def cmd_apply_rollback(args: argparse.Namespace, action: str) -> None:
+def cmd_apply_rollback(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
     from brickwork.ops.update import apply_edit, rollback
 
-    if not (args.repo and args.name and args.out):
-        raise BrickworkError(f"edit {action} needs --repo, --name and --out")
+    action = args.edit_action
     loaded, brick = _load(args), BrickRepository(args.repo, create=False).get(args.name)
     (apply_edit if action == "apply" else rollback)(loaded, brick)
     _save_model(loaded, args.out)
@@ -212,35 +202,11 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
         print(f"saved {args.out}")
 
 
-def _model_options(command: argparse.ArgumentParser) -> None:
-    from brickwork.models import DEFAULT_MODEL
+def _add_locate(commands) -> None:
+    from brickwork.ops.update import knowledge_neurons
 
-    command.add_argument("--model", default=DEFAULT_MODEL)
-    command.add_argument("--trust-remote-code", action="store_true")
-
-
-def _edit_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--layer", type=int, default=8, help="FFN layer to edit")
-    command.add_argument("--steps", type=int, default=20, help="value optimisation steps")
-    command.add_argument("--covariance", choices=("corpus", "identity"), default="corpus")
-    command.add_argument("--covariance-tokens", type=int, default=20_000)
-    command.add_argument(
-        "--first-token-key",
-        action="store_true",
-        help="also edit the subject's key as a text's first token",
-    )
-    command.add_argument(
-        "--mode",
-        choices=("exact", "memit"),
-        default="exact",
-        help="batch update: exact constraints or MEMIT's soft form",
-    )
-    command.add_argument("--keep-weight", type=float, default=100.0, help="weight of the keep KL")
-
-
-def register(commands) -> None:
     locate = commands.add_parser("locate", help="find the neurons and layers that hold a fact")
-    _model_options(locate)
+    add_model(locate)
     locate.add_argument("--fact", required=True, help='the prompt, e.g. "The capital of France is"')
     locate.add_argument("--answer", required=True, help="the answer the model gives, e.g. Paris")
     locate.add_argument("--subject", help="the subject in the prompt (causal tracing corrupts it)")
@@ -250,17 +216,27 @@ def register(commands) -> None:
         default=[],
         help="another prompt for the same fact (repeatable)",
     )
-    locate.add_argument("--method", choices=("neurons", "trace", "both"), default="both")
-    locate.add_argument("--ig-steps", type=int, default=16)
-    locate.add_argument("--repo", help="store the results as bricks here")
-    locate.add_argument("--name", default="located")
-    locate.add_argument("--overwrite", action="store_true")
+    locate.add_argument(
+        "--method",
+        choices=("neurons", "trace", "both"),
+        default="both",
+        help="knowledge neurons (integrated gradients), causal tracing or both",
+    )
+    helps = {"steps": "integrated-gradient steps"}
+    add_keywords(locate, knowledge_neurons, helps, flags=LOCATE_FLAGS)
+    add_optional_repo(locate, "store the results as bricks here")
+    locate.add_argument("--name", default="located", help="brick name prefix")
+    add_overwrite(locate)
     locate.set_defaults(run=cmd_locate)
+
+
+def _add_edit(commands) -> argparse.ArgumentParser:
+    from brickwork.ops.update import EditSettings
 
     edit = commands.add_parser(
         "edit", help="edit a fact in place (a delta brick), or: eval, apply, rollback"
     )
-    _model_options(edit)
+    add_model(edit)
     edit.add_argument("--fact", help='the prompt, e.g. "The capital of France is"')
     edit.add_argument("--subject", help="the subject in the prompt, e.g. France")
     edit.add_argument("--new", help="the new answer, e.g. Rome")
@@ -273,23 +249,41 @@ def register(commands) -> None:
         "(repeatable; in a --facts file: a 'keep' list per fact)",
     )
     edit.add_argument("--facts", help="a JSONL edit set instead (several facts: batch edit)")
-    edit.add_argument("--method", choices=("rome", "inject"), default="rome")
-    edit.add_argument("--repo", help="brick repository for the delta brick")
-    edit.add_argument("--name", default="edit")
-    edit.add_argument("--overwrite", action="store_true")
-    edit.add_argument("--out", help="also save the edited model directory here")
-    _edit_options(edit)
+    edit.add_argument(
+        "--method",
+        choices=("rome", "inject"),
+        default="rome",
+        help="rome: a rank-one weight update; inject: new neurons (a brick)",
+    )
+    add_optional_repo(edit, "brick repository for the delta brick (required)")
+    edit.add_argument("--name", default="edit", help="name of the edit brick")
+    add_overwrite(edit)
+    add_out(edit, "also save the edited model directory here", required=False)
+    add_settings(edit, EditSettings)
     edit.set_defaults(run=cmd_edit)
-    actions = edit.add_subparsers(dest="edit_action")
+    return edit
+
+
+def _add_edit_actions(edit: argparse.ArgumentParser) -> None:
+    from brickwork.ops.update import EditSettings
+
+    actions = edit.add_subparsers(dest="edit_action", metavar="ACTION")
     evaluate = actions.add_parser("eval", help="single edits over the built-in counterfactual set")
-    _model_options(evaluate)
-    _edit_options(evaluate)
-    evaluate.add_argument("--facts", help="a JSONL edit set (default: the built-in one)")
-    evaluate.add_argument("--limit", type=int, help="only the first N facts")
-    evaluate.add_argument("--out", help="write the per-fact results as JSON")
+    add_model(evaluate)
+    add_settings(evaluate, EditSettings)
+    evaluate.add_argument("--facts", help="a JSONL edit set (None: the built-in one)")
+    evaluate.add_argument("--limit", type=int, help="only the first N facts (None: all)")
+    add_out(evaluate, "write the per-fact results as JSON", required=False)
+    evaluate.set_defaults(run=cmd_edit_eval)
     for action in ("apply", "rollback"):
         command = actions.add_parser(action, help=f"{action} a stored edit and save the model")
-        _model_options(command)
-        command.add_argument("--repo", required=True)
+        add_model(command)
+        add_repo(command, "brick repository holding the edit", default=None)
         command.add_argument("--name", required=True, help="the edit brick")
-        command.add_argument("--out", required=True, help="new model directory")
+        add_out(command, "new model directory")
+        command.set_defaults(run=cmd_apply_rollback)
+
+
+def register(commands) -> None:
+    _add_locate(commands)
+    _add_edit_actions(_add_edit(commands))

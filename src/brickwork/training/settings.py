@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from brickwork.errors import BrickworkError
@@ -11,15 +11,19 @@ from brickwork.errors import BrickworkError
 @dataclass(frozen=True)
 class TrainSettings:
     """The training loop's settings. Subclasses add their own fields (LoRA rank, KL weight, ...)
-    and may redeclare a field to change its default; ``COUNTS`` lists the fields that must be
-    at least 1."""
+    and may redeclare a field to change its default (its help stays); ``COUNTS`` lists the
+    fields that must be at least 1."""
 
-    steps: int = 200
-    lr: float = 5e-4
-    batch_size: int = 8
-    seed: int = 0
-    eval_every: int = 50
-    max_seconds: float | None = None
+    steps: int = field(default=200, metadata={"help": "training steps"})
+    lr: float = field(default=5e-4, metadata={"help": "AdamW learning rate"})
+    batch_size: int = field(default=8, metadata={"help": "samples per step"})
+    seed: int = field(default=0, metadata={"help": "seed of the initialisation and data order"})
+    eval_every: int = field(
+        default=50, metadata={"help": "steps between held-out evaluations (best state kept)"}
+    )
+    max_seconds: float | None = field(
+        default=None, metadata={"help": "stop training after this many seconds"}
+    )
 
     COUNTS: ClassVar[tuple[str, ...]] = ("steps", "batch_size", "eval_every")
 

@@ -110,22 +110,26 @@ def is_grown(path: str | Path) -> bool:
     return (Path(path) / GROWN_FILE).is_file()
 
 
-def load_any(spec: str) -> LoadedModel | GrownModel:
+def load_any(spec: str, *, trust_remote_code: bool = False) -> LoadedModel | GrownModel:
     """A grown model directory as a GrownModel, anything else through ``load_model``."""
-    return load_grown(spec) if is_grown(spec) else load_model(spec)
+    if is_grown(spec):
+        return load_grown(spec, trust_remote_code=trust_remote_code)
+    return load_model(spec, trust_remote_code=trust_remote_code)
 
 
-def load_grown(folder: str | Path) -> GrownModel:
+def load_grown(folder: str | Path, *, trust_remote_code: bool = False) -> GrownModel:
     """Rebuild a grown model saved by ``save_grown``, refusing a damaged or foreign directory."""
     folder = Path(folder)
     record = _read_record(folder)
-    config = AutoConfig.from_pretrained(str(folder))
+    config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     family = family_for(config)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(
+        config, dtype=torch.float32, trust_remote_code=trust_remote_code
+    )
     _reshape(family, model, record["structure"])
     _load_weights(model, folder)
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     loaded = LoadedModel(model, tokenizer, family, fingerprint(model), str(folder))

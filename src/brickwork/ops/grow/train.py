@@ -12,7 +12,7 @@ trained) on a half batch of their reference tokens, a locality constraint agains
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -36,7 +36,9 @@ class GrowTrainSettings(TrainSettings):
     """Training a grown model: the loop's settings (``TrainSettings``) and the KL weight."""
 
     lr: float = 1e-3
-    preserve_weight: float = 1.0
+    preserve_weight: float = field(
+        default=1.0, metadata={"help": "weight of the KL term on the preserve samples"}
+    )
 
 
 def train_grown(

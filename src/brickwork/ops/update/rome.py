@@ -21,7 +21,7 @@ soft form ΔW = R Kᵀ (λC + KKᵀ)⁻¹ instead.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.nn.functional import kl_div, log_softmax
@@ -50,31 +50,53 @@ MODES = ("exact", "memit")
 
 @dataclass(frozen=True)
 class EditSettings:
-    layer: int = 8  # chosen by a sweep on the default model (docs/results/update.md)
-    steps: int = 20
-    lr: float = 0.5
-    kl_weight: float = 0.0625
-    keep_weight: float = 100.0  # on the fact's ``keep`` texts; 1 had no effect on dev facts
-    norm_weight: float = 0.5  # penalty on ‖δ‖² / ‖W k*‖²
-    clamp: float = 4.0  # ‖δ‖ <= clamp·‖W k*‖
+    # layer: chosen by a sweep on the default model (docs/results/update.md)
+    layer: int = field(default=8, metadata={"help": "FFN layer to edit"})
+    steps: int = field(default=20, metadata={"help": "value optimisation steps"})
+    lr: float = field(default=0.5, metadata={"help": "value optimisation learning rate"})
+    kl_weight: float = field(
+        default=0.0625, metadata={"help": "weight of the KL on '{subject} is a'"}
+    )
+    # keep_weight: on the fact's ``keep`` texts; 1 had no effect on dev facts
+    keep_weight: float = field(default=100.0, metadata={"help": "weight of the keep KL"})
+    norm_weight: float = field(default=0.5, metadata={"help": "penalty on |δ|² / |W k*|²"})
+    clamp: float = field(default=4.0, metadata={"help": "|δ| <= clamp · |W k*|"})
     # Also map the key of the subject as the text's first token (no prefix) to the same δ: a
     # model without a BOS token keys a text-initial subject very differently ("France's ...").
     # Not for a one-token subject: that key is the attention sink's (``initial.py``).
-    first_token_key: bool = False
+    first_token_key: bool = field(
+        default=False, metadata={"help": "also edit the subject's key as a text's first token"}
+    )
     # Where a prompt's subject sits at position 0 (one token, no BOS), its key is edited in this
     # layer instead, with its own value δ₀, penalised and clamped as if the layer's output there
     # were ``initial_scale`` times its size (1 cost 0.7% suite PPL on a test fact, 0.1 did not
     # take), optimised for ``initial_steps`` (20 left 2 of 3 such test facts unedited;
     # docs/results/update.md).
-    initial_layer: int = 0
-    initial_scale: float = 0.25
-    initial_steps: int = 40
-    stop_nll: float = 0.05  # stop optimising once the new target's NLL is below this (ROME)
-    covariance: str = "corpus"  # or "identity"
-    covariance_tokens: int = 20_000
-    mode: str = "exact"
-    memit_lambda: float = 1.0e4
-    seed: int = 0
+    initial_layer: int = field(
+        default=0, metadata={"help": "layer that edits a subject at position 0"}
+    )
+    initial_scale: float = field(
+        default=0.25, metadata={"help": "size of that layer's output, for penalty and clamp"}
+    )
+    initial_steps: int = field(
+        default=40, metadata={"help": "optimisation steps of a position-0 subject's value"}
+    )
+    stop_nll: float = field(
+        default=0.05, metadata={"help": "stop once the new target's NLL is below this (ROME)"}
+    )
+    covariance: str = field(
+        default="corpus",
+        metadata={"help": "key covariance C", "choices": ("corpus", "identity")},
+    )
+    covariance_tokens: int = field(
+        default=20_000, metadata={"help": "corpus tokens for the covariance"}
+    )
+    mode: str = field(
+        default="exact",
+        metadata={"help": "batch update: exact constraints or MEMIT's soft form", "choices": MODES},
+    )
+    memit_lambda: float = field(default=1.0e4, metadata={"help": "MEMIT: weight of C"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
 
     def check(self) -> None:
         if self.covariance not in ("corpus", "identity"):

@@ -1,0 +1,95 @@
+"""The parser class and the options many commands share, each declared once here."""
+
+from __future__ import annotations
+
+import argparse
+
+from brickwork.errors import BrickworkError
+
+
+class UsageError(BrickworkError):
+    """Bad command-line syntax: one ``error:`` line and exit 2, as for any other bad input."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except on required options (they have none)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors raise ``UsageError`` instead of exiting."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def add_model(
+    command: argparse.ArgumentParser, help: str = "the base model", *, default: object = ...
+) -> None:
+    """The model options of every command that loads a model (default: the default model)."""
+    command.add_argument(
+        "--model",
+        default=_default_model() if default is ... else default,
+        help=f"{help}: built-in name, HF model directory, .gguf file or Hub id",
+    )
+    command.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let transformers run the model repository's own code",
+    )
+
+
+def add_data(command: argparse.ArgumentParser, help: str = "") -> None:
+    from brickwork.data import BUILTIN_DATA, INFINITY_DATA
+
+    command.add_argument(
+        "--data",
+        default=BUILTIN_DATA,
+        help=f"{BUILTIN_DATA!r}, {INFINITY_DATA!r} or a JSONL file{help}",
+    )
+
+
+def add_repo(
+    command: argparse.ArgumentParser, help: str = "the brick repository", default="bricks"
+) -> None:
+    command.add_argument("--repo", default=default, required=default is None, help=help)
+
+
+def add_optional_repo(command: argparse.ArgumentParser, help: str) -> None:
+    command.add_argument("--repo", default=None, help=help)
+
+
+def add_out(command: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    command.add_argument("--out", required=required, default=None, help=help)
+
+
+def add_quiet(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_overwrite(command: argparse.ArgumentParser, help: str = "replace a brick of that name"):
+    command.add_argument("--overwrite", action="store_true", help=help)
+
+
+def indices(text: str) -> list[int]:
+    """Comma-separated integers, e.g. layer indices ``0,5,10``."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _default_model() -> str:
+    from brickwork.models import DEFAULT_MODEL
+
+    return DEFAULT_MODEL

@@ -1,0 +1,155 @@
+"""Commands that build customized bricks with the base model frozen: train task|knowledge|steer."""
+
+from __future__ import annotations
+
+import argparse
+
+from brickwork.cli.options import add_model, add_quiet, add_repo, indices
+from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
+from brickwork.errors import BrickworkError
+
+# The LoRA settings a task or knowledge brick takes from the command line.
+LORA_OPTIONS = ("rank", "steps", "lr", "batch_size", "seed", "eval_every", "max_seconds")
+KNOWLEDGE_OPTIONS = {
+    "context": "learn documents as plain text or as chat answers",
+    "preserve_weight": "weight of the KL term on the --preserve samples",
+}
+
+
+def _start(args):
+    """The repository, checked before any training: a brick of that name is refused."""
+    from brickwork.bricks import BrickRepository
+
+    repo = BrickRepository(args.repo)
+    if args.name in {m["name"] for m in repo.list()}:
+        raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
+    return repo
+
+
+def _finish(repo, brick) -> None:
+    path = repo.add(brick)
+    print(f"{brick.name}: {brick.metrics}")
+    print(f"saved {path}")
+
+
+def _load(args):
+    from brickwork.models import load_model
+
+    return load_model(args.model, trust_remote_code=args.trust_remote_code)
+
+
+def cmd_task(args: argparse.Namespace) -> None:
+    from brickwork.bricks.train import LoraSettings, train_task_brick
+    from brickwork.data import load_data
+
+    repo = _start(args)
+    train, heldout = load_data(args.data, split="train"), load_data(args.data, split="test")
+    brick = train_task_brick(
+        _load(args),
+        train,
+        heldout,
+        args.name,
+        args.purpose,
+        settings=settings_from(args, LoraSettings),
+        progress=not args.quiet,
+    )
+    _finish(repo, brick)
+
+
+def cmd_knowledge(args: argparse.Namespace) -> None:
+    from brickwork.bricks.train import KnowledgeSettings, train_knowledge_brick
+    from brickwork.data import load_data, load_texts
+
+    repo = _start(args)
+    documents = load_texts(args.data)
+    preserve = load_data(args.preserve, split="train") if args.preserve else None
+    brick = train_knowledge_brick(
+        _load(args),
+        documents,
+        args.name,
+        args.purpose,
+        settings=settings_from(args, KnowledgeSettings),
+        **keywords_from(args, KNOWLEDGE_OPTIONS),
+        progress=not args.quiet,
+        preserve=preserve,
+    )
+    _finish(repo, brick)
+
+
+def cmd_steer(args: argparse.Namespace) -> None:
+    from brickwork.bricks.train import build_steering_brick
+    from brickwork.data import load_texts
+
+    repo = _start(args)
+    positive, negative = load_texts(args.positive), load_texts(args.negative)
+    brick = build_steering_brick(
+        _load(args),
+        positive,
+        negative,
+        args.layers,
+        args.name,
+        args.purpose,
+        scale=args.scale,
+        progress=not args.quiet,
+    )
+    _finish(repo, brick)
+
+
+def _command(kinds, kind: str, help: str, purpose: str) -> argparse.ArgumentParser:
+    """A ``train`` subcommand with the options every kind shares."""
+    command = kinds.add_parser(kind, help=help)
+    command.add_argument("--name", required=True, help="brick name")
+    command.add_argument("--purpose", required=True, help=purpose)
+    add_repo(command, "repository to add the brick to")
+    add_model(command)
+    add_quiet(command)
+    return command
+
+
+def _add_lora(command: argparse.ArgumentParser, settings: type) -> None:
+    """The LoRA settings a brick kind trains with (its defaults and help)."""
+    add_settings(command, settings, only=LORA_OPTIONS)
+
+
+def register(commands) -> None:
+    from brickwork.bricks.train import (
+        KnowledgeSettings,
+        LoraSettings,
+        build_steering_brick,
+        train_knowledge_brick,
+    )
+
+    train = commands.add_parser("train", help="build a customized brick (base model frozen)")
+    kinds = train.add_subparsers(dest="kind", required=True, metavar="KIND")
+    task = _command(kinds, "task", "a LoRA task brick from prompt/reference pairs", "the task")
+    task.add_argument(
+        "--data", required=True, help="JSONL of prompt/reference pairs with train/test splits"
+    )
+    _add_lora(task, LoraSettings)
+    task.set_defaults(run=cmd_task)
+
+    knowledge = _command(
+        kinds, "knowledge", "a LoRA knowledge brick from documents", "the knowledge it adds"
+    )
+    knowledge.add_argument(
+        "--data", required=True, help=".txt (one document per line) or .jsonl with 'text'"
+    )
+    _add_lora(knowledge, KnowledgeSettings)
+    knowledge.add_argument(
+        "--preserve",
+        help="keep behaviour on these samples' references (the train split of 'builtin' or a "
+        "JSONL with prompt/reference) by a KL term",
+    )
+    add_keywords(
+        knowledge, train_knowledge_brick, KNOWLEDGE_OPTIONS, choices={"context": ("plain", "chat")}
+    )
+    knowledge.set_defaults(run=cmd_knowledge)
+
+    steer = _command(kinds, "steer", "a mean-difference steering brick", "the behaviour")
+    steer.add_argument("--positive", required=True, help="prompts showing the behaviour")
+    steer.add_argument("--negative", required=True, help="contrasting prompts (.txt or .jsonl)")
+    steer.add_argument(
+        "--layers", type=indices, required=True, help="comma-separated decoder layer indices"
+    )
+    add_keywords(steer, build_steering_brick, {"scale": "vector scale"})
+    steer.set_defaults(run=cmd_steer)
