@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from brickwork.cli.options import add_model, add_out, add_quiet
+from brickwork.cli.options import add_model, add_out, add_quiet, add_repeatable
 from brickwork.cli.settings import add_keywords, keywords_from
 
 GENERATE_OPTIONS = {
@@ -39,12 +39,7 @@ def register(commands) -> None:
     add_keywords(generate, configured_generate, GENERATE_OPTIONS, choices={"selection": SELECTIONS})
     generate.add_argument("--router", help="router file from `brickwork train-router` (for auto)")
     generate.add_argument("--analysis", help="analysis directory from `brickwork analyze`")
-    generate.add_argument(
-        "--plugin",
-        action="append",
-        default=[],
-        help="a plugin brick directory to attach (repeatable)",
-    )
+    add_repeatable(generate, "--plugin", "a plugin brick directory to attach (repeatable)")
     generate.add_argument("--trace", help="also write the trace as JSON to this file")
     generate.set_defaults(run=run_generate)
 

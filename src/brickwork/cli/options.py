@@ -71,6 +71,11 @@ def add_out(command: argparse.ArgumentParser, help: str, *, required: bool = Tru
     command.add_argument("--out", required=required, default=None, help=help)
 
 
+def add_repeatable(command: argparse.ArgumentParser, flag: str, help: str) -> None:
+    """An option that may be given several times; its values as a list (empty when absent)."""
+    command.add_argument(flag, action="append", default=[], help=help)
+
+
 def add_quiet(command: argparse.ArgumentParser) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -7,7 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
-from brickwork.cli.options import add_model, add_optional_repo, add_out, add_overwrite, add_repo
+from brickwork.cli.options import (
+    add_model,
+    add_optional_repo,
+    add_out,
+    add_overwrite,
+    add_repeatable,
+    add_repo,
+)
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically, replace_dir_atomically
@@ -210,12 +217,7 @@ def _add_locate(commands) -> None:
     locate.add_argument("--fact", required=True, help='the prompt, e.g. "The capital of France is"')
     locate.add_argument("--answer", required=True, help="the answer the model gives, e.g. Paris")
     locate.add_argument("--subject", help="the subject in the prompt (causal tracing corrupts it)")
-    locate.add_argument(
-        "--paraphrase",
-        action="append",
-        default=[],
-        help="another prompt for the same fact (repeatable)",
-    )
+    add_repeatable(locate, "--paraphrase", "another prompt for the same fact (repeatable)")
     locate.add_argument(
         "--method",
         choices=("neurons", "trace", "both"),
@@ -241,11 +243,10 @@ def _add_edit(commands) -> argparse.ArgumentParser:
     edit.add_argument("--subject", help="the subject in the prompt, e.g. France")
     edit.add_argument("--new", help="the new answer, e.g. Rome")
     edit.add_argument("--old", help="the answer the model gives now (checked)")
-    edit.add_argument(
+    add_repeatable(
+        edit,
         "--keep",
-        action="append",
-        default=[],
-        help='a text whose predictions must not change, e.g. "The capital of Italy is Rome" '
+        'a text whose predictions must not change, e.g. "The capital of Italy is Rome" '
         "(repeatable; in a --facts file: a 'keep' list per fact)",
     )
     edit.add_argument("--facts", help="a JSONL edit set instead (several facts: batch edit)")

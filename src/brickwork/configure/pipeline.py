@@ -10,15 +10,13 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
-import torch
-
 from brickwork.bricks.attach import attach
 from brickwork.configure.compact import CompactModel, attach_plugins, check_budget, gather_ffn
 from brickwork.configure.prompted import (
     dense_prefill,
+    greedy_decode,
     prompt_compact,
     prompt_ids,
-    quiet_cache_warning,
 )
 from brickwork.configure.router import Router, check_router, pool_hidden
 from brickwork.configure.select import SelectionStats, check_stats, functionality_selection
@@ -152,13 +150,5 @@ def _decode(loaded, compact, prefill, plugins, max_new_tokens) -> str:
         context = (
             attach_plugins(compact, list(plugins)) if plugins else nullcontext(compact.loaded.model)
         )
-    with context as model, torch.no_grad(), quiet_cache_warning():
-        out = model.generate(
-            input_ids=prefill.input_ids,
-            attention_mask=torch.ones_like(prefill.input_ids),
-            past_key_values=prefill.cache,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)
+    with context as model:
+        return greedy_decode(model, tokenizer, prefill, max_new_tokens)

@@ -44,6 +44,20 @@ def quiet_cache_warning():
         yield
 
 
+def greedy_decode(model, tokenizer, prefill: Prefill, max_new_tokens: int) -> str:
+    """Greedy answer of ``model`` continuing from ``prefill``'s cache: the new tokens, decoded."""
+    with torch.no_grad(), quiet_cache_warning():
+        out = model.generate(
+            input_ids=prefill.input_ids,
+            attention_mask=torch.ones_like(prefill.input_ids),
+            past_key_values=prefill.cache,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)
+
+
 def dense_prefill(loaded: LoadedModel, input_ids: torch.Tensor) -> Prefill:
     """Run all but the last prompt token densely; keep the cache, scores and hidden states."""
     if input_ids.shape[1] < 2:
@@ -153,15 +167,4 @@ def prompted_generate(
     ids = prompt_ids(loaded, prompt)
     prefill = dense_prefill(loaded, ids)
     compact = prompt_compact(loaded, prefill, budget, prior, mix, info)
-    tokenizer = loaded.tokenizer
-    with torch.no_grad(), quiet_cache_warning():
-        out = compact.loaded.model.generate(
-            input_ids=prefill.input_ids,
-            attention_mask=torch.ones_like(prefill.input_ids),
-            past_key_values=prefill.cache,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    answer = tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)
-    return answer, compact
+    return greedy_decode(compact.loaded.model, loaded.tokenizer, prefill, max_new_tokens), compact

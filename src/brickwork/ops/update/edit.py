@@ -7,12 +7,18 @@ import time
 import torch
 
 import brickwork
-from brickwork.bricks.brick import Brick, check_name
+from brickwork.bricks.brick import Brick
 from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.evaluate import greedy
-from brickwork.ops.update.rome import EditSettings, covariances, fact_update, solve_update
+from brickwork.ops.update.rome import (
+    EditSettings,
+    covariances,
+    fact_update,
+    solve_update,
+    start_edit,
+)
 from brickwork.ops.update.store import delta_brick
 
 
@@ -68,11 +74,7 @@ def edit(
     """A delta brick that writes ``facts`` (prompt, subject, target_new and optionally
     target_true, and ``keep``: texts whose predictions the edit must not change) into one
     layer's FFN output projection. Apply it with ``apply_edit``."""
-    settings = settings or EditSettings()
-    settings.check()
-    check_name(name)
-    if not facts:
-        raise BrickworkError("no facts to edit")
+    settings = start_edit(settings, name, facts, "edit")
     started = time.perf_counter()
     said = check_facts(loaded, facts) if check else None
     stacked, covs, records = fact_parts(loaded, facts, settings)

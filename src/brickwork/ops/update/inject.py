@@ -22,7 +22,7 @@ import torch
 from torch.nn.functional import normalize, relu
 
 import brickwork
-from brickwork.bricks.brick import Brick, check_name
+from brickwork.bricks.brick import Brick
 from brickwork.bricks.specs import DeltaSpec
 from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
@@ -37,7 +37,7 @@ from brickwork.ops.update.common import (
     subject_index,
 )
 from brickwork.ops.update.covariance import layer_statistics
-from brickwork.ops.update.rome import EditSettings, covariance, covariances, fact_update
+from brickwork.ops.update.rome import EditSettings, covariance, covariances, fact_update, start_edit
 
 MARGIN = 0.05  # threshold = max(corpus cosine + MARGIN, MIN_THRESHOLD), below c_i
 MIN_THRESHOLD = 0.5
@@ -64,11 +64,7 @@ def inject(
 ) -> Brick:
     """A brick of ``len(facts)`` new neurons for layer ``settings.layer``; ``values``
     [d_model, n] reuses δs already optimised for these facts at that layer (e.g. by ``edit``)."""
-    settings = settings or EditSettings()
-    settings.check()
-    check_name(name)
-    if not facts:
-        raise BrickworkError("no facts to inject")
+    settings = start_edit(settings, name, facts, "inject")
     started = time.perf_counter()
     statistics = layer_statistics(loaded, settings.layer, settings.covariance_tokens)
     corpus = normalize(statistics["inputs"].float(), dim=-1)

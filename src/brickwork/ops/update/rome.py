@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.nn.functional import kl_div, log_softmax
 
+from brickwork.bricks.brick import check_name
 from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
@@ -110,6 +111,18 @@ class EditSettings:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def start_edit(
+    settings: EditSettings | None, name: str, facts: list[EditFact], action: str
+) -> EditSettings:
+    """The checked settings (default ones for None) of an edit that makes brick ``name``."""
+    settings = settings or EditSettings()
+    settings.check()
+    check_name(name)
+    if not facts:
+        raise BrickworkError(f"no facts to {action}")
+    return settings
 
 
 def _rows(tokenizer, prompt: str, subject: str, contexts=CONTEXTS):
