@@ -21,7 +21,7 @@ from brickwork.analysis.masking import zero_neurons
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
 from brickwork.bricks.kinds import brick_kind, kind_names
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 
@@ -33,8 +33,7 @@ def attach(
     loaded: LoadedModel, bricks: list[Brick], mode: str = "keep"
 ) -> Iterator[torch.nn.Module]:
     """Attach ``bricks``; yields the model to call (a PEFT wrapper when LoRAs are attached)."""
-    if mode not in MODES:
-        raise BrickworkError(f"mode must be one of {MODES}, not {mode!r}")
+    check_choice(mode, MODES, "mode")
     for brick in bricks:
         loaded.require_base(brick.base_model, f"brick {brick.name!r}")
     refused = [b.name for b in bricks if brick_kind(b.kind).attach is None]

@@ -64,6 +64,22 @@ def check_name(name: str) -> str:
     return name
 
 
+def kind_brick(
+    kind: str,
+    origin: str,
+    name: str,
+    purpose: str,
+    base_model: str,
+    tensors: dict[str, torch.Tensor],
+    spec: BrickSpec,
+    fields: dict,
+) -> Brick:
+    """A ``kind`` brick of the default ``origin`` unless ``fields`` names one (fields: the
+    remaining Brick fields, e.g. provenance, metrics, description)."""
+    origin = fields.pop("origin", origin)
+    return Brick(name, kind, origin, purpose, base_model, tensors=tensors, spec=spec, **fields)
+
+
 def neuron_set_brick(
     name: str, purpose: str, base_model: str, mask: torch.Tensor, rule: str, **fields
 ) -> Brick:
@@ -71,16 +87,8 @@ def neuron_set_brick(
     layers, d_ff = mask.shape
     per_layer = mask.sum(dim=1).tolist()
     spec = NeuronSetSpec(n_layers=layers, d_ff=d_ff, rule=rule, neurons_per_layer=per_layer)
-    return Brick(
-        name,
-        "neuron_set",
-        fields.pop("origin", "emergent"),
-        purpose,
-        base_model,
-        tensors={"mask": mask.to(torch.uint8)},
-        spec=spec,
-        **fields,
-    )
+    tensors = {"mask": mask.to(torch.uint8)}
+    return kind_brick("neuron_set", "emergent", name, purpose, base_model, tensors, spec, fields)
 
 
 def neuron_group_brick(
@@ -107,26 +115,13 @@ def layer_brick(
 ) -> Brick:
     """A whole decoder layer: its parameters under their names within the layer."""
     tensors = {k: v.detach().clone() for k, v in layer_module.state_dict().items()}
-    return Brick(
-        name,
-        "layer",
-        fields.pop("origin", "emergent"),
-        purpose,
-        base_model,
-        tensors=tensors,
-        spec=LayerSpec(layer=index),
-        **fields,
+    return kind_brick(
+        "layer", "emergent", name, purpose, base_model, tensors, LayerSpec(layer=index), fields
     )
 
 
 def model_brick(name: str, purpose: str, base_model: str, reference: str, **fields) -> Brick:
     """A reference to a whole model (a Hub id or a path), for multi-model cooperation."""
-    return Brick(
-        name,
-        "model",
-        fields.pop("origin", "customized"),
-        purpose,
-        base_model,
-        spec=ModelSpec(reference=reference),
-        **fields,
+    return kind_brick(
+        "model", "customized", name, purpose, base_model, {}, ModelSpec(reference=reference), fields
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from brickwork.bricks.brick import Brick
+from brickwork.bricks.brick import Brick, kind_brick
 from brickwork.bricks.format import EXTRA_PREFIX, WEIGHTS_FILE
 from brickwork.bricks.specs import LoraSpec, SteeringSpec
 from brickwork.errors import BrickworkError
@@ -31,16 +31,8 @@ def lora_brick_from_peft(peft_model, name: str, purpose: str, base_model: str, *
         config = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
         tensors = load_file(str(folder / "adapter_model.safetensors"))
     config["base_model_name_or_path"] = None  # the fingerprint ties it to its base, not a path
-    return Brick(
-        name,
-        "lora",
-        fields.pop("origin", "customized"),
-        purpose,
-        base_model,
-        tensors=tensors,
-        spec=LoraSpec(peft_config=config),
-        **fields,
-    )
+    spec = LoraSpec(peft_config=config)
+    return kind_brick("lora", "customized", name, purpose, base_model, tensors, spec, fields)
 
 
 def write_peft_files(brick: Brick, folder: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -72,13 +64,5 @@ def steering_brick(
 ) -> Brick:
     """A steering vector per chosen layer, added to that decoder layer's output hidden states."""
     spec = SteeringSpec(layers=list(layers), scale=scale)
-    return Brick(
-        name,
-        "steering",
-        fields.pop("origin", "customized"),
-        purpose,
-        base_model,
-        tensors={"vectors": vectors.float()},
-        spec=spec,
-        **fields,
-    )
+    tensors = {"vectors": vectors.float()}
+    return kind_brick("steering", "customized", name, purpose, base_model, tensors, spec, fields)

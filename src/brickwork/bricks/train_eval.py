@@ -22,7 +22,7 @@ from brickwork.analysis.loss import (
     reference_batches,
 )
 from brickwork.data.sample import Sample
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import batches, pad, prompt_prefix
 
@@ -52,8 +52,7 @@ def document_rows(tokenizer, documents: list[str], context: str = "plain") -> li
     token is appended: a document is text, not a finished answer, and teaching the model to stop
     after every short statement would hurt unrelated text.
     """
-    if context not in CONTEXTS:
-        raise BrickworkError(f"context must be one of {CONTEXTS}, not {context!r}")
+    check_choice(context, CONTEXTS, "context")
     chat = prompt_prefix(tokenizer, "")[-CHAT_CONTEXT_TOKENS:] if context == "chat" else None
     rows = []
     for document in documents:

@@ -20,7 +20,7 @@ from brickwork.configure.prompted import (
 )
 from brickwork.configure.router import Router, check_router, pool_hidden
 from brickwork.configure.select import SelectionStats, check_stats, functionality_selection
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.load import LoadedModel
 
 SELECTIONS = ("prompt", "static")
@@ -99,8 +99,7 @@ def configured_generate(
     mix: float = PRIOR_MIX,
 ) -> tuple[str, Trace]:
     """Answer ``instruction`` with a model configured for it; returns (answer, trace)."""
-    if selection not in SELECTIONS:
-        raise BrickworkError(f"selection must be one of {SELECTIONS}, not {selection!r}")
+    check_choice(selection, SELECTIONS, "selection")
     check_budget(budget)
     if stats is not None:
         check_stats(stats, loaded)

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 import torch
 
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 
 T = TypeVar("T")
 SIDES = ("right", "left")
@@ -39,8 +39,7 @@ def pad(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows of token ids as one [B, T] tensor padded on ``side`` with ``pad_id``, and the
     attention mask (1 on the rows' own tokens)."""
-    if side not in SIDES:
-        raise BrickworkError(f"padding side must be one of {SIDES}, not {side!r}")
+    check_choice(side, SIDES, "padding side")
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 
 from brickwork.bricks.brick import Brick
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 from brickwork.ops.combine.lora import (
     Factors,
     check_finite_numbers,
@@ -235,8 +235,7 @@ def merge_dare(
     """DARE (Yu et al.): drop each ΔW entry with probability 1 - ``density`` (seeded), rescale the
     kept ones by 1/density, then merge linearly (Σ wᵢ·ΔWᵢ) or with TIES sign election
     (``variant="ties"``), and re-compress to ``rank`` by SVD (default Σ rᵢ)."""
-    if variant not in DARE_VARIANTS:
-        raise BrickworkError(f"DARE variant must be one of {DARE_VARIANTS}, not {variant!r}")
+    check_choice(variant, DARE_VARIANTS, "DARE variant")
     return generalized_task_arithmetic(
         bricks,
         weights,

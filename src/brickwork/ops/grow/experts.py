@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.experts import MoEFFN, group_experts, zero_router
 from brickwork.models.ffn import build_ffn, ffn_width, read_ffn
 from brickwork.models.load import LoadedModel
@@ -48,8 +48,7 @@ def grow_experts(
     brick's ``tensors["assignment"]``; layers without one get contiguous equal groups.
     """
     check_positive(n_experts, "the number of experts")
-    if mode not in EXPERT_MODES:
-        raise BrickworkError(f"expert mode must be one of {EXPERT_MODES}, not {mode!r}")
+    check_choice(mode, EXPERT_MODES, "expert mode")
     top_k = _top_k(top_k, n_experts, mode)
     loaded, base, history = start_growth(source)
     family = loaded.family

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.ffn import FfnWeights, build_ffn, neuron_dims, read_ffn
 from brickwork.models.load import LoadedModel
 from brickwork.ops.grow.record import (
@@ -37,8 +37,7 @@ def grow_width(
 ) -> GrownModel:
     """A copy of the model with ``neurons`` new FFN neurons in each of ``layers``."""
     check_positive(neurons, "the number of new neurons")
-    if method not in WIDTH_METHODS:
-        raise BrickworkError(f"width method must be one of {WIDTH_METHODS}, not {method!r}")
+    check_choice(method, WIDTH_METHODS, "width method")
     loaded, base, history = start_growth(source)
     family = loaded.family
     modules = family.layer_modules(loaded.model)

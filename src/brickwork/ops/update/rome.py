@@ -28,7 +28,7 @@ from torch.nn.functional import kl_div, log_softmax
 
 from brickwork.bricks.brick import check_name
 from brickwork.data.edits import EditFact
-from brickwork.errors import BrickworkError
+from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import pad
@@ -104,8 +104,7 @@ class EditSettings:
             raise BrickworkError(
                 f"covariance must be 'corpus' or 'identity', not {self.covariance!r}"
             )
-        if self.mode not in MODES:
-            raise BrickworkError(f"mode must be one of {MODES}, not {self.mode!r}")
+        check_choice(self.mode, MODES, "mode")
         check_at_least_one(self, "steps", "initial_steps")
         check_positive(self, "lr", "initial_scale")
 
