@@ -24,10 +24,9 @@ from brickwork.models.load import LoadedModel
 from brickwork.ops.grow.record import (
     GrownModel,
     TrainSlice,
-    check_layers,
     check_positive,
     finish_growth,
-    start_growth,
+    start_layer_growth,
 )
 
 EXPERT_MODES = ("copies", "groups")
@@ -50,10 +49,8 @@ def grow_experts(
     check_positive(n_experts, "the number of experts")
     check_choice(mode, EXPERT_MODES, "expert mode")
     top_k = _top_k(top_k, n_experts, mode)
-    loaded, base, history = start_growth(source)
+    loaded, base, history, modules, layers = start_layer_growth(source, layers)
     family = loaded.family
-    modules = family.layer_modules(loaded.model)
-    layers = check_layers(layers, len(modules))
     for index in layers:
         mlp = family.ffn(modules[index])
         if isinstance(mlp, MoEFFN):

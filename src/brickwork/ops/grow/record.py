@@ -74,6 +74,16 @@ def start_growth(source: LoadedModel | GrownModel) -> tuple[LoadedModel, str, li
     return copied, base, history
 
 
+def start_layer_growth(
+    source: LoadedModel | GrownModel, layers: list[int]
+) -> tuple[LoadedModel, str, list[dict], list[torch.nn.Module], list[int]]:
+    """``start_growth`` for a growth in some decoder layers: also the copy's layer modules and
+    the checked, sorted ``layers``."""
+    loaded, base, history = start_growth(source)
+    modules = loaded.family.layer_modules(loaded.model)
+    return loaded, base, history, modules, check_layers(layers, len(modules))
+
+
 def finish_growth(
     loaded: LoadedModel,
     base: str,

@@ -18,10 +18,9 @@ from brickwork.models.load import LoadedModel
 from brickwork.ops.grow.record import (
     GrownModel,
     TrainSlice,
-    check_layers,
     check_positive,
     finish_growth,
-    start_growth,
+    start_layer_growth,
 )
 
 WIDTH_METHODS = ("zero", "split")
@@ -38,10 +37,8 @@ def grow_width(
     """A copy of the model with ``neurons`` new FFN neurons in each of ``layers``."""
     check_positive(neurons, "the number of new neurons")
     check_choice(method, WIDTH_METHODS, "width method")
-    loaded, base, history = start_growth(source)
+    loaded, base, history, modules, layers = start_layer_growth(source, layers)
     family = loaded.family
-    modules = family.layer_modules(loaded.model)
-    layers = check_layers(layers, len(modules))
     generator = torch.Generator().manual_seed(seed)
     trainable, widths = {}, {}
     for index in layers:

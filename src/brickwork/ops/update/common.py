@@ -29,6 +29,15 @@ class StopForward(Exception):
     """Raised by a hook once the layer of interest has run: the rest of the model is not needed."""
 
 
+def forward_until_stop(loaded: LoadedModel, ids: torch.Tensor) -> None:
+    """Run the model on ``ids`` without grad until a hook raises ``StopForward`` (or the end)."""
+    try:
+        with torch.no_grad():
+            loaded.model(input_ids=ids, use_cache=False)
+    except StopForward:
+        pass
+
+
 def opens(text: str, subject: str) -> bool:
     """Whether ``text`` starts with ``subject`` (case-insensitive)."""
     return text.lower().startswith(subject.lower())

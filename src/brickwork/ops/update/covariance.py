@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from brickwork.io import replace_atomically
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel, cache_root
-from brickwork.ops.update.common import StopForward, down_module, ffn_module
+from brickwork.ops.update.common import StopForward, down_module, ffn_module, forward_until_stop
 
 DEFAULT_TOKENS = 20_000
 MAX_TEXT_TOKENS = 256
@@ -86,11 +86,7 @@ def _compute(loaded: LoadedModel, layer: int, tokens: int, texts: list[str]) -> 
     with hooks(specs):
         for text in texts:
             ids = loaded.tokenizer(text, return_tensors="pt")["input_ids"][:, :MAX_TEXT_TOKENS]
-            try:
-                with torch.no_grad():
-                    loaded.model(input_ids=ids, use_cache=False)
-            except StopForward:
-                pass
+            forward_until_stop(loaded, ids)
             seen += ids.shape[1]
             if seen >= tokens:
                 break

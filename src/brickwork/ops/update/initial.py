@@ -18,7 +18,7 @@ import torch
 
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
-from brickwork.ops.update.common import StopForward, down_module, opens
+from brickwork.ops.update.common import StopForward, down_module, forward_until_stop, opens
 from brickwork.ops.update.covariance import inverse
 
 PROTECTED_NEAREST = 32
@@ -51,11 +51,7 @@ def vocabulary_keys(loaded: LoadedModel, layer: int) -> tuple[torch.Tensor, torc
     with hooks([(down_module(loaded, layer), "forward_pre", grab)]):
         for start in range(0, vocab, _BATCH):
             ids = torch.arange(start, min(vocab, start + _BATCH))[:, None]
-            try:
-                with torch.no_grad():
-                    loaded.model(input_ids=ids, use_cache=False)
-            except StopForward:
-                pass
+            forward_until_stop(loaded, ids)
     k = torch.cat(keys)
     _CACHE.clear()  # one model's keys at a time: they take vocab x d_ff floats
     _CACHE[(loaded.fingerprint, layer)] = (k, (k.T @ k).double() / len(k))
