@@ -58,16 +58,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def read_json(path: Path):
+    """The JSON value in ``path``; a file that is not JSON is a one-line error."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BrickworkError(f"{path} is corrupt (not JSON)") from None
+
+
 def read_versioned_json(folder: Path, name: str, what: str, fmt: str, version: int) -> dict:
     """``folder/name``: a JSON object whose ``format`` is ``fmt`` and ``format_version`` is
     ``version``; a missing, corrupt or foreign file is a one-line error naming ``what`` it is."""
     path = Path(folder) / name
     if not path.is_file():
         raise BrickworkError(f"{folder} is not a {what}: {name} is missing")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BrickworkError(f"{path} is corrupt (not JSON)") from None
+    record = read_json(path)
     if not isinstance(record, dict) or record.get("format") != fmt:
         raise BrickworkError(f"{path} is not a {fmt} file")
     if record.get("format_version") != version:

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically, sha256_file
+from brickwork.io import read_json, replace_atomically, sha256_file
 
 TENSORS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
@@ -111,10 +111,7 @@ def load_profile(path: str | Path) -> Profile:
     meta_file, tensor_file = path / META_FILE, path / TENSORS_FILE
     if not meta_file.is_file() or not tensor_file.is_file():
         raise BrickworkError(f"{path} is not a profile directory (no {META_FILE}/{TENSORS_FILE})")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BrickworkError(f"{meta_file} is corrupt (not JSON)") from None
+    meta = read_json(meta_file)
     if meta.get("tensors_sha256") != sha256_file(tensor_file):
         raise BrickworkError(f"{tensor_file} is corrupt or does not match {META_FILE}")
     try:
