@@ -28,26 +28,88 @@ def replace_atomically(target: Path, write: Callable[[Path], object]) -> Path:
     return target
 
 
+def _dir_mode() -> int:
+    """The permission bits a new directory gets under the current umask (0o755 for 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
+# The steps of a directory swap, looked up at call time so that tests can inject a crash.
+_rename = os.replace
+_rmtree = shutil.rmtree
+
+
+def old_dir(target: Path) -> Path:
+    """Where an overwrite parks the previous ``target`` while it swaps the new one in."""
+    return target.with_name(f".{target.name}.old")
+
+
+def removed_dir(target: Path) -> Path:
+    """Where a removal parks ``target`` before deleting it."""
+    return target.with_name(f".{target.name}.removed")
+
+
+def recover_dir(target: Path) -> None:
+    """Finish what a killed swap or removal of ``target`` left: an ``.old`` directory is put back
+    when ``target`` is missing (the swap died between its two renames) and deleted otherwise;
+    a ``.removed`` one is deleted (the removal had committed)."""
+    target = Path(target)
+    old = old_dir(target)
+    if old.is_dir():
+        if target.exists():
+            _rmtree(old)
+        else:
+            _rename(old, target)
+    if removed_dir(target).is_dir():
+        _rmtree(removed_dir(target))
+
+
 def replace_dir_atomically(target: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary directory beside ``target``, then swap it in: the
     directory appears whole or not at all, and an older one is replaced only once the new one is
-    complete."""
+    complete. A process killed at any step leaves the old or the new directory at ``target``
+    (the old one parked as ``.NAME.old`` at worst, which ``recover_dir`` puts back)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(target)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, _dir_mode())  # mkdtemp makes it private; files inside are shared
         write(tmp)
         if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old)
+            old = old_dir(target)
+            _rename(target, old)
+            _rename(tmp, target)
+            _rmtree(old)
         else:
-            os.replace(tmp, target)
+            _rename(tmp, target)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp)
+            _rmtree(tmp, ignore_errors=True)
     return target
+
+
+def remove_dir_atomically(target: Path) -> None:
+    """Remove the directory ``target``: it is gone at once (renamed aside), even if the delete
+    that follows is interrupted (``recover_dir`` finishes it)."""
+    target = Path(target)
+    recover_dir(target)
+    trash = removed_dir(target)
+    _rename(target, trash)
+    _rmtree(trash)
+
+
+def leftovers(folder: Path) -> list[Path]:
+    """Hidden directories in ``folder`` that interrupted writes and removals left behind."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.name.startswith(".") and p.is_dir() and p.name.endswith((".tmp", ".old", ".removed"))
+    )
 
 
 def sha256_file(path: Path) -> str:

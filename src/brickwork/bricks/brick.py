@@ -22,7 +22,7 @@ from brickwork.errors import BrickworkError
 
 ORIGINS = ("emergent", "customized")
 # Letters, digits, dot, dash, underscore; no path separators, no leading dot, no "..".
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Brick:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
         raise BrickworkError(
             f"invalid brick name {name!r}: use letters, digits, '.', '-', '_' (no paths)"
         )

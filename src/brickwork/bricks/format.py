@@ -15,7 +15,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from brickwork.bricks.brick import Brick
+from brickwork.bricks.brick import ORIGINS, Brick, check_name
 from brickwork.bricks.kinds import brick_kind
 from brickwork.bricks.migrate import migrate_v1
 from brickwork.errors import BrickworkError
@@ -63,16 +63,67 @@ def write_brick_files(brick: Brick, folder: Path) -> None:
 
 
 def read_brick_meta(folder: str | Path) -> dict:
-    """brick.json of a brick directory, checked for format and version; a version 1 file is
-    migrated to the current version on read (the directory is left as it is)."""
+    """brick.json of a brick directory, checked for format, version and every field (the spec
+    against its kind's typed spec); a version 1 file is migrated to the current version on read
+    (the directory is left as it is)."""
     try:
-        return read_versioned_json(Path(folder), META_FILE, "brick", FORMAT, FORMAT_VERSION)
+        meta = read_versioned_json(Path(folder), META_FILE, "brick", FORMAT, FORMAT_VERSION)
     except BrickworkError as error:
         try:
             old = read_versioned_json(Path(folder), META_FILE, "brick", FORMAT, 1)
         except BrickworkError:
             raise error from None
-    return migrate_v1(old)
+        meta = migrate_v1(old)
+    problems = _meta_problems(meta)
+    if problems:
+        raise BrickworkError(f"{Path(folder) / META_FILE} is invalid: {'; '.join(problems)}")
+    return meta
+
+
+_META_TYPES = {
+    "name": str,
+    "kind": str,
+    "origin": str,
+    "purpose": str,
+    "base_model": str,
+    "files": dict,
+    "description": (str, None),
+    "spec": (dict, None),
+    "provenance": (dict, None),
+    "metrics": (dict, None),
+}
+
+
+def _meta_problems(meta: dict) -> list[str]:
+    """What is wrong with the fields of a brick.json ([] if nothing)."""
+    problems = []
+    for key, kind in _META_TYPES.items():
+        optional = isinstance(kind, tuple)
+        value = meta.get(key)
+        if value is None and optional:
+            continue
+        wanted = kind[0] if optional else kind
+        if not isinstance(value, wanted):
+            problems.append(f"{key!r} must be a {wanted.__name__}, not {value!r:.40}")
+    if problems:
+        return problems
+    files = meta["files"]
+    if WEIGHTS_FILE not in files:
+        problems.append(f"'files' must list {WEIGHTS_FILE}")
+    for name, digest in files.items():
+        if name in ("", ".", "..", META_FILE) or "/" in name or "\\" in name:
+            problems.append(f"'files' lists {name!r}, not a file inside the brick")
+        elif not (isinstance(digest, str) and len(digest) == 64):
+            problems.append(f"'files' has no sha256 for {name!r}")
+    try:  # the name, kind, origin and spec, checked as a Brick checks them
+        check_name(meta["name"])
+        kind = brick_kind(meta["kind"])
+        if meta["origin"] not in ORIGINS:
+            problems.append(f"unknown origin {meta['origin']!r}")
+        kind.spec_cls.from_json(meta.get("spec") or {})
+    except BrickworkError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def verify_brick(folder: str | Path) -> list[str]:
@@ -80,11 +131,12 @@ def verify_brick(folder: str | Path) -> list[str]:
     folder = Path(folder)
     meta = read_brick_meta(folder)
     bad = []
-    for name, digest in meta.get("files", {}).items():
+    for name, digest in meta["files"].items():
         path = folder / name
         if not path.is_file() or sha256_file(path) != digest:
             bad.append(name)
-    return bad
+    unlisted = [p.name for p in folder.iterdir() if p.name not in meta["files"]]
+    return bad + sorted(n for n in unlisted if n != META_FILE)
 
 
 def load_brick(folder: str | Path) -> Brick:

@@ -1,8 +1,10 @@
-"""Commands for bricks in a repository: bricks list|show|verify|remove|extract|retrieve."""
+"""Commands for bricks in a repository: bricks list|show|verify|gc|remove|extract|retrieve."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 
 from brickwork.cli.options import add_model, add_overwrite, add_repo
 from brickwork.cli.settings import add_keywords, keywords_from
@@ -20,8 +22,22 @@ def _repo(args, create: bool = False):
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    for meta in _repo(args).search(kind=args.kind, purpose=args.purpose, text=args.text):
+    repo = _repo(args)
+    for meta in repo.search(kind=args.kind, purpose=args.purpose, text=args.text):
         print(f"{meta['name']:<40} {meta['kind']:<13} {meta['origin']:<10} {meta['purpose']}")
+    for name, why in repo.skipped.items():
+        print(f"warning: skipped brick {name}: {why}", file=sys.stderr)
+
+
+def _finite(value):
+    """``value`` with every infinite or NaN float written as a string (JSON has no Infinity)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def cmd_show(args: argparse.Namespace) -> None:
@@ -30,17 +46,28 @@ def cmd_show(args: argparse.Namespace) -> None:
     brick = _repo(args).get(args.name)
     shown = {k: getattr(brick, k) for k in (*SHOWN, "provenance", "metrics")}
     shown["tensors"] = {k: list(v.shape) for k, v in brick.tensors.items()}
-    print(json.dumps(shown, indent=1, default=dict))  # a spec is a mapping
+    shown["spec"] = dict(shown["spec"])
+    print(json.dumps(_finite(shown), indent=1, allow_nan=False))
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    report = _repo(args).verify()
+    repo = _repo(args)
+    report = repo.verify()
     damaged = {name: files for name, files in report.items() if files}
     for name, files in damaged.items():
         print(f"DAMAGED {name}: {', '.join(files)}")
     print(f"{len(report) - len(damaged)} of {len(report)} bricks intact")
+    for path in repo.leftovers():
+        print(f"LEFTOVER {path.name} (an interrupted write; `brickwork bricks gc` removes it)")
     if damaged:
         raise BrickworkError(f"{len(damaged)} damaged bricks in {args.repo}")
+
+
+def cmd_gc(args: argparse.Namespace) -> None:
+    deleted = _repo(args).gc()
+    for path in deleted:
+        print(f"deleted {path.name}")
+    print(f"{len(deleted)} leftover directories deleted")
 
 
 def cmd_remove(args: argparse.Namespace) -> None:
@@ -51,8 +78,13 @@ def cmd_remove(args: argparse.Namespace) -> None:
 def cmd_extract(args: argparse.Namespace) -> None:
     import json
 
+    from pathlib import Path
+
+    from brickwork.analysis.store import RESULTS_FILE
     from brickwork.bricks.extract import extract_bricks
 
+    if not (Path(args.analysis) / RESULTS_FILE).is_file():  # before the repository is made
+        raise BrickworkError(f"{args.analysis} is not an analysis: {RESULTS_FILE} is missing")
     summary = extract_bricks(
         args.analysis,
         _repo(args, create=True),
@@ -109,7 +141,7 @@ def register(commands) -> None:
     from brickwork.bricks.kinds import kind_filters
 
     bricks = commands.add_parser(
-        "bricks", help="list, show, verify, remove, extract or retrieve bricks"
+        "bricks", help="list, show, verify, gc, remove, extract or retrieve bricks"
     )
     actions = bricks.add_subparsers(dest="action", required=True, metavar="ACTION")
     listed = actions.add_parser("list", help="the bricks in a repository")
@@ -129,5 +161,8 @@ def register(commands) -> None:
     verify = actions.add_parser("verify", help="check every brick's files against its hashes")
     add_repo(verify)
     verify.set_defaults(run=cmd_verify)
+    gc = actions.add_parser("gc", help="delete what interrupted writes left (hidden directories)")
+    add_repo(gc)
+    gc.set_defaults(run=cmd_gc)
     _add_extract(actions)
     _add_retrieve(actions)

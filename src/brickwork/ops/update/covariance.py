@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import random
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from brickwork.io import replace_atomically
+from brickwork.models.ffn import ffn_width
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel, cache_root
 from brickwork.ops.update.common import StopForward, down_module, ffn_module, forward_until_stop
@@ -52,8 +54,9 @@ def layer_statistics(
     """{"cov": E[k kᵀ] [d_ff, d_ff], "inputs": FFN inputs [n, d_model], "tokens": count}."""
     path = cache_path(loaded, layer, tokens)
     if cache and texts is None and path.is_file():
-        stats = load_file(str(path))
-        return {"cov": stats["cov"], "inputs": stats["inputs"], "tokens": int(stats["count"])}
+        stats = _read_cache(path, loaded, layer)
+        if stats is not None:
+            return stats
     stats = _compute(loaded, layer, tokens, texts or corpus_texts())
     if cache and texts is None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,6 +68,28 @@ def layer_statistics(
         meta = {"fingerprint": loaded.fingerprint, "layer": str(layer)}
         replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
     return stats
+
+
+def _read_cache(path: Path, loaded: LoadedModel, layer: int) -> dict | None:
+    """The cached statistics, or None (the file deleted, with a warning) when they are
+    truncated, of the wrong shape or not finite."""
+    d_ff = ffn_width(loaded.family, ffn_module(loaded, layer))
+    try:
+        stats = load_file(str(path))
+        cov, inputs, count = stats["cov"], stats["inputs"], int(stats["count"])
+        ok = (
+            cov.shape == (d_ff, d_ff)
+            and inputs.dim() == 2
+            and count > 0
+            and bool(torch.isfinite(cov).all() and torch.isfinite(inputs).all())
+        )
+    except Exception:  # safetensors raises several types for a damaged file
+        ok = False
+    if ok:
+        return {"cov": cov, "inputs": inputs, "tokens": count}
+    print(f"warning: corrupt statistics cache {path}: deleted, recomputing", file=sys.stderr)
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _compute(loaded: LoadedModel, layer: int, tokens: int, texts: list[str]) -> dict:

@@ -71,6 +71,7 @@ def delta_brick(
     main, *more = updates
     tensors = {}
     for layer, (u, v) in updates.items():
+        _check_change(u, v, layer)
         end = _suffix(main, layer)
         tensors["before" + end] = down_module(loaded, layer).weight.detach().clone()
         tensors["u" + end] = u.float().contiguous()
@@ -107,6 +108,18 @@ def delta_brick(
     finally:
         write_weights(loaded, brick, edited=False)
     return brick
+
+
+def _check_change(u: torch.Tensor, v: torch.Tensor, layer: int) -> None:
+    """Refuse a change that is not finite or is empty (no edit would be a silent no-op)."""
+    change = u.double() @ v.double()
+    if not torch.isfinite(change).all():
+        raise BrickworkError(
+            f"the edit of layer {layer} is not finite (NaN or infinite); nothing was saved "
+            f"(a corrupt statistics cache? it is re-created when deleted)"
+        )
+    if not change.abs().max() > 0:
+        raise BrickworkError(f"the edit of layer {layer} changes nothing (rank 0); nothing saved")
 
 
 def _check_delta(brick: Brick) -> None:
