@@ -5,8 +5,8 @@ import torch
 from safetensors.torch import save_file
 
 from brickwork import BrickworkError
-from brickwork.models import load_model
 from brickwork.data.edits import EditFact
+from brickwork.models import load_model
 from brickwork.ops.update.covariance import cache_path, layer_statistics
 from brickwork.ops.update.store import delta_brick
 

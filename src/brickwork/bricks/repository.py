@@ -34,7 +34,9 @@ def lock_timeout() -> float:
     try:
         value = float(text) if text else LOCK_TIMEOUT
     except ValueError:
-        raise BrickworkError(f"{LOCK_TIMEOUT_ENV} must be a number of seconds, not {text!r}")
+        raise BrickworkError(
+            f"{LOCK_TIMEOUT_ENV} must be a number of seconds, not {text!r}"
+        ) from None
     if not value >= 0:
         raise BrickworkError(f"{LOCK_TIMEOUT_ENV} must be >= 0, not {text!r}")
     return value

@@ -77,7 +77,6 @@ def cmd_remove(args: argparse.Namespace) -> None:
 
 def cmd_extract(args: argparse.Namespace) -> None:
     import json
-
     from pathlib import Path
 
     from brickwork.analysis.store import RESULTS_FILE
