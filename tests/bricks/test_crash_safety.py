@@ -138,9 +138,9 @@ def test_lock_wait_says_what_it_waits_for_and_gives_up(tmp_path, monkeypatch, ca
     repo = BrickRepository(tmp_path / "repo")
     other = BrickRepository(tmp_path / "repo")
     monkeypatch.setenv("BRICKWORK_LOCK_TIMEOUT", "0.2")
-    with other.locked():
-        with pytest.raises(BrickworkError, match="gave up after 0.2 s waiting for the lock"):
-            repo.add(make_brick("b"))
+    gave_up = pytest.raises(BrickworkError, match="gave up after 0.2 s waiting for the lock")
+    with other.locked(), gave_up:
+        repo.add(make_brick("b"))
     assert "waiting for the lock of brick repository" in capsys.readouterr().err
     repo.add(make_brick("b"))  # free again
     monkeypatch.setenv("BRICKWORK_LOCK_TIMEOUT", "soon")
