@@ -29,7 +29,10 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    fraction: float = field(default=0.05, metadata={"help": "share of neurons per functionality"})
+    fraction: float = field(
+        default=0.05,
+        metadata={"help": "share of neurons per functionality", "above": 0.0, "maximum": 1.0},
+    )
     per_layer: bool = field(
         default=True, metadata={"help": "top share of every layer, or of all neurons at once"}
     )

@@ -111,6 +111,16 @@ class BrickRepository:
                 raise BrickworkError(f"a brick named {brick.name!r} is already in {self.root}")
             return save_brick(brick, target)
 
+    def check_writable(self) -> None:
+        """Refuse a repository this process cannot write (checked before costly work)."""
+        with self.locked():
+            if not os.access(self.bricks_dir, os.W_OK | os.X_OK):
+                raise BrickworkError(f"cannot write to brick repository {self.root}")
+
+    def has(self, name: str) -> bool:
+        """Whether a brick directory called ``name`` is there (checked before costly work)."""
+        return self._path(name).is_dir()
+
     def get(self, name: str) -> Brick:
         """The brick ``name``. Read without the lock first; a miss or a damaged read is tried
         again under the lock (after finishing any killed write), so a concurrent overwrite is

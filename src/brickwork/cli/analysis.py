@@ -6,6 +6,7 @@ import argparse
 
 from brickwork.cli.common import close_process_group, is_main_process, print_summary, shard
 from brickwork.cli.options import add_data, add_model, add_out, add_quiet
+from brickwork.cli.outputs import check_out_dir
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 
 PROFILE_OPTIONS = {
@@ -30,6 +31,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
     from brickwork.models import load_model
     from brickwork.profile import profile_model, summarize
 
+    check_out_dir(args.out)
     samples = load_data(args.data, split=args.split)
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     profile = profile_model(
@@ -63,6 +65,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from brickwork.profile import load_profile
     from brickwork.report import render_report, summary_lines
 
+    check_out_dir(args.out)
     samples = load_data(args.data)
     profile = load_profile(args.profile) if args.profile else None
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)

@@ -63,6 +63,7 @@ def run_route(args) -> None:
 
 def run_generate(args) -> None:
     from brickwork.bricks import load_brick
+    from brickwork.cli.outputs import check_out_file
     from brickwork.configure.pipeline import configured_generate
     from brickwork.configure.router import load_router
     from brickwork.configure.select import load_stats
@@ -72,8 +73,9 @@ def run_generate(args) -> None:
 
     if args.max_new_tokens < 1:
         raise BrickworkError("--max-new-tokens must be at least 1")
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    check_out_file(args.trace, "the trace file")
     router = load_router(args.router) if args.router else None
+    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     stats = load_stats(args.analysis) if args.analysis else None
     plugins = [load_brick(p) for p in args.plugin]
     answer, trace = configured_generate(

@@ -2,10 +2,11 @@
 
 ``add_settings(parser, Settings)`` adds one option per field: ``--field-name`` typed from the
 annotation (``bool`` gives ``--x/--no-x``, ``tuple[float, ...]`` a comma-separated list, ``X |
-None`` an optional ``X``), its default from the field and its help and choices from the field's
-``metadata``. ``settings_from(args, Settings)`` builds the dataclass back from the parsed
-namespace. ``add_keywords`` does the same for a function's keyword parameters, for operations
-with only a few knobs: their defaults stay in the function's signature.
+None`` an optional ``X``), its default from the field and its help, choices and numeric bounds
+(``above``, ``minimum``, ``maximum``) from the field's ``metadata``. ``settings_from(args,
+Settings)`` builds the dataclass back from the parsed namespace. ``add_keywords`` does the same
+for a function's keyword parameters, for operations with only a few knobs: their defaults stay
+in the function's signature.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _add(parser, flag: str, hint, default, metadata: dict) -> None:
         options["type"] = _comma_list(base, choices)
         options["metavar"] = ",".join(choices) if choices else "A,B,..."
     else:
-        options["type"] = _parser_for(base, flag)
+        options["type"] = _bounded(_parser_for(base, flag), metadata)
         if choices:
             options["choices"] = tuple(choices)
         else:
@@ -138,6 +139,26 @@ def _parser_for(base, flag: str) -> Callable[[str], object]:
     if base in (int, float, str):
         return base
     raise TypeError(f"option {flag}: no command-line form for type {base!r}")
+
+
+def _bounded(parse: Callable[[str], object], metadata: dict) -> Callable[[str], object]:
+    """``parse`` refusing values outside the field's ``above`` (exclusive) and ``minimum`` /
+    ``maximum`` (inclusive) bounds, where its metadata gives them."""
+    bounds = {k: metadata[k] for k in ("above", "minimum", "maximum") if k in metadata}
+    if not bounds:
+        return parse
+
+    def checked(text: str):
+        value = parse(text)
+        low, high = bounds.get("above"), bounds.get("maximum")
+        if (low is not None and not value > low) or (high is not None and not value <= high):
+            raise argparse.ArgumentTypeError(f"must be in ({low}, {high}], not {text}")
+        if "minimum" in bounds and not value >= bounds["minimum"]:
+            raise argparse.ArgumentTypeError(f"must be at least {bounds['minimum']}, not {text}")
+        return value
+
+    checked.__name__ = getattr(parse, "__name__", "value")  # argparse names it in errors
+    return checked
 
 
 def _comma_list(hint, choices: Iterable | None) -> Callable[[str], object]:

@@ -21,8 +21,9 @@ def _start(args):
     from brickwork.bricks import BrickRepository
 
     repo = BrickRepository(args.repo)
-    if args.name in {m["name"] for m in repo.list()}:
+    if repo.has(args.name):  # also refuses an invalid name
         raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
+    repo.check_writable()
     return repo
 
 

@@ -106,14 +106,22 @@ def _facts(args) -> list:
 
 def cmd_edit(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
+    from brickwork.bricks.brick import check_name
     from brickwork.ops.update import apply_edit, inject
     from brickwork.ops.update.evaluate import greedy
     from brickwork.ops.update.store import layers
 
     if not args.repo:
         raise BrickworkError("give --repo: every edit is stored as a brick")
-    facts, loaded = _facts(args), _load(args)
+    if args.out and Path(args.out).exists():  # checked before the work, not after the brick
+        raise BrickworkError(f"{args.out} already exists; choose a new --out")
+    check_name(args.name)
+    facts = _facts(args)
     repo = BrickRepository(args.repo)
+    if repo.has(args.name) and not args.overwrite:
+        raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
+    repo.check_writable()
+    loaded = _load(args)
     if args.method == "inject":
         brick = inject(loaded, facts, args.name, _settings(args))
     else:

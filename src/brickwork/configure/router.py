@@ -138,17 +138,20 @@ def load_router(path: str | Path) -> Router:
     path = Path(path)
     if not path.is_file():
         raise BrickworkError(f"no router file at {path}")
-    with safe_open(str(path), "pt") as handle:
-        meta = handle.metadata() or {}
-    if "functionalities" not in meta:
-        raise BrickworkError(f"{path} is not a router file")
-    t = load_file(str(path))
-    return Router(
-        json.loads(meta["functionalities"]),
-        json.loads(meta["layers"]),
-        t["mean"],
-        t["std"],
-        t["weight"],
-        t["bias"],
-        meta["base_model"],
-    )
+    try:
+        with safe_open(str(path), "pt") as handle:
+            meta = handle.metadata() or {}
+        t = load_file(str(path)) if "functionalities" in meta else {}
+        if t:
+            return Router(
+                json.loads(meta["functionalities"]),
+                json.loads(meta["layers"]),
+                t["mean"],
+                t["std"],
+                t["weight"],
+                t["bias"],
+                meta["base_model"],
+            )
+    except Exception:  # safetensors and JSON raise many types for a damaged file
+        pass
+    raise BrickworkError(f"{path} is not a router file (from `brickwork route`)")

@@ -51,15 +51,18 @@ def read_rows(path: Path, parse: Callable[[str, str, int], R], what: str, noun: 
     if not path.is_file():
         raise BrickworkError(f"no such {what}: {path}")
     rows, seen = [], set()
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                row = parse(line, f"{path}:{number}", number)
-                if row.id in seen:
-                    label = "id" if noun == "sample" else f"{noun} id"
-                    raise BrickworkError(f"{path}:{number}: duplicate {label} {row.id!r}")
-                seen.add(row.id)
-                rows.append(row)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BrickworkError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            row = parse(line, f"{path}:{number}", number)
+            if row.id in seen:
+                label = "id" if noun == "sample" else f"{noun} id"
+                raise BrickworkError(f"{path}:{number}: duplicate {label} {row.id!r}")
+            seen.add(row.id)
+            rows.append(row)
     if not rows:
         raise BrickworkError(f"{path} holds no {noun}s")
     return rows

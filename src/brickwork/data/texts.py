@@ -12,7 +12,11 @@ def load_texts(path: str | Path | None) -> list[str]:
     """Texts from a .txt file (one per line) or a .jsonl file (a "text" or "prompt" field)."""
     if not path or not Path(path).is_file():
         raise BrickworkError(f"no such text file: {path}")
-    lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BrickworkError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    lines = [line for line in text.splitlines() if line.strip()]
     if str(path).endswith(".jsonl"):
         try:
             rows = [json.loads(line) for line in lines]

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import re
-import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from brickwork.errors import BrickworkError
+from brickwork.io import replace_dir_atomically, sha256_file
 from brickwork.models.builtin import BUILTINS, DEFAULT_MODEL
 from brickwork.models.families import Family, family_for
 
@@ -38,6 +39,9 @@ class LoadedModel:
             raise BrickworkError(
                 f"{what} was made for base model {base}, not this model ({self.fingerprint})"
             )
+
+
+CACHE_CHECKSUMS = "brickwork-checksums.json"  # sha256 of every file of a cached model
 
 
 def cache_root() -> Path:
@@ -95,9 +99,32 @@ def _load_hf(name_or_path: str, trust_remote_code: bool, source: str | None = No
 
 def _load_gguf(path: Path, root: Path, source: str) -> LoadedModel:
     cached = _gguf_cache_dir(path, root)
-    if not (cached / "config.json").is_file():
-        _dequantize_to(path, cached)
+    if (cached / "config.json").is_file() and not _cache_intact(cached):
+        print(f"warning: damaged model cache {cached}: re-creating it", file=sys.stderr)
+    elif (cached / "config.json").is_file():
+        return _load_hf(str(cached), trust_remote_code=False, source=source)
+    model, tokenizer = _dequantize(path)
+    try:
+        _write_cache(cached, model, tokenizer)
+    except OSError as exc:  # a read-only, full or non-directory cache: go on without it
+        print(
+            f"warning: cannot cache the dequantized model in {root} ({exc}); not cached",
+            file=sys.stderr,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            _save_with_checksums(Path(tmp), model, tokenizer)
+            return _load_hf(tmp, trust_remote_code=False, source=source)
     return _load_hf(str(cached), trust_remote_code=False, source=source)
+
+
+def _cache_intact(folder: Path) -> bool:
+    """Whether every file of a cached model matches the checksums written with it."""
+    try:
+        sums = json.loads((folder / CACHE_CHECKSUMS).read_text(encoding="utf-8"))
+        names = {p.name for p in folder.iterdir()} - {CACHE_CHECKSUMS}
+        return set(sums) == names and all(sha256_file(folder / n) == d for n, d in sums.items())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
 
 
 def _gguf_cache_dir(path: Path, root: Path) -> Path:
@@ -106,8 +133,8 @@ def _gguf_cache_dir(path: Path, root: Path) -> Path:
     return root / "models" / f"{path.stem}-{key.hexdigest()[:12]}"
 
 
-def _dequantize_to(path: Path, target: Path) -> None:
-    """Dequantize a GGUF file once into a safetensors model directory (atomically)."""
+def _dequantize(path: Path):
+    """The model and tokenizer of a GGUF file, dequantized to float32."""
     try:
         kwargs = {"gguf_file": path.name, "dtype": torch.float32}
         model = AutoModelForCausalLM.from_pretrained(str(path.parent), **kwargs)
@@ -120,15 +147,21 @@ def _dequantize_to(path: Path, target: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target) if not target.exists() else shutil.rmtree(tmp)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    return model, tokenizer
+
+
+def _write_cache(target: Path, model, tokenizer) -> None:
+    """Save the dequantized model as a directory at ``target`` (atomically, with checksums)."""
+    if target.parent.exists() and not target.parent.is_dir():
+        raise NotADirectoryError(f"{target.parent} is not a directory")
+    replace_dir_atomically(target, lambda tmp: _save_with_checksums(tmp, model, tokenizer))
+
+
+def _save_with_checksums(folder: Path, model, tokenizer) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    sums = {p.name: sha256_file(p) for p in sorted(folder.iterdir())}
+    (folder / CACHE_CHECKSUMS).write_text(json.dumps(sums, indent=1), encoding="utf-8")
 
 
 def fingerprint(model: torch.nn.Module) -> str:
