@@ -53,6 +53,14 @@ def attach(
 @contextmanager
 def attach_neuron_sets(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterator[None]:
     """Zero every neuron outside the sets' union (``keep``) or inside it (``ablate``)."""
+    layers = len(loaded.family.layer_modules(loaded.model))
+    shape = (layers, loaded.family.d_ff(loaded.model.config))
+    for brick in bricks:
+        if tuple(brick.neuron_mask().shape) != shape:
+            raise BrickworkError(
+                f"neuron set {brick.name!r} has a mask of shape {list(brick.neuron_mask().shape)}"
+                f"; this model needs {list(shape)} (layers, FFN width)"
+            )
     union = torch.stack([b.neuron_mask() for b in bricks]).any(dim=0)
     with zero_neurons(loaded, ~union if mode == "keep" else union):
         yield None
@@ -89,6 +97,7 @@ def attach_deltas(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterat
 def _steer(loaded: LoadedModel, brick: Brick) -> Iterator[None]:
     layers = loaded.family.layer_modules(loaded.model)
     vectors, scale = brick.tensors["vectors"], float(brick.spec.get("scale", 1.0))
+    _check_steering(brick, vectors, len(layers), loaded.model.get_input_embeddings().embedding_dim)
 
     def hook_for(vector: torch.Tensor):
         def hook(module, args, output):
@@ -104,6 +113,20 @@ def _steer(loaded: LoadedModel, brick: Brick) -> Iterator[None]:
     ]
     with hooks(specs):
         yield
+
+
+def _check_steering(brick: Brick, vectors: torch.Tensor, n_layers: int, width: int) -> None:
+    """A vector of the model's width per listed layer, every layer in range, all finite."""
+    wanted = [len(brick.spec["layers"]), width]
+    problem = None
+    if list(vectors.shape) != wanted:
+        problem = f"vectors of shape {list(vectors.shape)}, not {wanted}"
+    elif bad := [i for i in brick.spec["layers"] if not 0 <= i < n_layers]:
+        problem = f"layer {bad[0]}, not in 0..{n_layers - 1}"
+    elif not torch.isfinite(vectors).all():
+        problem = "vectors that are not finite (NaN or infinite)"
+    if problem:
+        raise BrickworkError(f"steering brick {brick.name!r} has {problem}")
 
 
 @contextmanager
