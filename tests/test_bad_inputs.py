@@ -134,6 +134,7 @@ CASES = {
     "steering brick too wide": [*GENERATE, "--plugin", "{root}/steer-wide"],
     "steering brick layer 999": [*GENERATE, "--plugin", "{root}/steer-far"],
     "steering brick of NaN": [*GENERATE, "--plugin", "{root}/steer-nan"],
+    "generate an empty instruction": ["generate", "  ", *M],
     "unknown option": ["bricks", "list", "--repo", "{root}/repo", "--colour"],
 }
 

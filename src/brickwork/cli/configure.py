@@ -61,6 +61,21 @@ def run_route(args) -> None:
     print(f"saved {args.out}")
 
 
+def _warn_if_cut(loaded, instruction: str) -> None:
+    """Say so when the instruction is longer than the prompt window the pipeline keeps."""
+    import sys
+
+    from brickwork.configure.prompted import MAX_PROMPT_TOKENS
+    from brickwork.models.tokens import prompt_tokens
+
+    n = len(prompt_tokens(loaded.tokenizer, instruction, chat=True))
+    if n > MAX_PROMPT_TOKENS:
+        print(
+            f"warning: the instruction is {n} tokens; only its last {MAX_PROMPT_TOKENS} are used",
+            file=sys.stderr,
+        )
+
+
 def run_generate(args) -> None:
     from brickwork.bricks import load_brick
     from brickwork.cli.outputs import check_out_file
@@ -73,11 +88,14 @@ def run_generate(args) -> None:
 
     if args.max_new_tokens < 1:
         raise BrickworkError("--max-new-tokens must be at least 1")
+    if not args.instruction.strip():
+        raise BrickworkError("the instruction is empty")
     check_out_file(args.trace, "the trace file")
     router = load_router(args.router) if args.router else None
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     stats = load_stats(args.analysis) if args.analysis else None
     plugins = [load_brick(p) for p in args.plugin]
+    _warn_if_cut(loaded, args.instruction)
     answer, trace = configured_generate(
         loaded,
         args.instruction,
