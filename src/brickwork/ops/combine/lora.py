@@ -57,6 +57,13 @@ def lora_factors(brick: Brick) -> Factors:
             f"brick {brick.name!r} has no complete LoRA pair for "
             f"{incomplete[0] if incomplete else 'any module'}"
         )
+    for module, parts in sorted(modules.items()):
+        a, b = parts["A"], parts["B"]
+        if a.dim() != 2 or b.dim() != 2 or a.shape[0] != b.shape[1]:
+            raise BrickworkError(
+                f"brick {brick.name!r}: the LoRA factors of {module} disagree (A "
+                f"{list(a.shape)}, B {list(b.shape)}: their ranks must match)"
+            )
     return {m: (parts["A"], parts["B"]) for m, parts in sorted(modules.items())}
 
 
