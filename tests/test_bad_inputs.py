@@ -135,6 +135,18 @@ CASES = {
     "steering brick layer 999": [*GENERATE, "--plugin", "{root}/steer-far"],
     "steering brick of NaN": [*GENERATE, "--plugin", "{root}/steer-nan"],
     "generate an empty instruction": ["generate", "  ", *M],
+    "profile --max-tokens 0": [
+        "profile",
+        *M,
+        "--data",
+        "builtin",
+        "--out",
+        "{root}/p2",
+        "--max-tokens",
+        "0",
+    ],
+    "locate --answer ''": ["locate", *M, "--fact", "Paris is in", "--answer", " "],
+    "edit eval --limit 0": ["edit", "eval", *M, "--limit", "0"],
     "unknown option": ["bricks", "list", "--repo", "{root}/repo", "--colour"],
 }
 

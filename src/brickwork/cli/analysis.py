@@ -8,6 +8,7 @@ from brickwork.cli.common import close_process_group, is_main_process, print_sum
 from brickwork.cli.options import add_data, add_model, add_out, add_quiet
 from brickwork.cli.outputs import check_out_dir
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
+from brickwork.errors import BrickworkError
 
 PROFILE_OPTIONS = {
     "batch_size": "prompts per forward pass",
@@ -32,6 +33,9 @@ def cmd_profile(args: argparse.Namespace) -> None:
     from brickwork.profile import profile_model, summarize
 
     check_out_dir(args.out)
+    for flag in ("batch_size", "max_tokens"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise BrickworkError(f"--{flag.replace('_', '-')} must be at least 1")
     samples = load_data(args.data, split=args.split)
     loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
     profile = profile_model(

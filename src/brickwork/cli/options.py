@@ -84,6 +84,24 @@ def add_overwrite(command: argparse.ArgumentParser, help: str = "replace a brick
     command.add_argument("--overwrite", action="store_true", help=help)
 
 
+def positive_int(text: str) -> int:
+    """An integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def nonblank(text: str) -> str:
+    """A text that is not empty or only spaces."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def indices(text: str) -> list[int]:
     """Comma-separated integers, e.g. layer indices ``0,5,10``."""
     try:

@@ -14,6 +14,8 @@ from brickwork.cli.options import (
     add_overwrite,
     add_repeatable,
     add_repo,
+    nonblank,
+    positive_int,
 )
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
@@ -223,7 +225,9 @@ def _add_locate(commands) -> None:
     locate = commands.add_parser("locate", help="find the neurons and layers that hold a fact")
     add_model(locate)
     locate.add_argument("--fact", required=True, help='the prompt, e.g. "The capital of France is"')
-    locate.add_argument("--answer", required=True, help="the answer the model gives, e.g. Paris")
+    locate.add_argument(
+        "--answer", required=True, type=nonblank, help="the answer the model gives, e.g. Paris"
+    )
     locate.add_argument("--subject", help="the subject in the prompt (causal tracing corrupts it)")
     add_repeatable(locate, "--paraphrase", "another prompt for the same fact (repeatable)")
     locate.add_argument(
@@ -281,7 +285,7 @@ def _add_edit_actions(edit: argparse.ArgumentParser) -> None:
     add_model(evaluate)
     add_settings(evaluate, EditSettings)
     evaluate.add_argument("--facts", help="a JSONL edit set (None: the built-in one)")
-    evaluate.add_argument("--limit", type=int, help="only the first N facts (None: all)")
+    evaluate.add_argument("--limit", type=positive_int, help="only the first N facts (None: all)")
     add_out(evaluate, "write the per-fact results as JSON", required=False)
     evaluate.set_defaults(run=cmd_edit_eval)
     for action in ("apply", "rollback"):
