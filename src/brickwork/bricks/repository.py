@@ -20,7 +20,7 @@ from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.format import load_brick, read_brick_meta, save_brick, verify_brick
 from brickwork.bricks.kinds import matches
 from brickwork.errors import BrickworkError
-from brickwork.io import leftovers, recover_dir, remove_dir_atomically, replace_atomically
+from brickwork.io import leftovers, old_dir, recover_dir, remove_dir_atomically, replace_atomically
 
 MARKER = "repository.json"
 REPOSITORY_FORMAT = {"format": "brickwork-repository", "format_version": 1}
@@ -58,7 +58,8 @@ class BrickRepository:
 
     def _open(self, marker: Path, create: bool) -> None:
         if marker.is_file():
-            self.bricks_dir.mkdir(exist_ok=True)  # a repository whose bricks/ was deleted
+            if not self.bricks_dir.is_dir():
+                self.bricks_dir.mkdir()  # a repository whose bricks/ was deleted
         else:
             if not create:
                 raise BrickworkError(f"{self.root} is not a brick repository (no {MARKER})")
@@ -129,10 +130,14 @@ class BrickRepository:
         try:
             return self._read(name, path)
         except BrickworkError:
-            with self.locked():
-                with _writing(self.root):
+            if not (path.is_dir() or old_dir(path).is_dir()):
+                raise  # simply not there: no write of it can be in flight
+            try:
+                with self.locked(), _writing(self.root):
                     recover_dir(path)
-                return self._read(name, path)
+            except BrickworkError:
+                pass  # a read-only repository: read it as it is
+        return self._read(name, path)
 
     def _read(self, name: str, path: Path) -> Brick:
         if not path.is_dir():
