@@ -3,6 +3,7 @@ traceback, and nothing already saved changed. Every row is one malformed input."
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,14 @@ def world(tmp_path_factory, tiny_model_dirs):
     (root / "pos.txt").write_text("happy\nglad\n")
     (root / "neg.txt").write_text("sad\nangry\n")
     (root / "existing").mkdir()
+    for broken in ("noweights", "binonly", "truncated"):
+        shutil.copytree(model, root / broken)
+        weights = root / broken / "model.safetensors"
+        if broken == "truncated":
+            weights.write_bytes(weights.read_bytes()[:5000])
+        else:
+            weights.unlink()
+    (root / "binonly" / "pytorch_model.bin").write_bytes(b"a pickle would be here")
     lockdir = BrickRepository(root / "lockdir")
     (lockdir.root / ".lock").mkdir()
     for name, vectors, layers in (
@@ -147,6 +156,9 @@ CASES = {
     ],
     "locate --answer ''": ["locate", *M, "--fact", "Paris is in", "--answer", " "],
     "edit eval --limit 0": ["edit", "eval", *M, "--limit", "0"],
+    "model without weights": [*GENERATE[:2], "--model", "{root}/noweights"],
+    "model with only a .bin": [*GENERATE[:2], "--model", "{root}/binonly"],
+    "model with truncated weights": [*GENERATE[:2], "--model", "{root}/truncated"],
     "unknown option": ["bricks", "list", "--repo", "{root}/repo", "--colour"],
 }
 

@@ -90,11 +90,31 @@ def _load_hf(name_or_path: str, trust_remote_code: bool, source: str | None = No
     except ValueError as exc:  # unknown model_type
         raise BrickworkError(f"cannot load {name_or_path}: {str(exc).splitlines()[0]}") from None
     family = family_for(config)
+    if Path(name_or_path).is_dir():
+        _check_weights(Path(name_or_path))
     model = AutoModelForCausalLM.from_pretrained(
         name_or_path, dtype=torch.float32, trust_remote_code=trust_remote_code
     )
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     return _finish(model, tokenizer, family, source or name_or_path)
+
+
+def _check_weights(folder: Path) -> None:
+    """A local model directory must hold whole safetensors weights (never pickled .bin files)."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickled = " (only pickled .bin weights, which brickwork never loads)"
+        found = pickled if any(folder.glob("*.bin")) else ""
+        raise BrickworkError(f"{folder} holds no safetensors weights{found}")
+    for path in files:
+        try:
+            with safe_open(str(path), "pt"):  # checks the header covers the whole file
+                pass
+        except Exception as exc:  # safetensors raises several types for a damaged file
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise BrickworkError(f"{path} is damaged or truncated: {reason}") from None
 
 
 def _load_gguf(path: Path, root: Path, source: str) -> LoadedModel:
