@@ -59,14 +59,17 @@ def layer_statistics(
             return stats
     stats = _compute(loaded, layer, tokens, texts or corpus_texts())
     if cache and texts is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             "cov": stats["cov"],
             "inputs": stats["inputs"],
             "count": torch.tensor(stats["tokens"]),
         }
         meta = {"fingerprint": loaded.fingerprint, "layer": str(layer)}
-        replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            replace_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        except OSError as exc:  # a read-only or non-directory cache: go on without it
+            print(f"warning: cannot cache statistics in {path.parent} ({exc})", file=sys.stderr)
     return stats
 
 
