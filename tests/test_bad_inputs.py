@@ -25,7 +25,11 @@ def world(tmp_path_factory, tiny_model_dirs):
     model = tiny_model_dirs["llama"]
     fingerprint = load_model(model).fingerprint
     repo = BrickRepository(root / "repo")
-    repo.add(neuron_set_brick("kept", "coding", fingerprint, torch.ones(2, 64), rule="test"))
+    repo.add(
+        neuron_set_brick(
+            "kept", "coding", fingerprint, torch.ones(2, 64, dtype=torch.bool), rule="test"
+        )
+    )
     (root / "a_file").write_text("not a directory")
     (root / "latin1.jsonl").write_bytes(b'{"id": "a", "prompt": "caf\xe9"}\n')
     (root / "router.safetensors").write_bytes(b"garbage, not a router")
@@ -189,7 +193,11 @@ def test_bad_input_is_one_clean_error(case, world, capsys):
 def test_malformed_brick_json_leaves_the_rest_listed(world, capsys, tmp_path):
     repo = BrickRepository(tmp_path / "r")
     for name in ("a", "b"):
-        repo.add(neuron_set_brick(name, "coding", "sha256:x", torch.ones(2, 4), rule="t"))
+        repo.add(
+            neuron_set_brick(
+                name, "coding", "sha256:x", torch.ones(2, 4, dtype=torch.bool), rule="t"
+            )
+        )
     meta = json.loads((repo.bricks_dir / "a" / "brick.json").read_text())
     meta["kind"] = ["neuron_set"]
     (repo.bricks_dir / "a" / "brick.json").write_text(json.dumps(meta))
@@ -202,7 +210,9 @@ def test_malformed_brick_json_leaves_the_rest_listed(world, capsys, tmp_path):
 
 def test_verify_reports_and_gc_removes_leftovers(tmp_path, capsys):
     repo = BrickRepository(tmp_path / "r")
-    repo.add(neuron_set_brick("a", "coding", "sha256:x", torch.ones(2, 4), rule="t"))
+    repo.add(
+        neuron_set_brick("a", "coding", "sha256:x", torch.ones(2, 4, dtype=torch.bool), rule="t")
+    )
     (repo.bricks_dir / ".a.x1.tmp").mkdir()
     assert main(["bricks", "verify", "--repo", str(repo.root)]) == 0
     assert "LEFTOVER .a.x1.tmp" in capsys.readouterr().out
@@ -213,7 +223,9 @@ def test_verify_reports_and_gc_removes_leftovers(tmp_path, capsys):
 
 def test_show_writes_strict_json(tmp_path, capsys):
     repo = BrickRepository(tmp_path / "r")
-    brick = neuron_set_brick("a", "coding", "sha256:x", torch.ones(2, 4), rule="t")
+    brick = neuron_set_brick(
+        "a", "coding", "sha256:x", torch.ones(2, 4, dtype=torch.bool), rule="t"
+    )
     brick.metrics = {"loss": float("inf")}
     repo.add(brick)
     assert main(["bricks", "show", "a", "--repo", str(repo.root)]) == 0
