@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from brickwork.cli.common import close_process_group, is_main_process, print_summary, shard
-from brickwork.cli.options import add_data, add_model, add_out, add_quiet
+from brickwork.cli.options import add_data, add_model, add_out, add_quiet, model_options
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 
 PROFILE_OPTIONS = {
@@ -31,7 +31,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
     from brickwork.profile import profile_model, summarize
 
     samples = load_data(args.data, split=args.split)
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     profile = profile_model(
         loaded,
         samples,
@@ -65,7 +65,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
     samples = load_data(args.data)
     profile = load_profile(args.profile) if args.profile else None
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     settings = settings_from(args, AnalysisSettings, per_layer=args.selection == "per-layer")
     analysis = analyze(
         loaded,
