@@ -88,16 +88,20 @@ def nll_sums(
     loaded: LoadedModel, batches: list[EvalBatch], n_groups: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed reference-token NLL and token counts per group [G], in float64."""
-    total = torch.zeros(n_groups, dtype=torch.float64)
-    count = torch.zeros(n_groups, dtype=torch.float64)
+    device = loaded.device  # sums stay where the model runs until the end
+    total = torch.zeros(n_groups, dtype=torch.float64, device=device)
+    count = torch.zeros(n_groups, dtype=torch.float64, device=device)
     with torch.no_grad():
         for batch in batches:
             hidden = loaded.model.base_model(
-                input_ids=batch.input_ids, attention_mask=batch.attention, use_cache=False
+                input_ids=batch.input_ids.to(device),
+                attention_mask=batch.attention.to(device),
+                use_cache=False,
             ).last_hidden_state
-            picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
-            logits = loaded.family.logits(loaded.model, picked)
-            nll = cross_entropy(logits.float(), batch.targets, reduction="none").double()
-            total.index_add_(0, batch.groups, nll)
-            count.index_add_(0, batch.groups, torch.ones_like(nll))
-    return total, count
+            rows, positions = batch.positions.to(hidden.device).unbind(1)
+            logits = loaded.family.logits(loaded.model, hidden[rows, positions])
+            targets = batch.targets.to(logits.device)
+            nll = cross_entropy(logits.float(), targets, reduction="none").double().to(device)
+            total.index_add_(0, batch.groups.to(device), nll)
+            count.index_add_(0, batch.groups.to(device), torch.ones_like(nll))
+    return total.cpu(), count.cpu()

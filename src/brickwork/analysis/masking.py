@@ -29,8 +29,8 @@ def edit_activations(loaded: LoadedModel, edit: Edit) -> Iterator[None]:
 
 def zero_neurons(loaded: LoadedModel, mask: torch.Tensor):
     """Zero the activations of the neurons where ``mask`` [L, d_ff] is True."""
-    keep = (~mask).to(loaded.model.dtype)
-    return edit_activations(loaded, lambda i, a: a * keep[i])
+    keep = (~mask).to(loaded.device, loaded.model.dtype)
+    return edit_activations(loaded, lambda i, a: a * keep[i].to(a.device))
 
 
 def mask_lowest(loaded: LoadedModel, ratio: float, down_norms: torch.Tensor | None = None):
@@ -44,7 +44,7 @@ def mask_lowest(loaded: LoadedModel, ratio: float, down_norms: torch.Tensor | No
         k = int(round(ratio * a.shape[-1]))
         if k == 0:
             return a
-        indicator = a.abs() if down_norms is None else a.abs() * down_norms[layer]
+        indicator = a.abs() if down_norms is None else a.abs() * down_norms[layer].to(a.device)
         # Masks the k lowest (more only on exact ties with the k-th value).
         threshold = indicator.kthvalue(k, dim=-1, keepdim=True).values
         return a * (indicator > threshold)

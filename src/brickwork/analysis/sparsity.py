@@ -65,12 +65,14 @@ def collect_token_activations(
     state = {}
 
     def keep(layer: int, activation: torch.Tensor) -> None:
-        collected.setdefault(layer, []).append(activation[state["content"]])
+        collected.setdefault(layer, []).append(activation[state["content"].to(activation.device)])
 
+    device = loaded.device
     with torch.no_grad(), capture_activations(loaded.model, loaded.family, keep):
         for _, input_ids, attention, content in batches:
-            state["content"] = content
-            loaded.model.base_model(input_ids=input_ids, attention_mask=attention, use_cache=False)
+            state["content"] = content.to(device)
+            inputs = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device)}
+            loaded.model.base_model(**inputs, use_cache=False)
             if sum(len(t) for t in collected.get(0, [])) >= max_tokens:
                 break
     return [torch.cat(collected[i])[:max_tokens] for i in sorted(collected)]

@@ -173,9 +173,11 @@ def extract_bricks(
     model: str | None = None,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    **placement: str | None,
 ) -> dict:
     """Add neuron-set and neuron-group bricks from an analysis to ``repository``; a summary.
-    ``model`` (default: the analysed one) is loaded for the weight-based groups."""
+    ``model`` (default: the analysed one) is loaded for the weight-based groups (``placement``:
+    ``load_model``'s device, dtype and device_map)."""
     from brickwork.models import load_model
 
     saved = load_analysis(analysis_dir)
@@ -184,7 +186,9 @@ def extract_bricks(
     sets = neuron_set_bricks(results, saved.neuron_sets)
     loaded = acts = None
     if "weights" in methods:
-        loaded = load_model(model or results.provenance.model, trust_remote_code=trust_remote_code)
+        loaded = load_model(
+            model or results.provenance.model, trust_remote_code=trust_remote_code, **placement
+        )
         loaded.require_base(fingerprint, f"the analysis (of {results.provenance.model})")
     if "coactivation" in methods:
         profile = saved.profile()

@@ -92,14 +92,15 @@ def locality_rows(
 def target_logits(loaded: LoadedModel, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits [K, vocab] that predict the rows' target tokens, and those tokens [K]."""
     batch = _batch([(c, t, 0) for c, t in rows], loaded.tokenizer.pad_token_id)
-    device = next(loaded.model.parameters()).device
+    device = loaded.device
     hidden = loaded.model.base_model(
         input_ids=batch.input_ids.to(device),
         attention_mask=batch.attention.to(device),
         use_cache=False,
     ).last_hidden_state
     picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
-    return loaded.family.logits(loaded.model, picked), batch.targets.to(device)
+    logits = loaded.family.logits(loaded.model, picked)  # on the LM head's device
+    return logits, batch.targets.to(logits.device)
 
 
 def batch_loss(loaded: LoadedModel, rows: list[Row]) -> torch.Tensor:

@@ -12,11 +12,11 @@ import shlex
 import sys
 
 import brickwork
-from brickwork.cli import analysis, bricks, combine, configure, grow, train, update
+from brickwork.cli import analysis, bricks, combine, configure, estimate, grow, train, update
 from brickwork.cli.options import Parser
 from brickwork.errors import BrickworkError
 
-COMMAND_MODULES = (analysis, bricks, train, configure, combine, grow, update)
+COMMAND_MODULES = (analysis, bricks, train, configure, combine, grow, update, estimate)
 
 
 def build_parser() -> argparse.ArgumentParser:

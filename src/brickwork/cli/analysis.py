@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from brickwork.cli.common import close_process_group, is_main_process, print_summary, shard
-from brickwork.cli.options import add_data, add_model, add_out, add_quiet
+from brickwork.cli.options import add_data, add_model, add_out, add_quiet, model_options
 from brickwork.cli.outputs import check_out_dir
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
@@ -37,7 +37,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise BrickworkError(f"--{flag.replace('_', '-')} must be at least 1")
     samples = load_data(args.data, split=args.split)
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     profile = profile_model(
         loaded,
         samples,
@@ -72,7 +72,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     check_out_dir(args.out)
     samples = load_data(args.data)
     profile = load_profile(args.profile) if args.profile else None
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     settings = settings_from(args, AnalysisSettings, per_layer=args.selection == "per-layer")
     analysis = analyze(
         loaded,

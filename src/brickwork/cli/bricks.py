@@ -6,7 +6,7 @@ import argparse
 import math
 import sys
 
-from brickwork.cli.options import add_model, add_overwrite, add_repo
+from brickwork.cli.options import add_model, add_overwrite, add_repo, model_options
 from brickwork.cli.settings import add_keywords, keywords_from
 from brickwork.errors import BrickworkError
 
@@ -90,7 +90,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
         **keywords_from(args, ("n_groups", "methods"), EXTRACT_FLAGS),
         model=args.model,
         overwrite=args.overwrite,
-        trust_remote_code=args.trust_remote_code,
+        **model_options(args),
     )
     print(json.dumps(summary, indent=1))
 
@@ -100,7 +100,7 @@ def cmd_retrieve(args: argparse.Namespace) -> None:
     from brickwork.ops.retrieval import retrieve
 
     repo = _repo(args)
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     for match in retrieve(loaded, repo, args.instruction, k=args.k, scoring=args.scoring):
         print(f"{match.score:7.4f}  {match.name:<40} {match.description}")
 

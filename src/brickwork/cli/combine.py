@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.options import add_model, add_overwrite, add_repo
+from brickwork.cli.options import add_model, add_overwrite, add_repo, model_options
 from brickwork.cli.settings import add_keywords, keywords_from, signature_default
 from brickwork.errors import BrickworkError
 
@@ -48,7 +48,7 @@ def cmd_describe(args: argparse.Namespace) -> None:
     repo = BrickRepository(args.repo, create=False)
     brick = repo.get(args.name)
     prompts = load_texts(args.prompts)
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     described = with_embedding(loaded, brick, prompts, args.description, template=args.template)
     described.provenance["embedding_command"] = args.command_line
     repo.add(described, overwrite=True)
@@ -65,7 +65,7 @@ def cmd_stitch(args: argparse.Namespace) -> None:
     plan = plan_chain(args.instruction, metas)
     for number, step in enumerate(plan, start=1):
         print(f"step {number}: {step.brick} (score {step.score:.3f}) for {step.clause!r}")
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     steps = [step_for(repo.get(p.brick)) for p in plan]
     outputs = run_pipeline(loaded, steps, args.input, **keywords_from(args, STITCH_OPTIONS))
     for index, text in enumerate(args.input):

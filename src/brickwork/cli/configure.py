@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from brickwork.cli.options import add_model, add_out, add_quiet, add_repeatable
+from brickwork.cli.options import add_model, add_out, add_quiet, add_repeatable, model_options
 from brickwork.cli.settings import add_keywords, keywords_from
 
 GENERATE_OPTIONS = {
@@ -49,7 +49,7 @@ def run_route(args) -> None:
     from brickwork.data import load_builtin_suite
     from brickwork.models import load_model
 
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     router = train_router(loaded, load_builtin_suite("train"), progress=not args.quiet)
     test = load_builtin_suite("test")
     result = router_accuracy(
@@ -92,7 +92,7 @@ def run_generate(args) -> None:
         raise BrickworkError("the instruction is empty")
     check_out_file(args.trace, "the trace file")
     router = load_router(args.router) if args.router else None
-    loaded = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    loaded = load_model(args.model, **model_options(args))
     stats = load_stats(args.analysis) if args.analysis else None
     plugins = [load_brick(p) for p in args.plugin]
     _warn_if_cut(loaded, args.instruction)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.options import add_model, add_out, add_quiet, indices
+from brickwork.cli.options import add_model, add_out, add_quiet, indices, model_options
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
 
@@ -15,7 +15,7 @@ EXPERT_OPTIONS = {"mode": "how the experts are made", "top_k": "experts per toke
 def cmd_grow(args: argparse.Namespace) -> None:
     from brickwork.ops.grow import grow_depth, grow_experts, grow_width, load_any, save_grown
 
-    source = load_any(args.model, trust_remote_code=args.trust_remote_code)
+    source = load_any(args.model, **model_options(args))
     if args.how == "width":
         options = keywords_from(args, WIDTH_OPTIONS)
         grown = grow_width(source, args.layers, args.neurons, **options)
@@ -51,7 +51,7 @@ def cmd_grow_train(args: argparse.Namespace) -> None:
 
     if not is_grown(args.model):
         raise BrickworkError(f"{args.model} is not a grown model directory (no grown.json)")
-    grown = load_grown(args.model, trust_remote_code=args.trust_remote_code)
+    grown = load_grown(args.model, **model_options(args))
     train, heldout = load_data(args.data, split="train"), load_data(args.data, split="test")
     settings = settings_from(args, GrowTrainSettings)
     trained = train_grown(grown, train, heldout, settings=settings, progress=not args.quiet)

@@ -45,6 +45,37 @@ def add_model(
         action="store_true",
         help="let transformers run the model repository's own code",
     )
+    command.add_argument(
+        "--device", default="auto", type=_device, help="auto (CUDA when present), cpu, cuda, cuda:N"
+    )
+    command.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="weights' precision; auto: bfloat16 on a GPU, float32 on a CPU",
+    )
+    command.add_argument(
+        "--device-map",
+        default=None,
+        choices=("auto",),
+        help="auto: spread a model too large for one device over all GPUs (accelerate)",
+    )
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of ``load_model`` that ``add_model``'s options give."""
+    names = ("trust_remote_code", "device", "dtype", "device_map")
+    return {name: getattr(args, name) for name in names}
+
+
+def _device(text: str) -> str:
+    from brickwork.models.device import resolve_device
+
+    try:
+        resolve_device(text)
+    except BrickworkError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def add_data(command: argparse.ArgumentParser, help: str = "") -> None:

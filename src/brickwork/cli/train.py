@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.options import add_model, add_quiet, add_repo, indices
+from brickwork.cli.options import add_model, add_quiet, add_repo, indices, model_options
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
 
@@ -36,7 +36,7 @@ def _finish(repo, brick) -> None:
 def _load(args):
     from brickwork.models import load_model
 
-    return load_model(args.model, trust_remote_code=args.trust_remote_code)
+    return load_model(args.model, **model_options(args))
 
 
 def cmd_task(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from brickwork.cli.options import (
     add_overwrite,
     add_repeatable,
     add_repo,
+    model_options,
     nonblank,
     positive_int,
 )
@@ -27,7 +28,7 @@ LOCATE_FLAGS = {"steps": "--ig-steps"}
 def _load(args):
     from brickwork.models import load_model
 
-    return load_model(args.model, trust_remote_code=args.trust_remote_code)
+    return load_model(args.model, **model_options(args))
 
 
 def _settings(args):

@@ -17,6 +17,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_dir_atomically, sha256_file
 from brickwork.models.builtin import BUILTINS, DEFAULT_MODEL
+from brickwork.models.device import model_device, place_model
+from brickwork.models.device import placement as _placement
 from brickwork.models.families import Family, family_for
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -31,6 +33,11 @@ class LoadedModel:
     family: Family
     fingerprint: str  # ties bricks and profiles to these exact base weights
     source: str  # what was loaded: a path or a Hub id
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the input embeddings' device (``models.device.model_device``)."""
+        return model_device(self.model)
 
     def require_base(self, base: str | None, what: str) -> None:
         """Refuse ``what`` (a brick, router, index...) unless it was made for these exact base
@@ -51,33 +58,45 @@ def cache_root() -> Path:
 
 
 def load_model(
-    spec: str = DEFAULT_MODEL, *, trust_remote_code: bool = False, cache_dir: Path | None = None
+    spec: str = DEFAULT_MODEL,
+    *,
+    trust_remote_code: bool = False,
+    cache_dir: Path | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    device_map: str | None = None,
 ) -> LoadedModel:
-    """Load a causal LM for analysis, in float32 and eval mode.
+    """Load a causal LM for analysis, in eval mode, on ``device`` in ``dtype``.
 
     ``spec`` is a built-in name (see ``brickwork models``), a local Hugging Face model directory,
     a ``.gguf`` file, or a Hub id such as ``HuggingFaceTB/SmolLM2-135M-Instruct``.
     GGUF weights are dequantized once and cached as safetensors under ``cache_dir``.
+    ``device`` (auto, cpu, cuda, cuda:N) and ``dtype`` (auto, float32, bfloat16, float16) default
+    to $BRICKWORK_DEVICE / $BRICKWORK_DTYPE, else cpu and float32 (``models.device``).
+    ``device_map="auto"`` spreads a model too large for one device over all of them (accelerate).
     """
+    place = _placement(device, dtype, device_map)
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     if spec in BUILTINS:
-        return _load_gguf(BUILTINS[spec].gguf_path(root), root, source=spec)
+        return _load_gguf(BUILTINS[spec].gguf_path(root), root, source=spec, place=place)
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return _load_gguf(path, root, source=str(path))
+        return _load_gguf(path, root, source=str(path), place=place)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise BrickworkError(f"{spec} is a directory without config.json, not a model")
-        return _load_hf(str(path), trust_remote_code)
+        return _load_hf(str(path), trust_remote_code, place=place)
     if path.exists():
         raise BrickworkError(f"{spec} is neither a model directory nor a .gguf file")
     if _HUB_ID.match(spec) and not spec.endswith(".gguf"):
-        return _load_hf(spec, trust_remote_code)
+        return _load_hf(spec, trust_remote_code, place=place)
     builtins = ", ".join(sorted(BUILTINS))
     raise BrickworkError(f"no such model path: {spec} (built-in models: {builtins})")
 
 
-def _load_hf(name_or_path: str, trust_remote_code: bool, source: str | None = None) -> LoadedModel:
+def _load_hf(
+    name_or_path: str, trust_remote_code: bool, source: str | None = None, place=None
+) -> LoadedModel:
     try:
         config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     except OSError as exc:
@@ -92,11 +111,9 @@ def _load_hf(name_or_path: str, trust_remote_code: bool, source: str | None = No
     family = family_for(config)
     if Path(name_or_path).is_dir():
         _check_weights(Path(name_or_path))
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=torch.float32, trust_remote_code=trust_remote_code
-    )
+    model, weights = place_model(name_or_path, trust_remote_code, place or _placement())
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    return _finish(model, tokenizer, family, source or name_or_path)
+    return _finish(model, tokenizer, family, source or name_or_path, weights)
 
 
 def _check_weights(folder: Path) -> None:
@@ -117,12 +134,12 @@ def _check_weights(folder: Path) -> None:
             raise BrickworkError(f"{path} is damaged or truncated: {reason}") from None
 
 
-def _load_gguf(path: Path, root: Path, source: str) -> LoadedModel:
+def _load_gguf(path: Path, root: Path, source: str, place=None) -> LoadedModel:
     cached = _gguf_cache_dir(path, root)
     if (cached / "config.json").is_file() and not _cache_intact(cached):
         print(f"warning: damaged model cache {cached}: re-creating it", file=sys.stderr)
     elif (cached / "config.json").is_file():
-        return _load_hf(str(cached), trust_remote_code=False, source=source)
+        return _load_hf(str(cached), trust_remote_code=False, source=source, place=place)
     model, tokenizer = _dequantize(path)
     try:
         _write_cache(cached, model, tokenizer)
@@ -133,8 +150,8 @@ def _load_gguf(path: Path, root: Path, source: str) -> LoadedModel:
         )
         with tempfile.TemporaryDirectory() as tmp:
             _save_with_checksums(Path(tmp), model, tokenizer)
-            return _load_hf(tmp, trust_remote_code=False, source=source)
-    return _load_hf(str(cached), trust_remote_code=False, source=source)
+            return _load_hf(tmp, trust_remote_code=False, source=source, place=place)
+    return _load_hf(str(cached), trust_remote_code=False, source=source, place=place)
 
 
 def _cache_intact(folder: Path) -> bool:
@@ -185,7 +202,8 @@ def _save_with_checksums(folder: Path, model, tokenizer) -> None:
 
 
 def fingerprint(model: torch.nn.Module) -> str:
-    """A stable hash of the config (minus load-time keys) and of every weight's bytes."""
+    """A stable hash of the config (minus load-time keys) and of every weight's bytes, as
+    float32 whatever dtype the model runs in (a float32 model hashes as it always did)."""
     config = {
         k: v
         for k, v in model.config.to_dict().items()
@@ -193,14 +211,16 @@ def fingerprint(model: torch.nn.Module) -> str:
     }
     digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        tensor = tensor.detach().cpu()
+        tensor = tensor.float() if tensor.is_floating_point() else tensor
+        flat = tensor.contiguous().reshape(-1)
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}".encode())
         digest.update(flat.view(torch.uint8).numpy())
     return "sha256:" + digest.hexdigest()[:32]
 
 
-def _finish(model, tokenizer, family: Family, source: str) -> LoadedModel:
+def _finish(model, tokenizer, family: Family, source: str, weights: str) -> LoadedModel:
     model.eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model, tokenizer, family, fingerprint(model), source)
+    return LoadedModel(model, tokenizer, family, weights, source)

@@ -79,7 +79,7 @@ def pool(
     """
     lengths = mask.sum(dim=1)
     if pooling == "last":
-        return hidden[torch.arange(len(hidden)), lengths - 1]
+        return hidden[torch.arange(len(hidden), device=hidden.device), lengths - 1]
     if pooling != "mean":
         raise BrickworkError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
     if skip_first:
@@ -117,7 +117,7 @@ def prompt_states(
     bad = [p for p in poolings if p not in POOLINGS]
     if bad:
         raise BrickworkError(f"pooling must be one of {POOLINGS}, not {bad[0]!r}")
-    tokenizer, device = loaded.tokenizer, next(loaded.model.parameters()).device
+    tokenizer, device = loaded.tokenizer, loaded.device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     rows = [prompt_tokens(tokenizer, p, chat=chat, max_tokens=max_tokens) for p in prompts]
     if drop_last:
@@ -126,9 +126,10 @@ def prompt_states(
     chunks = batches(rows, batch_size)
     for chunk in tqdm(chunks, desc=progress, disable=progress is None, leave=False):
         ids, mask = pad(chunk, pad_id)
-        states = layer_states(loaded, ids.to(device), mask.to(device), layers, final_norm)
-        for layer in layers:
-            hidden = states[layer].cpu()
+        mask = mask.to(device)
+        states = layer_states(loaded, ids.to(device), mask, layers, final_norm)
+        for layer in layers:  # pooled where the model runs; only [B, hidden] comes back
+            hidden = states[layer].to(device)
             for pooling in poolings:
-                out[(layer, pooling)].append(pool(hidden, mask, pooling, skip_first))
+                out[(layer, pooling)].append(pool(hidden, mask, pooling, skip_first).cpu())
     return {key: torch.cat(parts).float() for key, parts in out.items()}

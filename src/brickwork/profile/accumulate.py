@@ -28,7 +28,8 @@ class Batch:
         self.rows = rows  # [B] instance indices into the profile
         self.content = content  # [B, T] bool: prompt tokens (no padding, no special tokens)
         self.n_tokens = content.sum(dim=1)  # [B]
-        token_rows = torch.arange(len(rows))[:, None].expand_as(content)[content]
+        token_rows = torch.arange(len(rows), device=rows.device)[:, None].expand_as(content)
+        token_rows = token_rows[content]
         self.instance_onehot = one_hot(token_rows, len(rows)).t().float()  # [B, tokens]
         self.group_onehot = one_hot(groups, n_functionalities).t().float()  # [F, B]
         self.hist_stride = hist_stride

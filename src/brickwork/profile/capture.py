@@ -49,6 +49,8 @@ def record_activations(
 
 
 def down_projection_norms(model: nn.Module, family: Family) -> torch.Tensor:
-    """‖W_O[:, i]‖₂ for every layer and neuron, as a [layers, d_ff] tensor."""
+    """‖W_O[:, i]‖₂ for every layer and neuron, as a float32 [layers, d_ff] tensor on the CPU
+    (the layers may live on different devices)."""
     layers = family.layer_modules(model)
-    return torch.stack([family.down_weight(layer).detach().float().norm(dim=0) for layer in layers])
+    norms = [family.down_weight(layer).detach().float().norm(dim=0).cpu() for layer in layers]
+    return torch.stack(norms)

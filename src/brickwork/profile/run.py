@@ -58,23 +58,26 @@ def profile_model(
         down_projection_norms(model, family),
         meta,
     )
-    groups = torch.tensor([functionalities.index(s.functionality) for s in samples])
-    tensors, state = profile.tensors, {}
+    device = loaded.device  # statistics accumulate where the model runs, moved back once
+    groups = torch.tensor([functionalities.index(s.functionality) for s in samples], device=device)
+    tensors, state = {k: v.to(device) for k, v in profile.tensors.items()}, {}
 
     def callback(layer: int, activation: torch.Tensor) -> None:
-        add_layer(tensors, layer, activation, state["batch"])
+        add_layer(tensors, layer, activation.to(device), state["batch"])
 
     started = time.perf_counter()
     batches = prompt_batches(loaded.tokenizer, samples, batch_size, max_tokens, shard)
     bar = tqdm(batches, desc=f"profiling {shard[0]}/{shard[1]}", unit="batch", disable=not progress)
     with torch.no_grad(), capture_activations(model, family, callback):
-        for rows, input_ids, attention, content in bar:
+        for batch in bar:
+            rows, input_ids, attention, content = (t.to(device) for t in batch)
             state["batch"] = Batch(
                 rows, groups[rows], content, len(functionalities), bins, hist_stride
             )
             add_batch_counts(tensors, state["batch"])
             # The base model skips the LM head: profiling needs no logits.
             model.base_model(input_ids=input_ids, attention_mask=attention, use_cache=False)
+    profile.tensors.update((k, v.cpu()) for k, v in tensors.items())
     if dist.is_initialized():
         _all_reduce(profile)
     profile.meta["seconds"] = round(time.perf_counter() - started, 3)

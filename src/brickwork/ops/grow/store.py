@@ -22,6 +22,8 @@ from brickwork.bricks.format import write_brick_files
 from brickwork.bricks.specs import GrownSpec
 from brickwork.errors import BrickworkError
 from brickwork.io import read_versioned_json, replace_dir_atomically
+from brickwork.models.device import cast_parameters
+from brickwork.models.device import placement as placement_of
 from brickwork.models.experts import MoEFFN, zero_router
 from brickwork.models.families import Family, family_for
 from brickwork.models.ffn import FfnWeights, build_ffn, ffn_width, read_ffn
@@ -110,15 +112,22 @@ def is_grown(path: str | Path) -> bool:
     return (Path(path) / GROWN_FILE).is_file()
 
 
-def load_any(spec: str, *, trust_remote_code: bool = False) -> LoadedModel | GrownModel:
-    """A grown model directory as a GrownModel, anything else through ``load_model``."""
+def load_any(
+    spec: str, *, trust_remote_code: bool = False, **placement: str | None
+) -> LoadedModel | GrownModel:
+    """A grown model directory as a GrownModel, anything else through ``load_model``
+    (``placement``: its device, dtype and device_map)."""
     if is_grown(spec):
-        return load_grown(spec, trust_remote_code=trust_remote_code)
-    return load_model(spec, trust_remote_code=trust_remote_code)
+        return load_grown(spec, trust_remote_code=trust_remote_code, **placement)
+    return load_model(spec, trust_remote_code=trust_remote_code, **placement)
 
 
-def load_grown(folder: str | Path, *, trust_remote_code: bool = False) -> GrownModel:
-    """Rebuild a grown model saved by ``save_grown``, refusing a damaged or foreign directory."""
+def load_grown(
+    folder: str | Path, *, trust_remote_code: bool = False, **placement: str | None
+) -> GrownModel:
+    """Rebuild a grown model saved by ``save_grown``, refusing a damaged or foreign directory;
+    then place it (``models.device.placement``: device and dtype; no device map)."""
+    place = placement_of(**placement)
     folder = Path(folder)
     record = _read_record(folder)
     config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
@@ -137,6 +146,7 @@ def load_grown(folder: str | Path, *, trust_remote_code: bool = False) -> GrownM
         raise BrickworkError(
             f"grown model {folder} is corrupt: its weights do not match grown.json's fingerprint"
         )
+    cast_parameters(model, place)
     trainable = {k: TrainSlice(*v) for k, v in record["trainable"].items()}
     return GrownModel(loaded, record["base_model"], record["history"], trainable)
 
