@@ -19,7 +19,9 @@ from brickwork.configure.recover import RecoverySettings, recover
 from brickwork.configure.select import SelectionStats
 from brickwork.errors import BrickworkError
 
-FAST = RecoverySettings(steps=4, batch_size=4, lr=1e-3, seq_len=48, continuation_tokens=6)
+FAST = RecoverySettings(
+    steps=4, batch_size=4, lr=1e-3, seq_len=48, continuation_tokens=6, mode="ffn"
+)
 IDS = torch.tensor([[256, 72, 101, 108, 108, 111, 32, 119, 111, 114]])
 
 
@@ -60,7 +62,9 @@ def test_recovery_trains_the_compact_model_and_never_changes_the_dense_one(
     flags = [p.requires_grad for p in tiny_llama.model.parameters()]
     compact = gather_ffn(tiny_llama, half(tiny_llama))
     before = logits(compact.loaded.model)
-    brick = recover(tiny_llama, compact, train, dataclasses.replace(FAST, mode=mode, lr=lr, eval_every=1))
+    brick = recover(
+        tiny_llama, compact, train, dataclasses.replace(FAST, mode=mode, lr=lr, eval_every=1)
+    )
     assert all(torch.equal(v, dense[k]) for k, v in tiny_llama.model.state_dict().items())
     assert [p.requires_grad for p in tiny_llama.model.parameters()] == flags
     assert torch.equal(logits(compact.loaded.model), before)  # recovery trained a copy
@@ -77,14 +81,14 @@ def test_recovered_brick_refuses_another_compact_model(tiny_llama, train):
     compact = gather_ffn(tiny_llama, half(tiny_llama))
     other = gather_ffn(tiny_llama, half(tiny_llama, offset=1))  # same shapes, other neurons
     brick = recover(tiny_llama, compact, train, FAST)
-    with pytest.raises(BrickworkError, match="was made for base model"):
-        with attach(other.loaded, [brick]):
-            pass
+    refused = pytest.raises(BrickworkError, match="was made for base model")
+    with refused, attach(other.loaded, [brick]):
+        pass
     with pytest.raises(BrickworkError, match="recover this compact model itself"):
         apply_recovery(other.loaded, brick)
-    with pytest.raises(BrickworkError, match="was made for base model"):
-        with attach(tiny_llama, [brick]):  # nor the dense model
-            pass
+    refused = pytest.raises(BrickworkError, match="was made for base model")
+    with refused, attach(tiny_llama, [brick]):  # nor the dense model
+        pass
 
 
 def test_bad_settings_refused(tiny_llama, train):
@@ -128,3 +132,52 @@ def test_missing_configured_directory_refused(tmp_path):
         configured_dirs(tmp_path / "absent")
     with pytest.raises(BrickworkError, match="holds no configured model"):
         configured_dirs(tmp_path)
+
+
+def test_cli_refuses_bad_input_before_loading_a_model(tiny_llama, tiny_samples, tmp_path, capsys):
+    from brickwork.cli import main
+    from brickwork.configure.router import save_router, train_router
+
+    router = tmp_path / "router.safetensors"
+    save_router(train_router(tiny_llama, tiny_samples), router)
+    absent = str(tmp_path / "no-model")  # loading it would fail with another message
+    cases = {
+        "budget": ["generate", "--model", absent, "--budget", "1.5", "Hi"],
+        "unknown functionality 'poetry'": [
+            *("generate", "--model", absent, "--router", str(router)),
+            *("--configure", "poetry", "Hi"),
+        ],
+        "no configured model directory": [
+            *("generate", "--model", absent, "--configured", str(tmp_path / "none"), "Hi"),
+        ],
+        "(0, 1]": [
+            *("configure", "build", "--model", absent, "--functionality", "math"),
+            *("--budget", "0", "--analysis", str(tmp_path), "--out", str(tmp_path / "o")),
+        ],
+        "no analysis directory": [
+            *("configure", "build", "--model", absent, "--functionality", "math"),
+            *("--budget", "0.5", "--analysis", str(tmp_path / "x"), "--out", str(tmp_path / "o")),
+        ],
+    }
+    for message, argv in cases.items():
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and message in err and err.count("\n") == 1, err
+
+
+def test_generate_uses_the_prebuilt_recovered_model(
+    tiny_llama, tiny_model_dirs, stats, train, tmp_path, capsys
+):
+    from brickwork.cli import main
+
+    compact, brick = build_configured(tiny_llama, stats, "math", 0.5, train, FAST)
+    save_configured(compact, brick, tmp_path / "built" / "math-50")
+    common = ["generate", "--model", tiny_model_dirs["llama"], "--max-new-tokens", "2"]
+    common += ["--configured", str(tmp_path / "built"), "--configure", "math"]
+    assert main([*common, "--budget", "0.5", "Hi"]) == 0
+    out = capsys.readouterr().out
+    assert "selection: prebuilt (prebuilt recovered model" in out
+    assert compact.loaded.fingerprint in out
+    assert main([*common, "--budget", "0.25", "Hi"]) == 0  # none at 25%: gathered as before
+    out = capsys.readouterr().out
+    assert "prebuilt" not in out and "selection: prompt" in out

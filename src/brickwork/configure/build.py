@@ -37,7 +37,7 @@ def build_configured(
     functionality: str,
     budget: float,
     train: list[Sample],
-    settings: RecoverySettings = RecoverySettings(),
+    settings: RecoverySettings | None = None,
     *,
     cache_dir: str | Path | None = None,
     progress: bool = False,
@@ -56,7 +56,7 @@ def build_configured(
         dense,
         compact,
         own,
-        settings,
+        settings or RecoverySettings(),
         name=f"recovery-{functionality}-{round(budget * 100)}",
         cache_dir=cache_dir,
         progress=progress,
@@ -120,10 +120,17 @@ def configured_dirs(root: str | Path) -> dict[tuple[str, float], Path]:
     return found
 
 
-def prebuilt_for(found: dict, functionality: str | None, budget: float) -> CompactModel | None:
-    """The prebuilt recovered model for ``functionality`` at ``budget``, or None."""
+def prebuilt_for(
+    found: dict, functionality: str | None, budget: float, dense: LoadedModel | None = None
+) -> CompactModel | None:
+    """The prebuilt recovered model for ``functionality`` at ``budget``, or None; with
+    ``dense``, one cut from other base weights is refused."""
     folder = found.get((functionality, round(float(budget), 6)))
-    return None if folder is None else load_configured(folder)
+    if folder is None:
+        return None
+    if dense is not None:
+        dense.require_base(_manifest(folder)["base_model"], f"the configured model {folder}")
+    return load_configured(folder)
 
 
 def _manifest(folder: Path) -> dict:

@@ -3,8 +3,8 @@
 Each train sample gives two rows: its chat-formatted prompt followed by its reference, and the
 prompt followed by the dense model's own greedy continuation of it. A row is (context tokens,
 target tokens); the recovery loss is the KL to the dense model on the targets' positions. Dense
-continuations are deterministic, so they are cached (in memory, and in ``cache_dir`` if given)
-under a hash of the dense weights, the prompts and the length.
+continuations are deterministic, so they are cached per prompt (in memory, and in ``cache_dir``
+if given) under a hash of the dense weights and the length.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 
 from brickwork.bricks.train_eval import Row
-from brickwork.data.sample import Sample, dataset_hash
+from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import batches, pad, prompt_tokens
 
-_MEMORY: dict[str, list[list[int]]] = {}
+_MEMORY: dict[str, dict[str, list[int]]] = {}
 
 
 def continuations(
@@ -32,19 +32,27 @@ def continuations(
     cache_dir: str | Path | None = None,
     batch_size: int = 8,
 ) -> list[list[int]]:
-    """The dense model's greedy continuation (token ids, at most ``tokens``) of each prompt."""
-    key = hashlib.sha256(f"{dense.fingerprint}|{dataset_hash(samples)}|{tokens}".encode())
-    key = key.hexdigest()[:24]
+    """The dense model's greedy continuation (token ids, at most ``tokens``) of each prompt;
+    only prompts not cached yet are generated."""
+    key = hashlib.sha256(f"{dense.fingerprint}|{tokens}".encode()).hexdigest()[:24]
     file = Path(cache_dir) / f"continuations-{key}.json" if cache_dir else None
-    if key not in _MEMORY and file is not None and file.is_file():
-        _MEMORY[key] = json.loads(file.read_text(encoding="utf-8"))
-    if key not in _MEMORY:
-        _MEMORY[key] = _generate(dense, [s.prompt for s in samples], tokens, batch_size)
-        if file is not None:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(_MEMORY[key])
-            replace_atomically(file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    return _MEMORY[key]
+    cache = _MEMORY.setdefault(key, {})
+    if file is not None and file.is_file():
+        cache.update(json.loads(file.read_text(encoding="utf-8")))
+    prompts = {_prompt_key(s.prompt): s.prompt for s in samples}
+    missing = [p for k, p in prompts.items() if k not in cache]
+    if missing:
+        new = _generate(dense, missing, tokens, batch_size)
+        cache.update({_prompt_key(p): ids for p, ids in zip(missing, new, strict=True)})
+    if file is not None and (missing or not file.is_file()):
+        file.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(cache)
+        replace_atomically(file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return [cache[_prompt_key(s.prompt)] for s in samples]
+
+
+def _prompt_key(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()[:32]
 
 
 def _generate(dense: LoadedModel, prompts: list[str], tokens: int, batch_size: int) -> list:
