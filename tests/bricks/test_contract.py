@@ -106,6 +106,17 @@ def _steering(loaded: LoadedModel) -> Brick:
     return steering_brick("polite", "politeness", loaded.fingerprint, vectors, layers=[1])
 
 
+def _recovery(loaded: LoadedModel) -> Brick:
+    from brickwork.bricks.recovery import RecoverySpec, recovery_brick
+    from brickwork.configure.recover import ffn_parameter_names
+
+    params = dict(loaded.model.named_parameters())
+    names = ffn_parameter_names(loaded)[:2]
+    tensors = {n: params[n].detach() + 0.1 * _random(*params[n].shape, seed=3) for n in names}
+    spec = RecoverySpec(dense_model=loaded.fingerprint, mode="ffn", parameters=names, settings={})
+    return recovery_brick("recovered", loaded, tensors, spec)
+
+
 def _lora(loaded: LoadedModel) -> Brick:
     torch.manual_seed(1)  # init_lora_weights=False: random, non-identity factors
     config = LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False)
@@ -125,6 +136,7 @@ BUILDERS: dict[str, dict[str, Callable[[LoadedModel], Brick]]] = {
     },
     "trace": {"causal": _trace},
     "grown": {"width": _grown},
+    "recovery": {"ffn": _recovery},
     "steering": {"vector": _steering},
     "lora": {"all-linear": _lora},
 }

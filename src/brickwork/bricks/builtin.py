@@ -9,6 +9,7 @@ from __future__ import annotations
 from brickwork.bricks.attach import attach_deltas, attach_loras, attach_neuron_sets, attach_steering
 from brickwork.bricks.kinds import register_brick_kind
 from brickwork.bricks.plugins import lora_on_compact, write_peft_files
+from brickwork.bricks.recovery import RecoverySpec, attach_recovery
 from brickwork.bricks.specs import (
     DeltaSpec,
     GrownSpec,
@@ -28,6 +29,7 @@ register_brick_kind("model", ModelSpec)
 register_brick_kind("delta", DeltaSpec, attach=attach_deltas)
 register_brick_kind("trace", TraceSpec, tensors=("hidden_scores", "mlp_scores"))
 register_brick_kind("grown", GrownSpec)
+register_brick_kind("recovery", RecoverySpec, attach=attach_recovery)  # bound to a compact model
 register_brick_kind(
     "steering",
     SteeringSpec,

@@ -21,7 +21,10 @@ GENERATE_OPTIONS = {
 
 def register(commands) -> None:
     """Add this area's commands to the parser."""
+    from brickwork.cli.configure_build import register_build
     from brickwork.configure.pipeline import SELECTIONS, configured_generate
+
+    register_build(commands)
 
     route = commands.add_parser(
         "train-router", help="train the instruction router on the built-in suite's train split"
@@ -39,6 +42,9 @@ def register(commands) -> None:
     add_keywords(generate, configured_generate, GENERATE_OPTIONS, choices={"selection": SELECTIONS})
     generate.add_argument("--router", help="router file from `brickwork train-router` (for auto)")
     generate.add_argument("--analysis", help="analysis directory from `brickwork analyze`")
+    generate.add_argument(
+        "--configured", help="directory of prebuilt configured models (brickwork configure build)"
+    )
     add_repeatable(generate, "--plugin", "a plugin brick directory to attach (repeatable)")
     generate.add_argument("--trace", help="also write the trace as JSON to this file")
     generate.set_defaults(run=run_generate)
@@ -79,8 +85,10 @@ def _warn_if_cut(loaded, instruction: str) -> None:
 def run_generate(args) -> None:
     from brickwork.bricks import load_brick
     from brickwork.cli.outputs import check_out_file
+    from brickwork.configure.build import configured_dirs
+    from brickwork.configure.compact import check_budget
     from brickwork.configure.pipeline import configured_generate
-    from brickwork.configure.router import load_router
+    from brickwork.configure.router import load_router, router_knows
     from brickwork.configure.select import load_stats
     from brickwork.errors import BrickworkError
     from brickwork.io import replace_atomically
@@ -91,7 +99,11 @@ def run_generate(args) -> None:
     if not args.instruction.strip():
         raise BrickworkError("the instruction is empty")
     check_out_file(args.trace, "the trace file")
+    check_budget(args.budget)
+    prebuilt = configured_dirs(args.configured) if args.configured else None
     router = load_router(args.router) if args.router else None
+    if router and args.configure not in ("auto", "none"):
+        router_knows(router, args.configure)
     loaded = load_model(args.model, **model_options(args))
     stats = load_stats(args.analysis) if args.analysis else None
     plugins = [load_brick(p) for p in args.plugin]
@@ -103,6 +115,7 @@ def run_generate(args) -> None:
         router=router,
         stats=stats,
         plugins=plugins,
+        prebuilt=prebuilt,
     )
     print(answer.strip())
     print("---")

@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 from brickwork.bricks.attach import attach
+from brickwork.configure.build import prebuilt_for
 from brickwork.configure.compact import CompactModel, attach_plugins, check_budget, gather_ffn
 from brickwork.configure.prompted import (
     dense_prefill,
@@ -97,8 +98,11 @@ def configured_generate(
     plugins: list | tuple = (),
     max_new_tokens: int = 64,
     mix: float = PRIOR_MIX,
+    prebuilt: dict | None = None,
 ) -> tuple[str, Trace]:
-    """Answer ``instruction`` with a model configured for it; returns (answer, trace)."""
+    """Answer ``instruction`` with a model configured for it; returns (answer, trace).
+    ``prebuilt`` (configure/build.py ``configured_dirs``): use the saved recovered model of the
+    routed functionality and budget when there is one."""
     check_choice(selection, SELECTIONS, "selection")
     check_budget(budget)
     if stats is not None:
@@ -120,7 +124,11 @@ def configured_generate(
     )
     compact = None
     if configure != "none":
-        compact = _compact_for(loaded, prefill, functionality, budget, selection, stats, mix)
+        compact = prebuilt_for(prebuilt, functionality, budget, loaded) if prebuilt else None
+        if compact is not None:
+            selection = "prebuilt"
+        else:
+            compact = _compact_for(loaded, prefill, functionality, budget, selection, stats, mix)
         trace.selection, trace.rule, trace.budget = selection, compact.info["rule"], budget
         trace.neurons_per_layer, trace.d_ff = compact.widths, compact.base_d_ff
         trace.compact_model = compact.loaded.fingerprint

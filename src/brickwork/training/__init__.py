@@ -6,7 +6,7 @@ held-out loss, best parameters restored); ``kl_to_reference`` is the optional lo
 """
 
 from brickwork.training.best import BestState
-from brickwork.training.kl import kl_to_reference
+from brickwork.training.kl import kl, kl_to_reference
 from brickwork.training.loop import MAX_GRAD_NORM, TrainResult, fit, warmup_linear_decay
 from brickwork.training.rng import batch_order, seeded
 from brickwork.training.settings import TrainSettings, check_at_least_one, check_positive
@@ -20,6 +20,7 @@ __all__ = [
     "check_at_least_one",
     "check_positive",
     "fit",
+    "kl",
     "kl_to_reference",
     "seeded",
     "warmup_linear_decay",

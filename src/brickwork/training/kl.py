@@ -31,8 +31,14 @@ def kl_to_reference(
     def term(step: int) -> torch.Tensor:
         batch = [rows[i] for i in order[step - 1]]
         with torch.no_grad():
-            base = log_softmax(reference(batch).float(), dim=-1)
-        now = log_softmax(trained(batch).float(), dim=-1)
-        return weight * kl_div(now, base, log_target=True, reduction="batchmean")
+            base = reference(batch)
+        return weight * kl(base, trained(batch))
 
     return term
+
+
+def kl(reference_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(reference || trained) per token, averaged over the tokens (rows of [tokens, vocab])."""
+    base = log_softmax(reference_logits.float(), dim=-1)
+    now = log_softmax(logits.float(), dim=-1)
+    return kl_div(now, base, log_target=True, reduction="batchmean")

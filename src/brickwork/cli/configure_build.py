@@ -1,0 +1,63 @@
+"""``brickwork configure build``: slice a compact model for a functionality and budget, recover
+it by self-distillation and save it for ``brickwork generate --configured DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register_build(commands) -> None:
+    from brickwork.configure.recover import RecoverySettings
+    from brickwork.models import DEFAULT_MODEL
+
+    configure = commands.add_parser("configure", help="build configured models once, reuse them")
+    actions = configure.add_subparsers(dest="configure_command", required=True)
+    build = actions.add_parser(
+        "build", help="slice + recover a configured model for a functionality and budget"
+    )
+    build.add_argument("--functionality", required=True)
+    build.add_argument("--budget", type=float, required=True, help="share of FFN neurons kept")
+    build.add_argument("--analysis", required=True, help="analysis directory (brickwork analyze)")
+    build.add_argument("--out", required=True, help="configured model directory to write")
+    build.add_argument("--model", default=DEFAULT_MODEL)
+    build.add_argument("--recovery-steps", type=int, default=RecoverySettings.steps)
+    build.add_argument("--recovery-mode", default=RecoverySettings.mode, help="lora or ffn")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(run=run_build)
+
+
+def run_build(args) -> None:
+    from brickwork.configure.build import build_configured, save_configured
+    from brickwork.configure.compact import check_budget
+    from brickwork.configure.recover import RecoverySettings
+    from brickwork.configure.select import load_stats
+    from brickwork.data import load_builtin_suite
+    from brickwork.errors import BrickworkError
+    from brickwork.models import load_model
+
+    check_budget(args.budget)
+    settings = RecoverySettings(steps=args.recovery_steps, mode=args.recovery_mode, seed=args.seed)
+    settings.check()
+    if not Path(args.analysis).is_dir():
+        raise BrickworkError(f"no analysis directory at {args.analysis}")
+    stats = load_stats(args.analysis)
+    stats.index(args.functionality)  # an unknown functionality fails before the model loads
+    loaded = load_model(args.model)
+    compact, brick = build_configured(
+        loaded,
+        stats,
+        args.functionality,
+        args.budget,
+        load_builtin_suite("train"),
+        settings,
+        progress=not args.quiet,
+    )
+    folder = save_configured(compact, brick, args.out)
+    m = brick.metrics
+    print(f"configured model: {args.functionality} at {args.budget:.0%} of FFN neurons")
+    print(
+        f"recovery ({settings.mode}, {m['steps_run']} steps, {m['wall_seconds']:.0f} s): "
+        f"held-out KL to dense {m['heldout_loss_before']:.3f} -> {m['heldout_loss_after']:.3f}"
+    )
+    print(f"saved {folder}")
