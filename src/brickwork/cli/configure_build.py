@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+RECOVERY_OPTIONS = ("mode", "steps", "lr", "rank", "seed", "max_seconds")
+
 
 def register_build(commands) -> None:
+    from brickwork.cli.options import add_model, add_quiet
+    from brickwork.cli.settings import add_settings
     from brickwork.configure.recover import RecoverySettings
-    from brickwork.models import DEFAULT_MODEL
 
     configure = commands.add_parser("configure", help="build configured models once, reuse them")
     actions = configure.add_subparsers(dest="configure_command", required=True)
@@ -19,15 +22,15 @@ def register_build(commands) -> None:
     build.add_argument("--budget", type=float, required=True, help="share of FFN neurons kept")
     build.add_argument("--analysis", required=True, help="analysis directory (brickwork analyze)")
     build.add_argument("--out", required=True, help="configured model directory to write")
-    build.add_argument("--model", default=DEFAULT_MODEL)
-    build.add_argument("--recovery-steps", type=int, default=RecoverySettings.steps)
-    build.add_argument("--recovery-mode", default=RecoverySettings.mode, help="lora or ffn")
-    build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_model(build)
+    add_settings(build, RecoverySettings, only=RECOVERY_OPTIONS)
+    add_quiet(build)
     build.set_defaults(run=run_build)
 
 
 def run_build(args) -> None:
+    from brickwork.cli.options import model_options
+    from brickwork.cli.settings import settings_from
     from brickwork.configure.build import build_configured, save_configured
     from brickwork.configure.compact import check_budget
     from brickwork.configure.recover import RecoverySettings
@@ -37,13 +40,13 @@ def run_build(args) -> None:
     from brickwork.models import load_model
 
     check_budget(args.budget)
-    settings = RecoverySettings(steps=args.recovery_steps, mode=args.recovery_mode, seed=args.seed)
+    settings = settings_from(args, RecoverySettings)
     settings.check()
     if not Path(args.analysis).is_dir():
         raise BrickworkError(f"no analysis directory at {args.analysis}")
     stats = load_stats(args.analysis)
     stats.index(args.functionality)  # an unknown functionality fails before the model loads
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, **model_options(args))
     compact, brick = build_configured(
         loaded,
         stats,
