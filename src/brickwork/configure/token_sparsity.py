@@ -99,7 +99,7 @@ def calibrate(
     method: str,
     budgets: list[float],
     samples: list[Sample],
-    max_values: int = 4_000_000,
+    max_values: int = 500_000,
     seed: int = 0,
 ) -> dict[float, TokenSparsity]:
     """Thresholds for each budget from the calibration samples' tokens (pass TRAIN samples).
