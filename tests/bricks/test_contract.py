@@ -30,6 +30,7 @@ from brickwork.bricks import (
     save_brick,
     steering_brick,
 )
+from brickwork.bricks.vocabulary import vocabulary_brick
 from brickwork.data.edits import EditFact
 from brickwork.models.families import family_for
 from brickwork.models.load import LoadedModel, fingerprint
@@ -106,6 +107,11 @@ def _steering(loaded: LoadedModel) -> Brick:
     return steering_brick("polite", "politeness", loaded.fingerprint, vectors, layers=[1])
 
 
+def _vocabulary(loaded: LoadedModel) -> Brick:
+    vocab = loaded.model.config.vocab_size
+    return vocabulary_brick("words", "writing", loaded.fingerprint, torch.arange(64), vocab, "test")
+
+
 def _lora(loaded: LoadedModel) -> Brick:
     torch.manual_seed(1)  # init_lora_weights=False: random, non-identity factors
     config = LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False)
@@ -126,6 +132,7 @@ BUILDERS: dict[str, dict[str, Callable[[LoadedModel], Brick]]] = {
     "trace": {"causal": _trace},
     "grown": {"width": _grown},
     "steering": {"vector": _steering},
+    "vocabulary": {"first-64": _vocabulary},
     "lora": {"all-linear": _lora},
 }
 CASES = [(k, v) for k, variants in BUILDERS.items() for v in variants]
