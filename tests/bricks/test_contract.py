@@ -30,6 +30,7 @@ from brickwork.bricks import (
     save_brick,
     steering_brick,
 )
+from brickwork.bricks.vocabulary import vocabulary_brick
 from brickwork.data.edits import EditFact
 from brickwork.models.families import family_for
 from brickwork.models.load import LoadedModel, fingerprint
@@ -117,6 +118,11 @@ def _recovery(loaded: LoadedModel) -> Brick:
     return recovery_brick("recovered", loaded, tensors, spec)
 
 
+def _vocabulary(loaded: LoadedModel) -> Brick:
+    vocab = loaded.model.config.vocab_size
+    return vocabulary_brick("words", "writing", loaded.fingerprint, torch.arange(64), vocab, "test")
+
+
 def _lora(loaded: LoadedModel) -> Brick:
     torch.manual_seed(1)  # init_lora_weights=False: random, non-identity factors
     config = LoraConfig(r=2, target_modules="all-linear", init_lora_weights=False)
@@ -138,6 +144,7 @@ BUILDERS: dict[str, dict[str, Callable[[LoadedModel], Brick]]] = {
     "grown": {"width": _grown},
     "recovery": {"ffn": _recovery},
     "steering": {"vector": _steering},
+    "vocabulary": {"first-64": _vocabulary},
     "lora": {"all-linear": _lora},
 }
 CASES = [(k, v) for k, variants in BUILDERS.items() for v in variants]

@@ -20,7 +20,9 @@ from brickwork.bricks.specs import (
     NeuronSetSpec,
     SteeringSpec,
     TraceSpec,
+    VocabularySpec,
 )
+from brickwork.bricks.vocabulary import attach_vocabulary
 
 register_brick_kind("neuron_set", NeuronSetSpec, attach=attach_neuron_sets, tensors=("mask",))
 register_brick_kind("neuron_group", NeuronGroupSpec, tensors=("assignment",))
@@ -37,6 +39,13 @@ register_brick_kind(
     compact=lambda brick, sliced: None,  # adds to layer outputs: any compact model takes it
     group="plugin",
     tensors=("vectors",),
+)
+register_brick_kind(
+    "vocabulary",
+    VocabularySpec,
+    attach=attach_vocabulary,
+    compact=lambda brick, sliced: None,  # replaces the LM head only: any compact model takes it
+    tensors=("tokens",),
 )
 register_brick_kind(
     "lora",

@@ -102,3 +102,13 @@ class GrownSpec(BrickSpec):
 
     slices: dict
     growth: dict
+
+
+@dataclass(eq=False, kw_only=True)
+class VocabularySpec(BrickSpec):
+    """An output-vocabulary slice: the LM-head rows of ``n_tokens`` of ``vocab_size`` tokens
+    (tensor ``tokens``), computed exactly; the rest are screened so greedy decoding stays exact."""
+
+    vocab_size: int
+    n_tokens: int
+    rule: str  # how the tokens were chosen

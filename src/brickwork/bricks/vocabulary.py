@@ -1,0 +1,138 @@
+"""Output-vocabulary bricks: a per-functionality slice of the LM head, with a safe screen.
+
+Attached, the model's output embedding becomes a ``SlicedHead``. For final hidden states h it
+computes the slice's logits exactly (float32) and screens every other token with a bfloat16 copy
+of its row, c_v ~ w_v·h, whose error is bounded per row:
+
+    |w_v·h - c_v| <= ||w_v - bf16(w_v)||·||h|| + ||bf16(w_v)||·||h - bf16(h)||
+                     + 2^-7·|c_v| + d·2^-23·||bf16(w_v)||·||bf16(h)||
+
+Every outside token whose upper bound reaches the best slice logit (a token that could win) is
+recomputed exactly, so the argmax, and greedy decoding, equals the full head's. The other logits
+are the screened values (within the bound), so perplexity stays measurable. ``stats`` counts how
+often an outside token had to be recomputed ("fallback") and how often the simpler bound
+||h||·max_v ||w_v|| (no screen) would have had to fall back to the full head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from brickwork.bricks.brick import Brick
+from brickwork.bricks.specs import VocabularySpec
+from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import prompt_tokens
+
+
+class SlicedHead(nn.Module):
+    def __init__(self, head: nn.Module, tokens: torch.Tensor):
+        super().__init__()
+        weight = head.weight.detach()
+        self.vocab, self.dim = weight.shape
+        inside = torch.zeros(self.vocab, dtype=torch.bool)
+        inside[tokens] = True
+        self.inside, self.outside = inside.nonzero().squeeze(1), (~inside).nonzero().squeeze(1)
+        self.weight_ref, self.bias = weight, getattr(head, "bias", None)
+        self.rows = weight[self.inside].contiguous()
+        out = weight[self.outside]
+        self.screen = out.bfloat16()
+        self.screen_norm = self.screen.float().norm(dim=1)
+        self.round_norm = (out - self.screen.float()).norm(dim=1)
+        self.out_max_norm = float(out.norm(dim=1).max()) if len(out) else 0.0
+        self.stats = {"positions": 0, "fallback": 0, "recomputed": 0, "norm_bound_fallback": 0}
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        shape = hidden.shape[:-1]
+        h = hidden.reshape(-1, self.dim)
+        exact = h @ self.rows.T  # [N, |S|]
+        hb = h.bfloat16()
+        c = (hb @ self.screen.T).float()  # [N, |O|]
+        h_norm, hb_f = h.norm(dim=1, keepdim=True), hb.float()
+        margin = (
+            self.round_norm * h_norm
+            + self.screen_norm * (h - hb_f).norm(dim=1, keepdim=True)
+            + c.abs() * 2**-7
+            + self.dim * 2**-23 * self.screen_norm * hb_f.norm(dim=1, keepdim=True)
+        )
+        best = exact.max(dim=1, keepdim=True).values
+        hit = c + margin >= best  # [N, |O|]: outside tokens that could beat the slice
+        could_win = hit.any(dim=0).nonzero().squeeze(1)
+        if len(could_win):  # recompute those outside tokens exactly
+            c[:, could_win] = h @ self.weight_ref[self.outside[could_win]].T
+        self._count(h_norm, best, hit, len(could_win))
+        logits = torch.empty(h.shape[0], self.vocab, dtype=h.dtype)
+        logits[:, self.inside] = exact
+        logits[:, self.outside] = c
+        if self.bias is not None:
+            logits = logits + self.bias
+        return logits.reshape(*shape, self.vocab)
+
+    def _count(self, h_norm, best, hit, recomputed: int) -> None:
+        self.stats["positions"] += best.shape[0]
+        self.stats["fallback"] += int(hit.any(dim=1).sum())
+        self.stats["recomputed"] += recomputed
+        self.stats["norm_bound_fallback"] += int((h_norm * self.out_max_norm >= best).sum())
+
+
+@contextmanager
+def sliced_head(model: nn.Module, tokens: torch.Tensor) -> Iterator[SlicedHead]:
+    """Swap ``model``'s output embedding for a ``SlicedHead`` over ``tokens`` while inside."""
+    original = model.get_output_embeddings()
+    head = SlicedHead(original, tokens)
+    model.set_output_embeddings(head)
+    try:
+        yield head
+    finally:
+        model.set_output_embeddings(original)
+
+
+@contextmanager
+def attach_vocabulary(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterator[None]:
+    """The union of the bricks' token slices as the model's head while inside."""
+    tokens = torch.cat([b.tensors["tokens"] for b in bricks]).unique()
+    with sliced_head(loaded.model, tokens):
+        yield None
+
+
+def vocabulary_brick(
+    name: str, purpose: str, base_model: str, tokens: torch.Tensor, vocab_size: int, rule: str
+) -> Brick:
+    tokens = tokens.long().unique()
+    spec = VocabularySpec(vocab_size=vocab_size, n_tokens=len(tokens), rule=rule)
+    return Brick(name, "vocabulary", "emergent", purpose, base_model, {"tokens": tokens}, spec)
+
+
+def collect_vocabulary(
+    loaded: LoadedModel, prompts: list[str], references: list[str], new_tokens: int = 48
+) -> torch.Tensor:
+    """Token ids of the prompts, references and the dense model's greedy continuations."""
+    tok, seen = loaded.tokenizer, set()
+    for prompt, reference in zip(prompts, references, strict=True):
+        ids = prompt_tokens(tok, prompt, chat=True)
+        seen.update(ids)
+        seen.update(tok(reference, add_special_tokens=False)["input_ids"])
+        if new_tokens:
+            with torch.no_grad():
+                out = loaded.model.generate(
+                    input_ids=torch.tensor([ids]),
+                    max_new_tokens=new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                )
+            seen.update(out[0, len(ids) :].tolist())
+    seen.update(i for i in (tok.eos_token_id, tok.pad_token_id, tok.bos_token_id) if i is not None)
+    return torch.tensor(sorted(seen))
+
+
+def frequent_tokens(loaded: LoadedModel, texts: list[str], top: int) -> torch.Tensor:
+    """The ``top`` most frequent token ids over ``texts``."""
+    counts: dict[int, int] = {}
+    for text in texts:
+        for i in loaded.tokenizer(text, add_special_tokens=False)["input_ids"]:
+            counts[i] = counts.get(i, 0) + 1
+    ranked = sorted(counts, key=lambda i: -counts[i])[:top]
+    return torch.tensor(sorted(ranked), dtype=torch.long)
