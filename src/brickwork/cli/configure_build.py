@@ -18,7 +18,7 @@ def register_build(commands) -> None:
     build = actions.add_parser(
         "build", help="slice + recover a configured model for a functionality and budget"
     )
-    build.add_argument("--functionality", required=True)
+    build.add_argument("--functionality", required=True, help="the functionality to build for")
     build.add_argument("--budget", type=float, required=True, help="share of FFN neurons kept")
     build.add_argument("--analysis", required=True, help="analysis directory (brickwork analyze)")
     build.add_argument("--out", required=True, help="configured model directory to write")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,8 +43,10 @@ class RecoverySettings(TrainSettings):
     lr: float = 1e-3
     batch_size: int = 8
     eval_every: int = 1_000_000  # held-out KL before and after only
-    mode: str = "lora"
-    rank: int = 16  # LoRA rank (mode "lora")
+    mode: str = field(
+        default="lora", metadata={"help": "train a LoRA or the kept FFN weights", "choices": MODES}
+    )
+    rank: int = field(default=16, metadata={"help": "LoRA rank (mode lora)"})
     seq_len: int = 128  # tokens per row: the prompt's end, then at most seq_len // 2 targets
     continuation_tokens: int = 64  # dense greedy continuation per train prompt (0: none)
     heldout_rows: int = 8  # train rows held aside for early stopping
