@@ -16,8 +16,8 @@ from brickwork.configure.build import (
 )
 from brickwork.configure.compact import gather_ffn
 from brickwork.configure.recover import RecoverySettings, recover
-from brickwork.configure.select import SelectionStats
 from brickwork.errors import BrickworkError
+from tests.configure.conftest import tiny_stats
 
 FAST = RecoverySettings(
     steps=4, batch_size=4, lr=1e-3, seq_len=48, continuation_tokens=6, mode="ffn"
@@ -32,17 +32,7 @@ def logits(model):
 
 @pytest.fixture
 def stats(tiny_llama):
-    generator = torch.Generator().manual_seed(0)
-    sets = torch.zeros(3, 2, 64, dtype=torch.bool)
-    sets[1, :, :4] = True
-    return SelectionStats(
-        ["coding", "math", "writing"],
-        torch.rand(3, 2, 64, generator=generator),
-        sets,
-        torch.zeros(2, 64, dtype=torch.bool),
-        torch.rand(2, 64),
-        tiny_llama.fingerprint,
-    )
+    return tiny_stats(tiny_llama, with_set=1)
 
 
 def half(loaded, offset=0):

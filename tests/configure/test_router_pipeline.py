@@ -5,9 +5,9 @@ import torch
 
 from brickwork.configure.pipeline import configured_generate
 from brickwork.configure.router import load_router, route, save_router, train_router
-from brickwork.configure.select import SelectionStats
 from brickwork.errors import BrickworkError
 from brickwork.models import load_model
+from tests.configure.conftest import tiny_stats
 
 
 @pytest.fixture(scope="module")
@@ -17,17 +17,7 @@ def router(tiny_llama, tiny_samples):
 
 @pytest.fixture
 def stats(tiny_llama):
-    generator = torch.Generator().manual_seed(0)
-    sets = torch.zeros(3, 2, 64, dtype=torch.bool)
-    sets[0, :, :4] = True
-    return SelectionStats(
-        ["coding", "math", "writing"],
-        torch.rand(3, 2, 64, generator=generator),
-        sets,
-        torch.zeros(2, 64, dtype=torch.bool),
-        torch.rand(2, 64),
-        tiny_llama.fingerprint,
-    )
+    return tiny_stats(tiny_llama, with_set=0)
 
 
 def test_router_fits_train_and_round_trips(router, tiny_llama, tiny_samples, tmp_path):
