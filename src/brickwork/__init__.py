@@ -3,6 +3,8 @@
 from brickwork.analysis import Analysis, AnalysisSettings, analyze, load_analysis, save_analysis
 from brickwork.bricks import Brick, BrickRepository, attach, load_brick, save_brick
 from brickwork.configure import configured_generate, gather_ffn, load_compact, save_compact
+from brickwork.configure.build import build_configured, load_configured, save_configured
+from brickwork.configure.recover import RecoverySettings, recover
 from brickwork.data import Sample, load_builtin_suite, load_data, load_jsonl
 from brickwork.errors import BrickworkError
 from brickwork.models import DEFAULT_MODEL, LoadedModel, load_model
@@ -23,9 +25,11 @@ __all__ = [
     "BrickworkError",
     "LoadedModel",
     "Profile",
+    "RecoverySettings",
     "Sample",
     "analyze",
     "attach",
+    "build_configured",
     "configured_generate",
     "edit",
     "gather_ffn",
@@ -37,6 +41,7 @@ __all__ = [
     "load_brick",
     "load_builtin_suite",
     "load_compact",
+    "load_configured",
     "load_data",
     "load_grown",
     "load_jsonl",
@@ -47,10 +52,12 @@ __all__ = [
     "merge_profiles",
     "merge_ties",
     "profile_model",
+    "recover",
     "rollback",
     "save_analysis",
     "save_brick",
     "save_compact",
+    "save_configured",
     "save_grown",
     "task_arithmetic",
     "with_embedding",
