@@ -26,6 +26,7 @@ from torch.nn.functional import embedding_bag, linear
 
 from brickwork.configure.token_sparsity import TokenSparsity, activation
 from brickwork.errors import BrickworkError
+from brickwork.models.ffn import down_matrix, input_matrix
 from brickwork.models.load import LoadedModel
 
 
@@ -33,8 +34,8 @@ class SparseFfn(nn.Module):
     def __init__(self, loaded: LoadedModel, mlp: nn.Module, sparsity: TokenSparsity, layer: int):
         super().__init__()
         family = loaded.family
-        if family.gate is None or family.conv1d:
-            raise BrickworkError("the gathered sparse FFN needs a gated Linear FFN")
+        if family.gate is None:
+            raise BrickworkError("the gathered sparse FFN needs a gated FFN")
         if any(
             getattr(getattr(mlp, n), "bias", None) is not None
             for n in (family.gate, family.up, family.down)
@@ -44,11 +45,8 @@ class SparseFfn(nn.Module):
             raise BrickworkError(f"no gathered kernel for {sparsity.method!r}; use teal or cats")
         self.method, self.act = sparsity.method, activation(loaded)
         self.t = {k: float(v[layer]) for k, v in sparsity.thresholds.items()}
-        gate, up = (
-            getattr(mlp, family.gate).weight.detach(),
-            getattr(mlp, family.up).weight.detach(),
-        )
-        down = getattr(mlp, family.down).weight.detach()
+        gate, up = (input_matrix(family, mlp, n).detach() for n in (family.gate, family.up))
+        down = down_matrix(family, mlp).detach()
         self.down_t = down.t().contiguous()  # [d_ff, d_model]: row i is neuron i's output
         if self.method == "cats":
             self.gate, self.up = gate, up  # [d_ff, d_model]: rows gathered per neuron
