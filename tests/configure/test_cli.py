@@ -60,12 +60,34 @@ def test_route_then_generate_auto(tiny_model_dirs, tmp_path, capsys):
     assert "router: " in capsys.readouterr().out
 
 
-def test_generate_refuses_bad_budget_and_missing_router(tiny_model_dirs, capsys):
+def test_generate_auto_trains_the_router_once_and_caches_it(
+    tiny_model_dirs, tmp_path, monkeypatch, capsys
+):
+    from brickwork.configure import router as router_module
+
+    monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path / "cache"))
+    trained = []
+    real_train = router_module.train_router
+    monkeypatch.setattr(
+        router_module, "train_router", lambda *a, **k: trained.append(1) or real_train(*a, **k)
+    )
+    model = tiny_model_dirs["llama"]
+    command = ["generate", "--model", model, "--max-new-tokens", "2", "Hi"]
+    assert main(command) == 0
+    first = capsys.readouterr()
+    assert "training the instruction router" in first.err and "router: " in first.out
+    assert len(list((tmp_path / "cache" / "routers").glob("*.safetensors"))) == 1
+    assert main(command) == 0
+    second = capsys.readouterr()
+    assert "training the instruction router" not in second.err
+    assert trained == [1]
+    assert second.out.split("---")[1] == first.out.split("---")[1]  # same routing, same trace
+
+
+def test_generate_refuses_bad_budget_and_static_without_analysis(tiny_model_dirs, capsys):
     model = tiny_model_dirs["llama"]
     assert main(["generate", "--model", model, "--budget", "1.5", "Hi"]) == 2
     assert "budget" in capsys.readouterr().err
-    assert main(["generate", "--model", model, "Hi"]) == 2
-    assert "needs a router" in capsys.readouterr().err
     assert (
         main(["generate", "--model", model, "--configure", "math", "--selection", "static", "Hi"])
         == 2

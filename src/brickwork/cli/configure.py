@@ -40,7 +40,11 @@ def register(commands) -> None:
     generate.add_argument("instruction", help="the instruction to answer")
     add_model(generate)
     add_keywords(generate, configured_generate, GENERATE_OPTIONS, choices={"selection": SELECTIONS})
-    generate.add_argument("--router", help="router file from `brickwork train-router` (for auto)")
+    generate.add_argument(
+        "--router",
+        help="router file from `brickwork train-router` (for auto; default: the built-in suite's "
+        "router, trained on first use and cached per model)",
+    )
     generate.add_argument("--analysis", help="analysis directory from `brickwork analyze`")
     generate.add_argument(
         "--configured", help="directory of prebuilt configured models (brickwork configure build)"
@@ -88,7 +92,7 @@ def run_generate(args) -> None:
     from brickwork.configure.build import configured_dirs
     from brickwork.configure.compact import check_budget
     from brickwork.configure.pipeline import configured_generate
-    from brickwork.configure.router import load_router, router_knows
+    from brickwork.configure.router import default_router, load_router, router_knows
     from brickwork.configure.select import load_stats
     from brickwork.errors import BrickworkError
     from brickwork.io import replace_atomically
@@ -105,6 +109,8 @@ def run_generate(args) -> None:
     if router and args.configure not in ("auto", "none"):
         router_knows(router, args.configure)
     loaded = load_model(args.model, **model_options(args))
+    if router is None and args.configure == "auto":
+        router = default_router(loaded)
     stats = load_stats(args.analysis) if args.analysis else None
     plugins = [load_brick(p) for p in args.plugin]
     _warn_if_cut(loaded, args.instruction)

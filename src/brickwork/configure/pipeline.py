@@ -79,7 +79,9 @@ def _routed(router: Router | None, configure: str, hidden_states, stats, loaded)
             raise BrickworkError(f"unknown functionality {configure!r}; known: {', '.join(known)}")
         return configure, {}
     if router is None:
-        raise BrickworkError("--configure auto needs a router (brickwork train-router makes one)")
+        raise BrickworkError(
+            "--configure auto needs a router (train_router, or default_router to train and cache one)"
+        )
     check_router(router, loaded)
     probs = router.probabilities(pool_hidden(hidden_states, router.layers))[0]
     named = dict(zip(router.functionalities, probs.tolist(), strict=True))

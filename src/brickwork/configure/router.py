@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
-from brickwork.models.load import LoadedModel
+from brickwork.models.load import LoadedModel, cache_root
 from brickwork.models.states import prompt_states
 
 MAX_PROMPT_TOKENS = 192  # as configure/prompted.py
@@ -162,3 +162,35 @@ def load_router(path: str | Path) -> Router:
     except Exception:  # safetensors and JSON raise many types for a damaged file
         pass
     raise BrickworkError(f"{path} is not a router file (from `brickwork route`)")
+
+
+def router_cache_path(loaded: LoadedModel) -> Path:
+    """Where the default router of ``loaded`` is cached (per base-model fingerprint)."""
+    return cache_root() / "routers" / f"{loaded.fingerprint}.safetensors"
+
+
+def default_router(loaded: LoadedModel, progress: bool = False) -> Router:
+    """The router trained on the built-in suite's train split for ``loaded``: trained on first
+    use and cached per base model, so ``--configure auto`` works without a router file."""
+    import sys
+
+    from brickwork.data import load_builtin_suite
+
+    path = router_cache_path(loaded)
+    if path.is_file():
+        try:
+            router = load_router(path)
+            if router.base_model == loaded.fingerprint:
+                return router
+        except BrickworkError:
+            pass  # a damaged cache entry is trained again and replaced
+    print(
+        f"training the instruction router for this model once (cached in {path})", file=sys.stderr
+    )
+    router = train_router(loaded, load_builtin_suite("train"), progress=progress)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_router(router, path)
+    except OSError as exc:
+        print(f"warning: the router could not be cached ({exc})", file=sys.stderr)
+    return router
