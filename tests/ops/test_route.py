@@ -178,9 +178,10 @@ def test_cli_retrieve(tiny_llama, tiny_model_dirs, described, tmp_path, capsys):
     ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].split()[1] == "digits"
+    assert lines[0].split()[:3] == ["score", "fit", "brick"]
+    assert len(lines) == 3 and lines[1].split()[2] == "digits"
     assert main([*argv, "--scoring", "centre"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].split()[1] == "digits"
+    assert capsys.readouterr().out.splitlines()[1].split()[2] == "digits"
     assert main(["bricks", "retrieve", "--repo", str(repo.root)]) == 2
 
 

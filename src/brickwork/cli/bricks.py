@@ -101,8 +101,19 @@ def cmd_retrieve(args: argparse.Namespace) -> None:
 
     repo = _repo(args)
     loaded = load_model(args.model, **model_options(args))
-    for match in retrieve(loaded, repo, args.instruction, k=args.k, scoring=args.scoring):
-        print(f"{match.score:7.4f}  {match.name:<40} {match.description}")
+    from brickwork.ops.typicality import NO_FIT
+
+    matches = retrieve(loaded, repo, args.instruction, k=args.k, scoring=args.scoring)
+    print(f"{'score':>7}  {'fit':>5}  {'brick':<40} description")
+    for match in matches:
+        fit = "  n/a" if match.fit is None else f"{match.fit:5.2f}"
+        print(f"{match.score:7.4f}  {fit}  {match.name:<40} {match.description}")
+    best = max((m.fit for m in matches if m.fit is not None), default=None)
+    if best is not None and best < NO_FIT:
+        print(
+            f"note: no brick fits this instruction (best fit {best:.2f}: it is farther from every "
+            "brick than almost all of the brick's own training prompts)"
+        )
 
 
 def _add_extract(actions) -> None:

@@ -4,7 +4,9 @@ embeddings that ``ops/route.py`` gives bricks, queried with an instruction embed
 A ``RetrievalIndex`` holds one matrix, so a query over hundreds of bricks is one matrix-vector
 product; how it scores is a registered scoring (ops/scorings.py), falling back from ``lda`` to
 ``standardise`` to ``centre`` when bricks lack the statistics (``index.scoring`` says which it
-uses). It can be saved to and loaded from one safetensors file.
+uses). Each match also carries a calibrated ``fit`` (ops/typicality.py): how typical the query is of
+the brick's own training prompts, so a query far from every brick says so. It can be saved to and
+loaded from one safetensors file.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from brickwork.io import replace_atomically
 from brickwork.models.load import LoadedModel
 from brickwork.ops.route import EMBEDDING_KEY, SECOND_MOMENT_KEY, STATES_KEY, embed_prompts
 from brickwork.ops.scorings import DEFAULT_SCORING, SCORINGS, Fitted, Purpose, fit_scoring
+from brickwork.ops.typicality import Typicality, typicality
 
 INDEX_FORMAT = "brickwork-retrieval-index"
 
@@ -34,6 +37,7 @@ class Match:
     name: str
     score: float
     description: str
+    fit: float | None = None  # share of the brick's training prompts as far from it as the query
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class RetrievalIndex:
     base_model: str
     scoring: str = DEFAULT_SCORING
     bias: torch.Tensor | None = None  # [N] lda's intercepts
+    typical: Typicality | None = None  # None when the bricks lack their prompt states
 
     @property
     def mean(self) -> torch.Tensor:
@@ -76,7 +81,7 @@ class RetrievalIndex:
         (``index.scoring`` says which)."""
         scoring = SCORINGS[scoring].name  # an unknown name is refused first
         if not entries:
-            raise BrickworkError("no bricks with a purpose embedding to retrieve from")
+            raise BrickworkError(NO_EMBEDDINGS)
         purposes = [e if isinstance(e, Purpose) else Purpose(*e) for e in entries]
         means = torch.stack([p.mean.double() for p in purposes])
         if not torch.isfinite(means).all():
@@ -97,6 +102,7 @@ class RetrievalIndex:
             base_model,
             used,
             fitted.bias,
+            typicality([p.states for p in purposes], means),
         )
 
     @classmethod
@@ -167,6 +173,12 @@ class RetrievalIndex:
         tensors = {"matrix": self.matrix, "shift": self.shift, "scale": self.scale}
         if self.bias is not None:
             tensors["bias"] = self.bias
+        if self.typical is not None:
+            tensors |= {
+                "centres": self.typical.centres,
+                "spread": self.typical.spread,
+                "quantiles": self.typical.quantiles,
+            }
         tensors = {k: v.contiguous() for k, v in tensors.items()}
         return replace_atomically(
             path, lambda tmp: save_file(tensors, str(tmp), metadata={"index": json.dumps(meta)})
@@ -180,6 +192,9 @@ class RetrievalIndex:
         if meta.get("format") != INDEX_FORMAT:
             raise BrickworkError(f"{path} is not a brickwork retrieval index")
         tensors = load_file(str(path))
+        typical = None
+        if "quantiles" in tensors:  # indexes saved before fits were kept have none
+            typical = Typicality(tensors["centres"], tensors["spread"], tensors["quantiles"])
         return cls(
             tuple(meta["names"]),
             tuple(meta["descriptions"]),
@@ -191,6 +206,7 @@ class RetrievalIndex:
             meta["base_model"],
             meta["scoring"],
             tensors.get("bias"),
+            typical,
         )
 
     def query(self, vector: torch.Tensor, k: int = 3) -> list[Match]:
@@ -207,7 +223,13 @@ class RetrievalIndex:
         fitted = Fitted(self.matrix, self.shift, self.scale, self.bias)
         values, indices = SCORINGS[self.scoring].rank(fitted, vector, k)
         pairs = zip(values.tolist(), indices.tolist(), strict=True)
-        return [Match(self.names[i], float(s), self.descriptions[i]) for s, i in pairs]
+        return [
+            Match(self.names[i], float(s), self.descriptions[i], self._fit(vector, i))
+            for s, i in pairs
+        ]
+
+    def _fit(self, vector: torch.Tensor, brick: int) -> float | None:
+        return None if self.typical is None else self.typical.fit(vector, brick)
 
     def embed(self, loaded: LoadedModel, instructions: str | list[str]) -> torch.Tensor:
         """The query embedding of one instruction, or the mean of several (task level)."""
@@ -242,9 +264,15 @@ def _settings_of(spec: dict) -> tuple[int, str]:
     return int(settings["layer"]), str(settings["pooling"])
 
 
+NO_EMBEDDINGS = (
+    "no bricks with a purpose embedding to retrieve from: give each brick one with "
+    "`brickwork describe NAME --prompts ITS_TRAINING_PROMPTS --description TEXT`"
+)
+
+
 def _one_setting(settings: list[tuple[str, int, str]]) -> tuple[str, int, str]:
     if not settings:
-        raise BrickworkError("no bricks with a purpose embedding to retrieve from")
+        raise BrickworkError(NO_EMBEDDINGS)
     distinct = sorted(set(settings))
     if len(distinct) > 1:
         raise BrickworkError(
