@@ -46,7 +46,7 @@ class LoraSettings(TrainSettings):
     dropout: float = field(default=0.0, metadata={"help": "LoRA dropout"})
     target_modules: str | list[str] = field(
         default="all-linear",  # PEFT: every linear layer but the LM head
-        metadata={"help": "PEFT target modules"},
+        metadata={"help": "PEFT target modules: all-linear, or module names separated by commas"},
     )
 
     COUNTS = ("rank", "steps", "batch_size", "eval_every")
@@ -229,6 +229,13 @@ def _lora_brick(
         )
 
 
+def _target_modules(targets: str | list[str]) -> str | list[str]:
+    """PEFT's form of ``targets``: "all-linear" as is, "q_proj,v_proj" as a list of names."""
+    if isinstance(targets, str) and targets != "all-linear":
+        return [t.strip() for t in targets.split(",") if t.strip()]
+    return targets
+
+
 @contextmanager
 def _lora_session(loaded: LoadedModel, settings: LoraSettings) -> Iterator[torch.nn.Module]:
     """Inject a fresh, seeded LoRA into ``loaded.model``; on exit remove it and restore the rest."""
@@ -241,13 +248,16 @@ def _lora_session(loaded: LoadedModel, settings: LoraSettings) -> Iterator[torch
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
+        target_modules=_target_modules(settings.target_modules),
         task_type="CAUSAL_LM",
     )
     with seeded(settings.seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            peft_model = get_peft_model(model, config)
+            try:
+                peft_model = get_peft_model(model, config)
+            except ValueError as exc:  # PEFT: no module matches the targets
+                raise BrickworkError(f"LoRA target modules: {exc}") from None
         try:
             yield peft_model
         finally:

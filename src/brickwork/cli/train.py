@@ -9,7 +9,18 @@ from brickwork.cli.settings import add_keywords, add_settings, keywords_from, se
 from brickwork.errors import BrickworkError
 
 # The LoRA settings a task or knowledge brick takes from the command line.
-LORA_OPTIONS = ("rank", "steps", "lr", "batch_size", "seed", "eval_every", "max_seconds")
+LORA_OPTIONS = (
+    "rank",
+    "alpha",
+    "dropout",
+    "target_modules",
+    "steps",
+    "lr",
+    "batch_size",
+    "seed",
+    "eval_every",
+    "max_seconds",
+)
 KNOWLEDGE_OPTIONS = {
     "context": "learn documents as plain text or as chat answers",
     "preserve_weight": "weight of the KL term on the --preserve samples",
