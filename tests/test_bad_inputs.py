@@ -203,7 +203,9 @@ def test_malformed_brick_json_leaves_the_rest_listed(world, capsys, tmp_path):
     (repo.bricks_dir / "a" / "brick.json").write_text(json.dumps(meta))
     assert main(["bricks", "list", "--repo", str(repo.root)]) == 0
     out, err = capsys.readouterr()
-    assert out.split()[0] == "b" and "warning: skipped brick a" in err
+    assert out.splitlines()[0].split() == ["name", "kind", "origin", "purpose"]
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["b"]
+    assert "warning: skipped brick a" in err
     assert main(["bricks", "verify", "--repo", str(repo.root)]) == 2
     assert "DAMAGED a" in capsys.readouterr().out
 
@@ -228,6 +230,6 @@ def test_show_writes_strict_json(tmp_path, capsys):
     )
     brick.metrics = {"loss": float("inf")}
     repo.add(brick)
-    assert main(["bricks", "show", "a", "--repo", str(repo.root)]) == 0
+    assert main(["bricks", "show", "a", "--repo", str(repo.root), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert shown["metrics"] == {"loss": "inf"}

@@ -1,5 +1,7 @@
 """Emergent extraction: neuron sets from an analysis, balanced neuron groups, and the CLI."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -77,7 +79,9 @@ def test_bricks_cli(analysis_dir, tiny_model_dirs, tmp_path, capsys):
     assert main(["bricks", "list", "--repo", repo, "--purpose", "math"]) == 0
     assert "math-neurons" in capsys.readouterr().out
     assert main(["bricks", "show", "math-neurons", "--repo", repo]) == 0
-    assert '"kind": "neuron_set"' in capsys.readouterr().out
+    assert "kind:        neuron_set" in capsys.readouterr().out
+    assert main(["bricks", "show", "math-neurons", "--repo", repo, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "neuron_set"
     assert main(["bricks", "verify", "--repo", repo]) == 0
     weights = tmp_path / "repo" / "bricks" / "math-neurons" / "weights.safetensors"
     weights.write_bytes(b"broken")

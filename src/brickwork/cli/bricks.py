@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
+from brickwork.cli.display import add_json, print_json, print_record, print_table
 from brickwork.cli.options import add_model, add_overwrite, add_repo, model_options
 from brickwork.cli.settings import add_keywords, keywords_from
 from brickwork.errors import BrickworkError
@@ -23,31 +23,24 @@ def _repo(args, create: bool = False):
 
 def cmd_list(args: argparse.Namespace) -> None:
     repo = _repo(args)
-    for meta in repo.search(kind=args.kind, purpose=args.purpose, text=args.text):
-        print(f"{meta['name']:<40} {meta['kind']:<13} {meta['origin']:<10} {meta['purpose']}")
+    found = repo.search(kind=args.kind, purpose=args.purpose, text=args.text)
+    if args.json:
+        print_json(found)
+    else:
+        print_table(found, ["name", "kind", "origin", "purpose"])
     for name, why in repo.skipped.items():
         print(f"warning: skipped brick {name}: {why}", file=sys.stderr)
 
 
-def _finite(value):
-    """``value`` with every infinite or NaN float written as a string (JSON has no Infinity)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def cmd_show(args: argparse.Namespace) -> None:
-    import json
-
     brick = _repo(args).get(args.name)
     shown = {k: getattr(brick, k) for k in (*SHOWN, "provenance", "metrics")}
     shown["tensors"] = {k: list(v.shape) for k, v in brick.tensors.items()}
     shown["spec"] = dict(shown["spec"])
-    print(json.dumps(_finite(shown), indent=1, allow_nan=False))
+    if args.json:
+        print_json(shown)
+    else:
+        print_record(shown)
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
@@ -76,7 +69,6 @@ def cmd_remove(args: argparse.Namespace) -> None:
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    import json
     from pathlib import Path
 
     from brickwork.analysis.store import RESULTS_FILE
@@ -92,7 +84,16 @@ def cmd_extract(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         **model_options(args),
     )
-    print(json.dumps(summary, indent=1))
+    if args.json:
+        print_json(summary)
+        return
+    print(f"neuron-set bricks: {len(summary['neuron_sets'])}")
+    rows = [{"method": m, **g} for m, g in summary["groups"].items()]
+    print_table(rows, ["method", "bricks", "groups_per_layer", "group_size"])
+    for method, groups in summary["groups"].items():
+        print(f"{method} concentration (top 2 groups' share of each set's neurons):")
+        print_record(groups["concentration_top2"], "  ")
+    print(f"added to {args.repo} (`brickwork bricks list --repo {args.repo}`)")
 
 
 def cmd_retrieve(args: argparse.Namespace) -> None:
@@ -128,6 +129,7 @@ def _add_extract(actions) -> None:
     )
     add_model(extract, "model for the weight groups (None: the analysed one)", default=None)
     add_overwrite(extract, "replace bricks of the same names")
+    add_json(extract)
     extract.set_defaults(run=cmd_extract)
 
 
@@ -159,6 +161,7 @@ def register(commands) -> None:
     listed.add_argument("--kind", choices=kind_filters(), help="only this kind")
     listed.add_argument("--purpose", help="only this functionality or purpose")
     listed.add_argument("--text", help="name, purpose or description contains this")
+    add_json(listed)
     listed.set_defaults(run=cmd_list)
     for name, run, text in (
         ("show", cmd_show, "a brick's record and tensor shapes"),
@@ -167,6 +170,8 @@ def register(commands) -> None:
         command = actions.add_parser(name, help=text)
         command.add_argument("name", metavar="NAME", help="the brick's name")
         add_repo(command)
+        if run is cmd_show:
+            add_json(command)
         command.set_defaults(run=run)
     verify = actions.add_parser("verify", help="check every brick's files against its hashes")
     add_repo(verify)

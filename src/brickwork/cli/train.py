@@ -39,8 +39,11 @@ def _start(args):
 
 
 def _finish(repo, brick) -> None:
+    from brickwork.cli.display import print_record
+
     path = repo.add(brick)
-    print(f"{brick.name}: {brick.metrics}")
+    print(f"brick {brick.name} ({brick.kind}):")
+    print_record(brick.metrics, "  ")
     print(f"saved {path}")
 
 
