@@ -81,7 +81,7 @@ def test_generate_auto_trains_the_router_once_and_caches_it(
     second = capsys.readouterr()
     assert "training the instruction router" not in second.err
     assert trained == [1]
-    assert second.out.split("---")[1] == first.out.split("---")[1]  # same routing, same trace
+    assert _stable(second.out) == _stable(first.out)  # same routing, same answer and trace
 
 
 def test_generate_refuses_bad_budget_and_static_without_analysis(tiny_model_dirs, capsys):
@@ -93,3 +93,54 @@ def test_generate_refuses_bad_budget_and_static_without_analysis(tiny_model_dirs
         == 2
     )
     assert "--analysis" in capsys.readouterr().err
+
+
+def _stable(out: str) -> list[str]:
+    """The output without its decode-speed line (timings vary)."""
+    return [line for line in out.splitlines() if not line.startswith("decode:")]
+
+
+def _generate(model, *extra):
+    return ["generate", "--model", model, "--max-new-tokens", "4", *extra, "Hi there"]
+
+
+def test_generate_controls_raw_sampling_and_dense_comparison(tiny_model_dirs, tmp_path, capsys):
+    model = tiny_model_dirs["llama"]
+    trace_file = tmp_path / "trace.json"
+    command = _generate(model, "--configure", "math", "--compare-dense", "--trace", str(trace_file))
+    assert main([*command, "--no-chat"]) == 0
+    out = capsys.readouterr().out
+    trace = json.loads(trace_file.read_text())
+    assert trace["new_tokens"] == 4 and trace["dense_tokens_per_second"] > 0
+    assert trace["dense_answer"] is not None and "dense" in out.splitlines()[-1]
+    assert main([*command, "--chat"]) == 0
+    capsys.readouterr()
+    assert json.loads(trace_file.read_text())["dense_answer"] != trace["dense_answer"]  # template
+    sampled = _generate(model, "--configure", "none", "--temperature", "5", "--top-p", "0.9")
+    answers = []
+    for seed in ("1", "1", "2"):
+        assert main([*sampled, "--seed", seed, "--repetition-penalty", "1.2"]) == 0
+        answers.append(capsys.readouterr().out.split("---")[0])
+    assert answers[0] == answers[1] != answers[2]
+    assert main([*sampled, "--top-p", "1.5"]) == 2
+
+
+def test_generate_attaches_bricks_by_name(tiny_llama, tiny_model_dirs, tmp_path, capsys):
+    from brickwork.bricks import BrickRepository, save_brick
+    from tests.ops.test_combine import make_lora
+
+    brick = make_lora(tiny_llama, "styled", 3)
+    repo = BrickRepository(tmp_path / "repo")
+    repo.add(brick)
+    model = tiny_model_dirs["llama"]
+    base = _generate(model, "--configure", "none")
+    assert main([*base, "--brick", "styled", "--repo", str(repo.root)]) == 0
+    by_name = capsys.readouterr().out
+    assert "plugins: styled" in by_name
+    assert main([*base, "--plugin", str(save_brick(brick, tmp_path / "dir"))]) == 0
+    assert _stable(capsys.readouterr().out) == _stable(by_name)
+    assert main(base) == 0
+    assert capsys.readouterr().out.split("---")[0] != by_name.split("---")[0]
+    assert main([*base, "--brick", "styled"]) == 2
+    assert "needs --repo" in capsys.readouterr().err
+    assert main([*base, "--brick", "nope", "--repo", str(repo.root)]) == 2

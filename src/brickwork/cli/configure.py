@@ -7,8 +7,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from brickwork.cli.options import add_model, add_out, add_quiet, add_repeatable, model_options
-from brickwork.cli.settings import add_keywords, keywords_from
+from brickwork.cli.options import (
+    add_model,
+    add_optional_repo,
+    add_out,
+    add_quiet,
+    add_repeatable,
+    model_options,
+)
+from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 
 GENERATE_OPTIONS = {
     "configure": "'auto' (route the instruction), 'none' (dense model) or a functionality name",
@@ -16,6 +23,7 @@ GENERATE_OPTIONS = {
     "selection": "prompt: the prompt's own activations pick the neurons (dense prefill, compact "
     "decode); static: the functionality's neuron set + resident + train-split importance",
     "max_new_tokens": "new tokens to generate",
+    "compare_dense": "also answer with the dense model: its answer and decode speed in the trace",
 }
 
 
@@ -23,6 +31,7 @@ def register(commands) -> None:
     """Add this area's commands to the parser."""
     from brickwork.cli.configure_build import register_build
     from brickwork.configure.pipeline import SELECTIONS, configured_generate
+    from brickwork.configure.prompted import Decoding
 
     register_build(commands)
 
@@ -40,6 +49,7 @@ def register(commands) -> None:
     generate.add_argument("instruction", help="the instruction to answer")
     add_model(generate)
     add_keywords(generate, configured_generate, GENERATE_OPTIONS, choices={"selection": SELECTIONS})
+    add_settings(generate, Decoding)
     generate.add_argument(
         "--router",
         help="router file from `brickwork train-router` (for auto; default: the built-in suite's "
@@ -49,7 +59,9 @@ def register(commands) -> None:
     generate.add_argument(
         "--configured", help="directory of prebuilt configured models (brickwork configure build)"
     )
-    add_repeatable(generate, "--plugin", "a plugin brick directory to attach (repeatable)")
+    add_repeatable(generate, "--brick", "a brick of --repo to attach by NAME (repeatable)")
+    add_optional_repo(generate, "repository of the --brick bricks")
+    add_repeatable(generate, "--plugin", "a brick directory to attach (repeatable)")
     generate.add_argument("--trace", help="also write the trace as JSON to this file")
     generate.set_defaults(run=run_generate)
 
@@ -71,19 +83,32 @@ def run_route(args) -> None:
     print(f"saved {args.out}")
 
 
-def _warn_if_cut(loaded, instruction: str) -> None:
+def _warn_if_cut(loaded, instruction: str, chat: bool) -> None:
     """Say so when the instruction is longer than the prompt window the pipeline keeps."""
     import sys
 
     from brickwork.configure.prompted import MAX_PROMPT_TOKENS
     from brickwork.models.tokens import prompt_tokens
 
-    n = len(prompt_tokens(loaded.tokenizer, instruction, chat=True))
+    n = len(prompt_tokens(loaded.tokenizer, instruction, chat=chat))
     if n > MAX_PROMPT_TOKENS:
         print(
             f"warning: the instruction is {n} tokens; only its last {MAX_PROMPT_TOKENS} are used",
             file=sys.stderr,
         )
+
+
+def _named_bricks(args) -> list:
+    """The ``--brick`` bricks of ``--repo``, read before any model loads."""
+    from brickwork.bricks import BrickRepository
+    from brickwork.errors import BrickworkError
+
+    if not args.brick:
+        return []
+    if args.repo is None:
+        raise BrickworkError("--brick NAME needs --repo, the repository that holds it")
+    repo = BrickRepository(args.repo)
+    return [repo.get(name) for name in args.brick]
 
 
 def run_generate(args) -> None:
@@ -92,6 +117,7 @@ def run_generate(args) -> None:
     from brickwork.configure.build import configured_dirs
     from brickwork.configure.compact import check_budget
     from brickwork.configure.pipeline import configured_generate
+    from brickwork.configure.prompted import Decoding
     from brickwork.configure.router import default_router, load_router, router_knows
     from brickwork.configure.select import load_stats
     from brickwork.errors import BrickworkError
@@ -108,12 +134,13 @@ def run_generate(args) -> None:
     router = load_router(args.router) if args.router else None
     if router and args.configure not in ("auto", "none"):
         router_knows(router, args.configure)
+    plugins = [load_brick(p) for p in args.plugin] + _named_bricks(args)
+    decoding = settings_from(args, Decoding)
     loaded = load_model(args.model, **model_options(args))
     if router is None and args.configure == "auto":
         router = default_router(loaded)
     stats = load_stats(args.analysis) if args.analysis else None
-    plugins = [load_brick(p) for p in args.plugin]
-    _warn_if_cut(loaded, args.instruction)
+    _warn_if_cut(loaded, args.instruction, decoding.chat)
     answer, trace = configured_generate(
         loaded,
         args.instruction,
@@ -122,6 +149,7 @@ def run_generate(args) -> None:
         stats=stats,
         plugins=plugins,
         prebuilt=prebuilt,
+        decoding=decoding,
     )
     print(answer.strip())
     print("---")

@@ -14,8 +14,10 @@ from brickwork.bricks.attach import attach
 from brickwork.configure.build import prebuilt_for
 from brickwork.configure.compact import CompactModel, attach_plugins, check_budget, gather_ffn
 from brickwork.configure.prompted import (
+    Decoded,
+    Decoding,
+    decode,
     dense_prefill,
-    greedy_decode,
     prompt_compact,
     prompt_ids,
 )
@@ -44,6 +46,10 @@ class Trace:
     plugins: list[str] = field(default_factory=list)
     base_model: str = ""
     compact_model: str | None = None  # fingerprint of the gathered model
+    new_tokens: int = 0
+    tokens_per_second: float | None = None
+    dense_tokens_per_second: float | None = None  # with compare_dense: the dense model's decode
+    dense_answer: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,6 +72,12 @@ class Trace:
         else:
             out.append(f"selection: none (dense model {self.base_model})")
         out.append("plugins: " + (", ".join(self.plugins) if self.plugins else "none"))
+        if self.tokens_per_second is not None:
+            speed = f"decode: {self.new_tokens} tokens, {self.tokens_per_second:.1f} tokens/s"
+            if self.dense_tokens_per_second:
+                ratio = self.tokens_per_second / self.dense_tokens_per_second
+                speed += f"; dense {self.dense_tokens_per_second:.1f} tokens/s ({ratio:.2f}x)"
+            out.append(speed)
         return out
 
 
@@ -80,7 +92,7 @@ def _routed(router: Router | None, configure: str, hidden_states, stats, loaded)
         return configure, {}
     if router is None:
         raise BrickworkError(
-            "--configure auto needs a router (train_router, or default_router to train and cache one)"
+            "--configure auto needs a router (train_router; default_router trains and caches one)"
         )
     check_router(router, loaded)
     probs = router.probabilities(pool_hidden(hidden_states, router.layers))[0]
@@ -101,20 +113,25 @@ def configured_generate(
     max_new_tokens: int = 64,
     mix: float = PRIOR_MIX,
     prebuilt: dict | None = None,
+    decoding: Decoding | None = None,
+    compare_dense: bool = False,
 ) -> tuple[str, Trace]:
     """Answer ``instruction`` with a model configured for it; returns (answer, trace).
     ``prebuilt`` (configure/build.py ``configured_dirs``): use the saved recovered model of the
-    routed functionality and budget when there is one."""
+    routed functionality and budget when there is one. ``compare_dense``: also answer with the
+    dense model and record its answer and decode speed in the trace."""
     check_choice(selection, SELECTIONS, "selection")
     check_budget(budget)
     if stats is not None:
         check_stats(stats, loaded)
     if selection == "static" and configure != "none" and stats is None:
         raise BrickworkError("the static selection needs the analysis statistics (--analysis)")
-    ids = prompt_ids(loaded, instruction)
+    decoding = decoding or Decoding()
+    ids = prompt_ids(loaded, instruction, decoding.chat)
     context = attach(loaded, list(plugins)) if plugins else nullcontext()
     with context:
         prefill = dense_prefill(loaded, ids)
+        fresh = dense_prefill(loaded, ids) if compare_dense and configure != "none" else None
     functionality, probs = _routed(router, configure, prefill.hidden_states, stats, loaded)
     trace = Trace(
         instruction,
@@ -134,7 +151,12 @@ def configured_generate(
         trace.selection, trace.rule, trace.budget = selection, compact.info["rule"], budget
         trace.neurons_per_layer, trace.d_ff = compact.widths, compact.base_d_ff
         trace.compact_model = compact.loaded.fingerprint
-    return _decode(loaded, compact, prefill, plugins, max_new_tokens), trace
+    answer = _decode(loaded, compact, prefill, plugins, max_new_tokens, decoding)
+    trace.new_tokens, trace.tokens_per_second = answer.new_tokens, answer.tokens_per_second
+    if fresh is not None:
+        dense = _decode(loaded, None, fresh, plugins, max_new_tokens, decoding)
+        trace.dense_answer, trace.dense_tokens_per_second = dense.text, dense.tokens_per_second
+    return answer.text, trace
 
 
 def _compact_for(loaded, prefill, functionality, budget, selection, stats, mix) -> CompactModel:
@@ -151,7 +173,7 @@ def _compact_for(loaded, prefill, functionality, budget, selection, stats, mix) 
     )
 
 
-def _decode(loaded, compact, prefill, plugins, max_new_tokens) -> str:
+def _decode(loaded, compact, prefill, plugins, max_new_tokens, decoding) -> Decoded:
     tokenizer = loaded.tokenizer
     if compact is None:
         context = attach(loaded, list(plugins)) if plugins else nullcontext(loaded.model)
@@ -160,4 +182,4 @@ def _decode(loaded, compact, prefill, plugins, max_new_tokens) -> str:
             attach_plugins(compact, list(plugins)) if plugins else nullcontext(compact.loaded.model)
         )
     with context as model:
-        return greedy_decode(model, tokenizer, prefill, max_new_tokens)
+        return decode(model, tokenizer, prefill, max_new_tokens, decoding)

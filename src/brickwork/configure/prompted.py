@@ -8,9 +8,10 @@ on the compact model.
 
 from __future__ import annotations
 
+import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn.functional import cross_entropy
@@ -22,6 +23,7 @@ from brickwork.models.load import LoadedModel
 from brickwork.models.states import forward_with_states
 from brickwork.models.tokens import prompt_tokens
 from brickwork.profile.capture import capture_activations, record_activations
+from brickwork.training.rng import seeded
 
 MAX_PROMPT_TOKENS = 192  # as analysis/loss.py
 MAX_REFERENCE_TOKENS = 64
@@ -44,18 +46,68 @@ def quiet_cache_warning():
         yield
 
 
-def greedy_decode(model, tokenizer, prefill: Prefill, max_new_tokens: int) -> str:
-    """Greedy answer of ``model`` continuing from ``prefill``'s cache: the new tokens, decoded."""
-    with torch.no_grad(), quiet_cache_warning():
+@dataclass(frozen=True)
+class Decoding:
+    """How an answer is generated: greedy by default, or sampled; chat template or raw text."""
+
+    temperature: float = field(
+        default=0.0, metadata={"help": "sampling temperature (0: greedy)", "minimum": 0.0}
+    )
+    top_p: float = field(
+        default=1.0,
+        metadata={
+            "help": "nucleus sampling: keep the likeliest tokens up to this mass",
+            "above": 0,
+            "maximum": 1.0,
+        },
+    )
+    repetition_penalty: float = field(
+        default=1.0, metadata={"help": "penalty on repeated tokens (1: none)", "above": 0}
+    )
+    seed: int = field(default=0, metadata={"help": "seed of the sampling"})
+    chat: bool = field(
+        default=True,
+        metadata={"help": "format the instruction with the chat template (--no-chat: raw text)"},
+    )
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    new_tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else float("inf")
+
+
+def decode(
+    model, tokenizer, prefill: Prefill, max_new_tokens: int, decoding: Decoding = Decoding()
+) -> Decoded:
+    """``model``'s answer continuing from ``prefill``'s cache: the new tokens, decoded and timed."""
+    sampling = {"do_sample": False}
+    if decoding.temperature > 0:
+        sampling = {"do_sample": True, "temperature": decoding.temperature, "top_p": decoding.top_p}
+    with torch.no_grad(), quiet_cache_warning(), seeded(decoding.seed):
+        start = time.perf_counter()
         out = model.generate(
             input_ids=prefill.input_ids,
             attention_mask=torch.ones_like(prefill.input_ids),
             past_key_values=prefill.cache,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
+            repetition_penalty=decoding.repetition_penalty,
             pad_token_id=tokenizer.pad_token_id,
+            **sampling,
         )
-    return tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)
+        seconds = time.perf_counter() - start
+    new = out[0, prefill.input_ids.shape[1] :]
+    return Decoded(tokenizer.decode(new, skip_special_tokens=True), len(new), seconds)
+
+
+def greedy_decode(model, tokenizer, prefill: Prefill, max_new_tokens: int) -> str:
+    """Greedy answer of ``model`` continuing from ``prefill``'s cache: the new tokens, decoded."""
+    return decode(model, tokenizer, prefill, max_new_tokens).text
 
 
 def dense_prefill(loaded: LoadedModel, input_ids: torch.Tensor) -> Prefill:
@@ -86,9 +138,9 @@ def prompt_compact(
     return gather_ffn(loaded, kept, info=info)
 
 
-def prompt_ids(loaded: LoadedModel, prompt: str) -> torch.Tensor:
+def prompt_ids(loaded: LoadedModel, prompt: str, chat: bool = True) -> torch.Tensor:
     return torch.tensor(
-        [prompt_tokens(loaded.tokenizer, prompt, chat=True, max_tokens=MAX_PROMPT_TOKENS)]
+        [prompt_tokens(loaded.tokenizer, prompt, chat=chat, max_tokens=MAX_PROMPT_TOKENS)]
     )
 
 
