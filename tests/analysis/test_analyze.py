@@ -103,3 +103,14 @@ def test_global_selection_takes_the_share_of_all_neurons(tiny_llama, tiny_sample
     result = analyze(tiny_llama, tiny_samples, settings=settings, progress=False)
     assert result.results["ablation"]["selection"] == "global"
     assert all(int(result.neuron_sets[f"top/{f}"].sum()) == 13 for f in range(3))  # 10% of 128
+
+
+def test_progress_announces_each_stage(tiny_llama, tiny_samples, capsys):
+    first = analyze(tiny_llama, tiny_samples, settings=SETTINGS, progress=True)
+    stages = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[stage")]
+    assert [s.split("]")[0].split(",")[0] for s in stages] == [
+        f"[stage {i}/4" for i in (1, 2, 3, 4)
+    ]
+    analyze(tiny_llama, tiny_samples, settings=SETTINGS, profile=first.profile, progress=True)
+    again = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[stage")]
+    assert len(again) == 3 and again[0].startswith("[stage 1/3") and "FuncScore" in again[0]

@@ -74,7 +74,9 @@ def analyze(
     started = time.perf_counter()
     functionalities = sorted({s.functionality for s in samples})
     train, test = _split_rows(samples, functionalities)
+    stage = _stages(progress, started, 4 if profile is None else 3)
     if profile is None:
+        stage("profiling every FFN neuron")
         profile = profile_model(
             loaded,
             samples,
@@ -86,6 +88,7 @@ def analyze(
     _check_profile(profile, loaded, samples)
     labels = torch.tensor([functionalities.index(s.functionality) for s in samples])
     acts = profile.tensors["instance_mean_abs"]
+    stage("FuncScore and partition")
     scores = funcscore.funcscores(acts[train], labels[train], len(functionalities))
     sets = _neuron_sets(scores, acts[train], labels[train], settings)
     results = {
@@ -100,15 +103,34 @@ def analyze(
         "partition": _partition_results(scores, functionalities, settings),
     }
     eval_samples = _eval_subset(samples, test, functionalities, settings)
+    stage("ablation of each functionality's neurons")
     results["ablation"] = _ablation_results(
         loaded, eval_samples, functionalities, sets, settings, progress
     )
+    stage("sparsity: masked-ratio curves and CETT")
     results["sparsity"] = _sparsity_results(
         loaded, samples, test, eval_samples, functionalities, profile, settings, progress
     )
     results["settings"]["eval_format"] = eval_format(loaded.tokenizer)
     results["provenance"] = _provenance(loaded, samples, dataset, settings, command, started)
     return Analysis(results, scores, sets, profile)
+
+
+def _stages(progress: bool, started: float, total: int):
+    """A function that announces each stage of the analysis (to stderr, with the time so far)."""
+    import sys
+
+    count = [0]
+
+    def stage(name: str) -> None:
+        count[0] += 1
+        if progress:
+            elapsed = time.perf_counter() - started
+            print(
+                f"[stage {count[0]}/{total}, {elapsed:.0f} s] {name}", file=sys.stderr, flush=True
+            )
+
+    return stage
 
 
 def _split_rows(samples: list[Sample], functionalities: list[str]) -> tuple[list[int], list[int]]:

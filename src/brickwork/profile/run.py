@@ -67,7 +67,8 @@ def profile_model(
 
     started = time.perf_counter()
     batches = prompt_batches(loaded.tokenizer, samples, batch_size, max_tokens, shard)
-    bar = tqdm(batches, desc=f"profiling {shard[0]}/{shard[1]}", unit="batch", disable=not progress)
+    desc = "profiling" if shard[1] == 1 else f"profiling shard {shard[0] + 1} of {shard[1]}"
+    bar = tqdm(batches, desc=desc, unit="batch", disable=not progress)
     with torch.no_grad(), capture_activations(model, family, callback):
         for batch in bar:
             rows, input_ids, attention, content = (t.to(device) for t in batch)
