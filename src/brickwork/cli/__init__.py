@@ -14,6 +14,7 @@ import sys
 import brickwork
 from brickwork.cli import analysis, bricks, combine, configure, estimate, grow, train, update
 from brickwork.cli.options import Parser
+from brickwork.cli.recipes import expand_recipe
 from brickwork.errors import BrickworkError
 
 COMMAND_MODULES = (analysis, bricks, train, configure, combine, grow, update, estimate)
@@ -41,10 +42,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str]) -> int:
+    parser = build_parser()
+    expanded, recipe = expand_recipe(parser, argv)
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(expanded)
     except SystemExit as exc:  # --help and --version print, then exit 0
         return int(exc.code or 0)
     args.command_line = shlex.join(["brickwork", *argv])  # recorded in every output
+    args.recipe = recipe
     args.run(args)
     return 0

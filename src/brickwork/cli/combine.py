@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.options import add_model, add_overwrite, add_repo, model_options
+from brickwork.cli.options import (
+    add_model,
+    add_overwrite,
+    add_repo,
+    model_options,
+    record_invocation,
+)
 from brickwork.cli.settings import add_keywords, keywords_from, signature_default
 from brickwork.errors import BrickworkError
 
@@ -26,14 +32,15 @@ def cmd_combine(args: argparse.Namespace) -> None:
     if args.name in {m["name"] for m in repo.list()} and not args.overwrite:
         raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
     bricks = [repo.get(n) for n in names]
-    weights = _floats(args.weights) if args.weights else [1.0 / max(1, len(bricks))] * len(bricks)
+    weights = _floats(args.weights) if args.weights else [1.0] * len(bricks)
     common = {"rank": args.rank, "description": args.description or ""}
     method = MERGE_METHODS[args.method]
     options = {o: getattr(args, o) for o in method.options if getattr(args, o) is not None}
     brick = merge(args.method, bricks, weights, args.name, **options, **common)
-    brick.provenance["command"] = args.command_line
+    record_invocation(brick.provenance, args)
     path = repo.add(brick, overwrite=args.overwrite)
     print(f"{brick.name}: rank {brick.metrics['rank']}, parents {', '.join(names)}")
+    print(f"weights {', '.join(f'{w:g}' for w in weights)}")
     if "recompression_error" in brick.metrics:
         print(f"relative re-compression error {brick.metrics['recompression_error']:.4g}")
     print(f"saved {path}")
@@ -117,7 +124,9 @@ def _add_combine(commands) -> None:
     combine.add_argument("method", choices=tuple(MERGE_METHODS))
     add_repo(combine, "repository holding the bricks")
     combine.add_argument("--bricks", required=True, help="comma-separated brick names")
-    combine.add_argument("--weights", help="comma-separated weights (None: uniform 1/k)")
+    combine.add_argument(
+        "--weights", help="comma-separated weights (None: 1 each, every parent at full strength)"
+    )
     combine.add_argument("--name", required=True, help="name of the combined brick")
     combine.add_argument("--rank", type=int, help="re-compress to this rank by SVD")
     _add_method_options(combine)

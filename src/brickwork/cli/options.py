@@ -147,3 +147,10 @@ def _default_model() -> str:
     from brickwork.models import DEFAULT_MODEL
 
     return DEFAULT_MODEL
+
+
+def record_invocation(provenance: dict, args: argparse.Namespace) -> None:
+    """The command line, and the recipe file's options when one was given, in ``provenance``."""
+    provenance["command"] = args.command_line
+    if getattr(args, "recipe", None):
+        provenance["recipe"] = args.recipe

@@ -38,9 +38,11 @@ def _start(args):
     return repo
 
 
-def _finish(repo, brick) -> None:
+def _finish(repo, brick, args) -> None:
     from brickwork.cli.display import print_record
+    from brickwork.cli.options import record_invocation
 
+    record_invocation(brick.provenance, args)
     path = repo.add(brick)
     print(f"brick {brick.name} ({brick.kind}):")
     print_record(brick.metrics, "  ")
@@ -68,7 +70,7 @@ def cmd_task(args: argparse.Namespace) -> None:
         settings=settings_from(args, LoraSettings),
         progress=not args.quiet,
     )
-    _finish(repo, brick)
+    _finish(repo, brick, args)
 
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
@@ -88,7 +90,7 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         preserve=preserve,
     )
-    _finish(repo, brick)
+    _finish(repo, brick, args)
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
@@ -107,7 +109,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
         scale=args.scale,
         progress=not args.quiet,
     )
-    _finish(repo, brick)
+    _finish(repo, brick, args)
 
 
 def _command(kinds, kind: str, help: str, purpose: str) -> argparse.ArgumentParser:
