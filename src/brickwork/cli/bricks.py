@@ -1,4 +1,5 @@
-"""Commands for bricks in a repository: bricks list|show|verify|gc|remove|extract|retrieve."""
+"""Commands for bricks in a repository: bricks list|show|verify|gc|remove|extract|retrieve|push|
+pull."""
 
 from __future__ import annotations
 
@@ -117,6 +118,46 @@ def cmd_retrieve(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_push(args: argparse.Namespace) -> None:
+    from brickwork.bricks.hub import push_brick
+
+    brick = _repo(args).get(args.name)
+    push_brick(brick, args.to, private=args.private)
+    print(f"pushed {args.name} to https://huggingface.co/{args.to} (with a model card)")
+
+
+def cmd_pull(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
+    from brickwork.bricks.hub import pull_brick
+
+    repo = _repo(args, create=True)
+    if args.name and repo.has(args.name) and not args.overwrite:
+        raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
+    brick = pull_brick(args.hub_id, revision=args.revision)
+    if args.name:
+        brick = replace(brick, name=args.name)
+    brick.provenance["pulled_from"] = f"{args.hub_id}@{args.revision or 'main'}"
+    path = repo.add(brick, overwrite=args.overwrite)
+    print(f"pulled {args.hub_id} as {brick.name} ({brick.kind}) into {path}")
+
+
+def _add_hub(actions) -> None:
+    push = actions.add_parser("push", help="upload a brick to the Hugging Face Hub, with a card")
+    push.add_argument("name", metavar="NAME", help="the brick's name")
+    push.add_argument("--to", required=True, metavar="HUB_ID", help="Hub repository, user/name")
+    push.add_argument("--private", action="store_true", help="create the Hub repository private")
+    add_repo(push)
+    push.set_defaults(run=cmd_push)
+    pull = actions.add_parser("pull", help="download a brick from the Hub into the repository")
+    pull.add_argument("hub_id", metavar="HUB_ID", help="Hub repository, user/name")
+    pull.add_argument("--name", help="store it under this name (default: its own)")
+    pull.add_argument("--revision", help="branch, tag or commit (default: main)")
+    add_repo(pull)
+    add_overwrite(pull)
+    pull.set_defaults(run=cmd_pull)
+
+
 def _add_extract(actions) -> None:
     from brickwork.bricks.extract import GROUP_METHODS, extract_bricks
 
@@ -153,7 +194,7 @@ def register(commands) -> None:
     from brickwork.bricks.kinds import kind_filters
 
     bricks = commands.add_parser(
-        "bricks", help="list, show, verify, gc, remove, extract or retrieve bricks"
+        "bricks", help="list, show, verify, gc, remove, extract, retrieve, push or pull bricks"
     )
     actions = bricks.add_subparsers(dest="action", required=True, metavar="ACTION")
     listed = actions.add_parser("list", help="the bricks in a repository")
@@ -181,3 +222,4 @@ def register(commands) -> None:
     gc.set_defaults(run=cmd_gc)
     _add_extract(actions)
     _add_retrieve(actions)
+    _add_hub(actions)
