@@ -26,9 +26,11 @@ class CachedKnows:
     def __init__(self, loaded, cache: Path):
         self.loaded, self.cache = loaded, cache
         self.answers = json.loads(cache.read_text()) if cache.is_file() else {}
+        self.asked = 0  # prompts run on the model (not cached)
 
     def __call__(self, facts):
         asking = [f for f in facts if _key(f) not in self.answers]
+        self.asked += len(asking)
         by_length = {}
         for f in asking:
             n = len(self.loaded.tokenizer.encode(" " + f.target_true)) + 1
@@ -96,7 +98,7 @@ def main() -> None:
         show_misses(loaded, candidates, {f.id for f in facts}, args.misses)
     if args.dry_run:
         return
-    record.update(model=args.model, seconds=round(seconds, 1))
+    record.update(model=args.model, seconds=round(seconds, 1), prompts_run=asked.asked)
     path = builtin_edits_path(LARGE_FILE)
     path.write_text("".join(json.dumps(f.to_dict()) + "\n" for f in facts), encoding="utf-8")
     builtin_edits_path(BUILD_RECORD).write_text(json.dumps(record, indent=1) + "\n")

@@ -26,8 +26,8 @@ def large():
 def test_the_large_set_holds_300_facts_in_10_relations(large):
     assert len(large) >= 300
     counts = Counter(f.relation for f in large)
-    assert len(counts) >= 10
-    assert len(load_edits("builtin-large", split="test")) >= 300 * 0.7
+    assert sum(n >= 5 for n in counts.values()) >= 10
+    assert len(load_edits("builtin-large", split="test")) >= 300  # a 300-edit sequential run
 
 
 def test_dev_and_test_are_disjoint_and_cover_every_fact(large):

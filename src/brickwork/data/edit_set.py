@@ -74,11 +74,7 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
         "The company {s} is headquartered in the country of",
         "{s} is a company from",
     ),
-    "sport": (
-        "{s} is famous for playing",
-        "The sport played by {s} is",
-        "{s} is best known for playing",
-    ),
+    "sport": ("{s} is a famous", "{s} is a professional", "{s} became famous playing"),
     "birth_country": (
         "{s} was born in the country of",
         "The birthplace of {s} is the country of",
@@ -97,8 +93,8 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
         "The {s} belongs to the class of",
     ),
     "river": (
-        "{s} lies on the river",
         "The river that flows through {s} is the",
+        "{s} lies on the banks of the",
         "The main river of {s} is the",
     ),
     "demonym": (
@@ -111,7 +107,11 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
         "The home city of {s} is",
         "{s} play their home games in",
     ),
-    "composer": ("{s} was composed by", "The composer of {s} was", "{s} is a famous work by"),
+    "composer": (
+        "{s} is a famous piece by the composer",
+        "The composer of {s} was",
+        "{s} was composed by",
+    ),
     "director": ("{s} was directed by", "The director of {s} was", "{s} is a film by"),
     "mountain": ("{s} is a mountain in", "{s} is located in", "{s} rises in"),
 }
