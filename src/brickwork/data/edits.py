@@ -9,8 +9,10 @@ relation about other subjects, whose predictions an edit must not change) and, o
 neighbourhood prompts used for evaluation) and ``unrelated`` (prompts of other relations, for
 the unrelated-prompt locality).
 
-``candidates.jsonl`` holds every written candidate; ``counterfact.jsonl`` the ones the default
-model's greedy continuation gets right (written by ``benchmarks/update.py --filter``).
+Built-in sets, named where a path is expected: ``builtin`` (``counterfact.jsonl``: the
+candidates of ``candidates.jsonl`` the default model's greedy continuation gets right, written by
+``benchmarks/update.py --filter``) and ``builtin-large`` (``large.jsonl``, with a ``split``
+(dev or test) per fact, written by ``scripts/build_edit_set.py``; see ``data/edit_set.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from brickwork.records import NONEMPTY, from_json, to_json
 
 CANDIDATES_FILE = "candidates.jsonl"
 EDITS_FILE = "counterfact.jsonl"
+LARGE_FILE = "large.jsonl"
+BUILTIN_SETS = {"builtin": EDITS_FILE, "builtin-large": LARGE_FILE}
+EDIT_SPLITS = ("dev", "test")
 _IN_EVERY_ROW = ("id", "relation", "target_true", "paraphrases", "neighborhood")
 
 
@@ -43,6 +48,7 @@ class EditFact:
     paraphrases: tuple[str, ...] = ()
     neighborhood: tuple[str, ...] = ()
     unrelated: tuple[str, ...] = ()
+    split: str | None = None  # "dev" or "test" where the set is split
 
     @classmethod
     def from_dict(cls, data: dict, where: str = "a fact") -> EditFact:
@@ -59,12 +65,24 @@ def builtin_edits_path(name: str = EDITS_FILE) -> Path:
     return Path(str(files("brickwork.data").joinpath("edits", name)))
 
 
-def load_edits(path: str | Path | None = None) -> list[EditFact]:
-    """Counterfactual facts (the built-in kept set unless ``path`` is given), checked per field."""
-    path = builtin_edits_path() if path is None else Path(path)
-    return read_facts(path, EditFact, "edit set", _IN_EVERY_ROW, _check_subject)
+def load_edits(path: str | Path | None = None, split: str | None = None) -> list[EditFact]:
+    """Counterfactual facts, checked per field: a JSONL file or a built-in set's name
+    (``BUILTIN_SETS``; None: ``builtin``), only those of ``split`` when given."""
+    if split is not None and split not in EDIT_SPLITS:
+        raise BrickworkError(f"the split must be one of {EDIT_SPLITS}, not {split!r}")
+    name = "builtin" if path is None else str(path)
+    path = builtin_edits_path(BUILTIN_SETS[name]) if name in BUILTIN_SETS else Path(path)
+    facts = read_facts(path, EditFact, "edit set", _IN_EVERY_ROW, _check_subject)
+    if split is None:
+        return facts
+    chosen = [f for f in facts if f.split == split]
+    if not chosen:
+        raise BrickworkError(f"{path} holds no facts in split {split!r}")
+    return chosen
 
 
 def _check_subject(fact: EditFact, where: str) -> None:
     if fact.subject.lower() not in fact.prompt.lower():
         raise BrickworkError(f"{where}: the subject {fact.subject!r} is not in the prompt")
+    if fact.split is not None and fact.split not in EDIT_SPLITS:
+        raise BrickworkError(f"{where}: split must be one of {EDIT_SPLITS}, not {fact.split!r}")

@@ -1,0 +1,302 @@
+"""The large built-in edit set (``edits/large.jsonl``, named ``builtin-large``): hand-written
+real-world facts (``edits/large_candidates.tsv``: relation, subject, true object with aliases)
+kept where the model knows them; ``scripts/build_edit_set.py`` runs ``build`` on the default
+model and writes the set with its build record (``edits/large_build.json``).
+
+Per candidate: the prompt and two paraphrases come from its relation's templates; the
+counterfactual ``target_new`` is another subject's object of the same relation (seeded). A
+candidate is kept when the model's greedy continuation of its prompt starts with one of its
+aliases (that alias becomes ``target_true``). Kept facts are split dev/test per relation (seeded);
+a fact's neighbourhood prompts are prompts of the same relation about other subjects, taken from
+the other split's kept facts first, then from candidates the model does not know (never edited),
+so a sequential run over one split never edits its own neighbourhood prompts. No neighbour's
+subject occurs in the fact's prompts (or the reverse), and no neighbour's object is the new target.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from brickwork.data.edits import EditFact, builtin_edits_path
+from brickwork.errors import BrickworkError
+
+CANDIDATES_TSV = "large_candidates.tsv"
+BUILD_RECORD = "large_build.json"
+
+# relation: (prompt, paraphrase, paraphrase); "{s}" is the subject.
+TEMPLATES: dict[str, tuple[str, str, str]] = {
+    "capital": ("The capital of {s} is", "The capital city of {s} is", "{s}'s capital is"),
+    "city_country": (
+        "{s} is a city in",
+        "The city of {s} is located in",
+        "{s} is one of the largest cities in",
+    ),
+    "us_state": (
+        "{s} is a city in the state of",
+        "The city of {s} is located in the state of",
+        "{s} is a large city in the US state of",
+    ),
+    "landmark": (
+        "{s} is located in the city of",
+        "{s} can be found in the city of",
+        "Tourists visit {s} in the city of",
+    ),
+    "language": (
+        "The official language of {s} is",
+        "The main language spoken in {s} is",
+        "Most people in {s} speak",
+    ),
+    "continent": (
+        "{s} is a country in",
+        "{s} is located on the continent of",
+        "The country of {s} is part of the continent of",
+    ),
+    "currency": (
+        "The currency of {s} is the",
+        "The official currency of {s} is the",
+        "In {s}, people pay with the",
+    ),
+    "symbol": (
+        "The chemical symbol for {s} is",
+        "The symbol of the element {s} is",
+        "In chemistry, {s} has the symbol",
+    ),
+    "author": ("{s} was written by", "The author of {s} is", "{s} is a famous book by"),
+    "painter": ("{s} was painted by", "The painter of {s} was", "{s} is a famous painting by"),
+    "inventor": ("{s} was invented by", "The inventor of {s} was", "{s} is an invention of"),
+    "founder": ("{s} was founded by", "The founder of {s} is", "{s} was started by"),
+    "company_country": (
+        "{s} is a company based in",
+        "The company {s} is headquartered in the country of",
+        "{s} is a company from",
+    ),
+    "sport": ("{s} is a famous", "{s} is a professional", "{s} became famous playing"),
+    "birth_country": (
+        "{s} was born in the country of",
+        "The birthplace of {s} is the country of",
+        "{s} came from the country of",
+    ),
+    "profession": ("{s} was a famous", "{s} is best known as a", "By profession, {s} was a"),
+    "instrument": (
+        "{s} played the",
+        "{s} was famous for playing the",
+        "The instrument played by {s} was the",
+    ),
+    "moon_planet": ("{s} is a moon of", "{s} orbits the planet", "{s} is a natural satellite of"),
+    "animal_class": (
+        "In biology, the {s} is classified as a",
+        "Scientifically, the {s} is a",
+        "The {s} belongs to the class of",
+    ),
+    "river": (
+        "The river that flows through {s} is the",
+        "{s} lies on the banks of the",
+        "The main river of {s} is the",
+    ),
+    "demonym": (
+        "People from {s} are called",
+        "The people of {s} are called",
+        "Citizens of {s} are known as",
+    ),
+    "team_city": (
+        "{s} are a sports team based in",
+        "The home city of {s} is",
+        "{s} play their home games in",
+    ),
+    "composer": (
+        "{s} is a famous piece by the composer",
+        "The composer of {s} was",
+        "{s} was composed by",
+    ),
+    "director": ("{s} was directed by", "The director of {s} was", "{s} is a film by"),
+    "mountain": ("{s} is a mountain in", "{s} is located in", "{s} rises in"),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    relation: str
+    subject: str  # as written mid-sentence ("the Eiffel Tower")
+    answers: tuple[str, ...]  # accepted true objects, the canonical one first
+
+    @property
+    def key(self) -> str:
+        return f"{self.relation}-{re.sub(r'[^a-z0-9]+', '_', self.subject.lower()).strip('_')}"
+
+    def prompts(self) -> list[str]:
+        """The prompt and its paraphrases, a subject that opens one capitalised."""
+        return [_fill(t, self.subject) for t in TEMPLATES[self.relation]]
+
+
+def _fill(template: str, subject: str) -> str:
+    text = template.format(s=subject)
+    return text[0].upper() + text[1:]
+
+
+def read_candidates(path: Path | None = None) -> list[Candidate]:
+    """The hand-written candidates: ``relation<TAB>subject<TAB>answer[/alias...]`` per line,
+    ``#`` lines are comments."""
+    path = builtin_edits_path(CANDIDATES_TSV) if path is None else path
+    out, seen = [], set()
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        where = f"{path}:{number}"
+        if len(parts) != 3 or not all(p.strip() for p in parts):
+            raise BrickworkError(f"{where}: expected relation, subject and answers, tab-separated")
+        if parts[0] not in TEMPLATES:
+            raise BrickworkError(f"{where}: unknown relation {parts[0]!r}")
+        candidate = Candidate(parts[0], parts[1], tuple(a.strip() for a in parts[2].split("/")))
+        if candidate.key in seen:
+            raise BrickworkError(f"{where}: duplicate candidate {candidate.key!r}")
+        seen.add(candidate.key)
+        out.append(candidate)
+    return out
+
+
+def _clash(answer: str, other: str) -> bool:
+    a, b = answer.strip().lower(), other.strip().lower()
+    return a.startswith(b) or b.startswith(a)
+
+
+def _overlap(a: Candidate, b: Candidate) -> bool:
+    """Whether either subject occurs in the other's prompts ("Guinea", "Papua New Guinea")."""
+    return any(a.subject.lower() in p.lower() for p in b.prompts()) or any(
+        b.subject.lower() in p.lower() for p in a.prompts()
+    )
+
+
+def counterfactuals(candidates: list[Candidate], seed: int) -> dict[str, str]:
+    """Per candidate, a new target: another candidate's canonical object of the same relation
+    that matches none of its own answers."""
+    rng, out = random.Random(seed), {}
+    for c in candidates:
+        pool = sorted(
+            {o.answers[0] for o in candidates if o.relation == c.relation} - set(c.answers)
+        )
+        pool = [p for p in pool if not any(_clash(p, a) for a in c.answers)]
+        if pool:
+            out[c.key] = rng.choice(pool)
+    return out
+
+
+def as_fact(candidate: Candidate, answer: str, target_new: str) -> EditFact:
+    prompt, *paraphrases = candidate.prompts()
+    subject = candidate.subject if candidate.subject in prompt else _fill("{s}", candidate.subject)
+    return EditFact(
+        prompt=prompt,
+        subject=subject,
+        target_new=target_new,
+        target_true=answer,
+        id=candidate.key,
+        relation=candidate.relation,
+        paraphrases=tuple(paraphrases),
+    )
+
+
+Knows = Callable[[list[EditFact]], list[bool]]
+
+
+def known_facts(candidates: list[Candidate], knows: Knows, seed: int) -> dict[str, EditFact]:
+    """The facts whose prompt ``knows`` confirms for one of their answers (tried in order)."""
+    new = counterfactuals(candidates, seed)
+    left, kept = [c for c in candidates if c.key in new], {}
+    for position in range(max((len(c.answers) for c in left), default=0)):
+        trying = [c for c in left if len(c.answers) > position]
+        asked = [as_fact(c, c.answers[position], new[c.key]) for c in trying]
+        for fact, ok in zip(asked, knows(asked), strict=True):
+            if ok:
+                kept[fact.id] = fact
+        left = [c for c in left if c.key not in kept]
+    return kept
+
+
+def known_paraphrase_counts(facts: list[EditFact], knows: Knows) -> dict[str, int]:
+    """Per fact, how many of its paraphrases ``knows`` confirms."""
+    asked = [(f.id, replace(f, prompt=p)) for f in facts for p in f.paraphrases]
+    answers = knows([f for _, f in asked])
+    counts = {f.id: 0 for f in facts}
+    for (key, _), ok in zip(asked, answers, strict=True):
+        counts[key] += ok
+    return counts
+
+
+def splits(facts: list[EditFact], dev_share: float, seed: int) -> dict[str, str]:
+    """dev or test per fact id, the dev share rounded per relation (seeded order)."""
+    rng, out = random.Random(seed), {}
+    for relation in sorted({f.relation for f in facts}):
+        ids = sorted(f.id for f in facts if f.relation == relation)
+        rng.shuffle(ids)
+        n_dev = round(len(ids) * dev_share)
+        out.update({key: "dev" if i < n_dev else "test" for i, key in enumerate(ids)})
+    return out
+
+
+def neighbours(
+    fact: EditFact,
+    split: str,
+    by_key: dict[str, Candidate],
+    kept: dict[str, EditFact],
+    assigned: dict[str, str],
+    k: int,
+    rng: random.Random,
+) -> tuple[str, ...]:
+    """Up to ``k`` prompts of the relation about other subjects (see the module text)."""
+    own = by_key[fact.id]
+    others = [
+        c
+        for c in by_key.values()
+        if c.relation == own.relation
+        and c.key != own.key
+        and not _overlap(c, own)
+        and not any(_clash(fact.target_new, a) for a in c.answers)
+    ]
+    other_split = [c for c in others if c.key in kept and assigned[c.key] != split]
+    unknown = [c for c in others if c.key not in kept]
+    rng.shuffle(other_split)
+    rng.shuffle(unknown)
+    return tuple(c.prompts()[0] for c in [*other_split, *unknown][:k])
+
+
+def build(
+    candidates: list[Candidate],
+    knows: Knows,
+    seed: int = 0,
+    dev_share: float = 0.25,
+    k: int = 3,
+    min_neighbours: int = 2,
+) -> tuple[list[EditFact], dict]:
+    """The kept facts with splits and neighbourhoods, and a record of what was kept."""
+    kept = known_facts(candidates, knows, seed)
+    by_key = {c.key: c for c in candidates}
+    assigned = splits(list(kept.values()), dev_share, seed)
+    rng, facts = random.Random(seed + 1), []
+    for c in candidates:
+        if c.key in kept:
+            fact = kept[c.key]
+            near = neighbours(fact, assigned[c.key], by_key, kept, assigned, k, rng)
+            if len(near) >= min_neighbours:
+                facts.append(replace(fact, neighborhood=near, split=assigned[c.key]))
+    paraphrases = known_paraphrase_counts(facts, knows)
+    relations = {}
+    for c in candidates:
+        row = relations.setdefault(
+            c.relation, {"candidates": 0, "known": 0, "kept": 0, "dev": 0, "test": 0}
+        )
+        row["candidates"] += 1
+        row["known"] += c.key in kept
+    for f in facts:
+        relations[f.relation]["kept"] += 1
+        relations[f.relation][f.split] += 1
+    record = {
+        "seed": seed,
+        "dev_share": dev_share,
+        "relations": relations,
+        "known_paraphrases": paraphrases,
+    }
+    return facts, record
