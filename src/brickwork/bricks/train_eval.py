@@ -24,7 +24,7 @@ from brickwork.analysis.loss import (
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.load import LoadedModel
-from brickwork.models.tokens import batches, pad, prompt_prefix
+from brickwork.models.tokens import batches, greedy_generate, pad, prompt_prefix
 
 # The caps analysis/loss.py uses for prompts and references; training rows use the same ones.
 MAX_PROMPT_TOKENS = 192
@@ -159,14 +159,7 @@ def generate_answers(
         width = input_ids.shape[1]
         device = next(model.parameters()).device
         input_ids, attention = input_ids.to(device), attention.to(device)
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                do_sample=False,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id,
-            )
+        out = greedy_generate(model, input_ids, max_new_tokens, pad_id, attention_mask=attention)
         answers += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return answers
 

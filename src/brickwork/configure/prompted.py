@@ -20,7 +20,7 @@ from brickwork.configure.select import prompt_scores, prompt_selection
 from brickwork.data.sample import Sample
 from brickwork.models.load import LoadedModel
 from brickwork.models.states import forward_with_states
-from brickwork.models.tokens import prompt_tokens
+from brickwork.models.tokens import greedy_generate, prompt_tokens
 from brickwork.profile.capture import capture_activations, record_activations
 
 MAX_PROMPT_TOKENS = 192  # as analysis/loss.py
@@ -46,14 +46,14 @@ def quiet_cache_warning():
 
 def greedy_decode(model, tokenizer, prefill: Prefill, max_new_tokens: int) -> str:
     """Greedy answer of ``model`` continuing from ``prefill``'s cache: the new tokens, decoded."""
-    with torch.no_grad(), quiet_cache_warning():
-        out = model.generate(
-            input_ids=prefill.input_ids,
+    with quiet_cache_warning():
+        out = greedy_generate(
+            model,
+            prefill.input_ids,
+            max_new_tokens,
+            tokenizer.pad_token_id,
             attention_mask=torch.ones_like(prefill.input_ids),
             past_key_values=prefill.cache,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
         )
     return tokenizer.decode(out[0, prefill.input_ids.shape[1] :], skip_special_tokens=True)
 
