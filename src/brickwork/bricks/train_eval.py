@@ -20,6 +20,7 @@ from brickwork.analysis.loss import (
     functionality_losses,
     prompt_reference,
     reference_batches,
+    scored_logits,
 )
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError, check_choice
@@ -92,15 +93,7 @@ def locality_rows(
 def target_logits(loaded: LoadedModel, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits [K, vocab] that predict the rows' target tokens, and those tokens [K]."""
     batch = _batch([(c, t, 0) for c, t in rows], loaded.tokenizer.pad_token_id)
-    device = loaded.device
-    hidden = loaded.model.base_model(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=batch.attention.to(device),
-        use_cache=False,
-    ).last_hidden_state
-    picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
-    logits = loaded.family.logits(loaded.model, picked)  # on the LM head's device
-    return logits, batch.targets.to(logits.device)
+    return scored_logits(loaded, batch)
 
 
 def batch_loss(loaded: LoadedModel, rows: list[Row]) -> torch.Tensor:

@@ -16,7 +16,7 @@ from pathlib import Path
 from brickwork.bricks.train_eval import Row
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically
+from brickwork.io import write_text_atomically
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import batches, greedy_generate, pad, prompt_tokens
 
@@ -45,7 +45,7 @@ def continuations(
     if file is not None and (missing or not file.is_file()):
         file.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(cache)
-        replace_atomically(file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(file, text)
     return [cache[_prompt_key(s.prompt)] for s in samples]
 
 
