@@ -1,4 +1,5 @@
-"""Atomic file writes: a file appears whole or not at all, and an old one survives a failure."""
+"""Atomic file writes (a file appears whole or not at all, and an old one survives a failure),
+and the checked reads of what they wrote."""
 
 from __future__ import annotations
 
@@ -26,6 +27,17 @@ def replace_atomically(target: Path, write: Callable[[Path], object]) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def write_text_atomically(target: Path, text: str) -> Path:
+    """``text`` (UTF-8) as the file ``target``, through ``replace_atomically``."""
+    return replace_atomically(target, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def check_replaceable(target: Path, marker: str, what: str) -> None:
+    """Refuse to write a ``what`` over an existing ``target`` that is not one (no ``marker``)."""
+    if target.exists() and not (target / marker).is_file():
+        raise BrickworkError(f"{target} exists and is not a {what}: refusing to replace it")
 
 
 def _dir_mode() -> int:
@@ -128,13 +140,31 @@ def read_json(path: Path):
         raise BrickworkError(f"{path} is corrupt (not JSON)") from None
 
 
+def read_marker_json(folder: Path, name: str, what: str):
+    """The JSON value in ``folder/name``, the file that makes ``folder`` a ``what``; a missing
+    or corrupt file is a one-line error."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise BrickworkError(f"{folder} is not a {what}: {name} is missing")
+    return read_json(path)
+
+
+def read_tensors(path: Path) -> dict:
+    """The tensors of a safetensors file; an unreadable one is a one-line error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file  # torch only where tensors are read
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise BrickworkError(f"cannot read {path}: {exc}") from None
+
+
 def read_versioned_json(folder: Path, name: str, what: str, fmt: str, version: int) -> dict:
     """``folder/name``: a JSON object whose ``format`` is ``fmt`` and ``format_version`` is
     ``version``; a missing, corrupt or foreign file is a one-line error naming ``what`` it is."""
     path = Path(folder) / name
-    if not path.is_file():
-        raise BrickworkError(f"{folder} is not a {what}: {name} is missing")
-    record = read_json(path)
+    record = read_marker_json(folder, name, what)
     if not isinstance(record, dict) or record.get("format") != fmt:
         raise BrickworkError(f"{path} is not a {fmt} file")
     if record.get("format_version") != version:

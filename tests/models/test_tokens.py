@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from brickwork.errors import BrickworkError
-from brickwork.models.tokens import batches, pad, prompt_prefix, prompt_tokens
+from brickwork.models.tokens import batches, greedy_generate, pad, prompt_prefix, prompt_tokens
 from tests.tiny import tiny_tokenizer
 
 
@@ -33,3 +33,19 @@ def test_plain_prompt_keeps_its_start_and_chat_prompt_its_end():
     chat = prompt_prefix(tok, text)
     assert tok.decode(chat) == "<u>abcdefgh<a>"
     assert prompt_tokens(tok, text, chat=True, max_tokens=4) == chat[-4:]
+
+
+def test_greedy_generate_is_hf_greedy_generate_without_grad():
+    from tests.tiny import build_tiny_model
+
+    model = build_tiny_model("llama")
+    ids = torch.tensor([[256, 72, 105], [256, 65, 66]])
+    mask = torch.ones_like(ids)
+    out = greedy_generate(model, ids, 5, 257, attention_mask=mask)
+    with torch.no_grad():
+        expected = model.generate(
+            input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=5, pad_token_id=257
+        )
+    assert torch.equal(out, expected) and not out.requires_grad
+    forced = greedy_generate(model, ids[:1], 4, 257, min_new_tokens=4)
+    assert forced.shape == (1, 3 + 4)

@@ -84,6 +84,19 @@ def functionality_losses(
     return total / count.clamp_min(1)
 
 
+def scored_logits(loaded: LoadedModel, batch: EvalBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits [K, vocab] at the batch's scored positions (on the LM head's device) and the
+    target tokens [K] they predict; with gradients if enabled."""
+    hidden = loaded.model.base_model(
+        input_ids=batch.input_ids.to(loaded.device),
+        attention_mask=batch.attention.to(loaded.device),
+        use_cache=False,
+    ).last_hidden_state
+    rows, positions = batch.positions.to(hidden.device).unbind(1)
+    logits = loaded.family.logits(loaded.model, hidden[rows, positions])
+    return logits, batch.targets.to(logits.device)
+
+
 def nll_sums(
     loaded: LoadedModel, batches: list[EvalBatch], n_groups: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -93,14 +106,7 @@ def nll_sums(
     count = torch.zeros(n_groups, dtype=torch.float64, device=device)
     with torch.no_grad():
         for batch in batches:
-            hidden = loaded.model.base_model(
-                input_ids=batch.input_ids.to(device),
-                attention_mask=batch.attention.to(device),
-                use_cache=False,
-            ).last_hidden_state
-            rows, positions = batch.positions.to(hidden.device).unbind(1)
-            logits = loaded.family.logits(loaded.model, hidden[rows, positions])
-            targets = batch.targets.to(logits.device)
+            logits, targets = scored_logits(loaded, batch)
             nll = cross_entropy(logits.float(), targets, reduction="none").double().to(device)
             total.index_add_(0, batch.groups.to(device), nll)
             count.index_add_(0, batch.groups.to(device), torch.ones_like(nll))

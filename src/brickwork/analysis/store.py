@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from brickwork.analysis.results import AnalysisResults
 from brickwork.analysis.run import Analysis
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically
+from brickwork.io import read_tensors, replace_atomically, write_text_atomically
 
 RESULTS_FILE = "results.json"
 SCORES_FILE = "funcscores.safetensors"
@@ -36,7 +35,7 @@ def save_analysis(analysis: Analysis, out_dir: str | Path) -> Path:
     metadata = {"functionalities": json.dumps(analysis.results["functionalities"])}
     replace_atomically(out / SCORES_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
     text = json.dumps(analysis.results, indent=1)
-    replace_atomically(out / RESULTS_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomically(out / RESULTS_FILE, text)
     return out
 
 
@@ -63,10 +62,7 @@ def load_analysis(analysis_dir: str | Path) -> SavedAnalysis:
     scores_file = folder / SCORES_FILE
     if not scores_file.is_file():
         raise BrickworkError(f"{folder} has no {SCORES_FILE}: run brickwork analyze")
-    try:
-        tensors = load_file(str(scores_file))
-    except (SafetensorError, OSError) as exc:
-        raise BrickworkError(f"cannot read {scores_file}: {exc}") from None
+    tensors = read_tensors(scores_file)
     sets = {k.removeprefix("set/"): v.bool() for k, v in tensors.items() if k.startswith("set/")}
     if "funcscore" not in tensors:
         raise BrickworkError(f"{scores_file} holds no funcscore tensor")

@@ -67,30 +67,40 @@ def attach_neuron_sets(loaded: LoadedModel, bricks: list[Brick], mode: str) -> I
 
 
 @contextmanager
-def attach_steering(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterator[None]:
+def _one_by_one(bricks: list[Brick], attach_one) -> Iterator[None]:
+    """Each brick attached by the context ``attach_one(brick)``; detached in reverse on exit."""
     with ExitStack() as stack:
         for brick in bricks:
-            stack.enter_context(_steer(loaded, brick))
+            stack.enter_context(attach_one(brick))
         yield None
+
+
+def attach_steering(loaded: LoadedModel, bricks: list[Brick], mode: str):
+    return _one_by_one(bricks, lambda brick: _steer(loaded, brick))
 
 
 def attach_loras(loaded: LoadedModel, bricks: list[Brick], mode: str):
     return _lora(loaded, bricks)
 
 
-@contextmanager
-def attach_deltas(loaded: LoadedModel, bricks: list[Brick], mode: str) -> Iterator[None]:
+def attach_deltas(loaded: LoadedModel, bricks: list[Brick], mode: str):
     """Apply each edit to the weights (rolled back on exit) or add its injected neurons."""
+    return _one_by_one(bricks, lambda brick: _delta(loaded, brick))
+
+
+@contextmanager
+def _delta(loaded: LoadedModel, brick: Brick) -> Iterator[None]:
     from brickwork.ops.update import apply_edit, attach_neurons, rollback  # edits live there
 
-    with ExitStack() as stack:
-        for brick in bricks:
-            if brick.spec.update == "inject":
-                stack.enter_context(attach_neurons(loaded, brick))
-            else:
-                apply_edit(loaded, brick)
-                stack.callback(rollback, loaded, brick)
+    if brick.spec.update == "inject":
+        with attach_neurons(loaded, brick):
+            yield None
+        return
+    apply_edit(loaded, brick)
+    try:
         yield None
+    finally:
+        rollback(loaded, brick)
 
 
 @contextmanager

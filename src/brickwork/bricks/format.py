@@ -12,14 +12,13 @@ import json
 import os
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from brickwork.bricks.brick import ORIGINS, Brick, check_name
 from brickwork.bricks.kinds import brick_kind
 from brickwork.bricks.migrate import migrate_v1
 from brickwork.errors import BrickworkError
-from brickwork.io import read_versioned_json, replace_dir_atomically, sha256_file
+from brickwork.io import read_tensors, read_versioned_json, replace_dir_atomically, sha256_file
 
 FORMAT = "brickwork-brick"
 FORMAT_VERSION = 2
@@ -148,10 +147,7 @@ def load_brick(folder: str | Path) -> Brick:
         raise BrickworkError(
             f"brick {folder} is corrupt: checksum mismatch in {', '.join(damaged)}"
         )
-    try:
-        tensors = load_file(str(folder / WEIGHTS_FILE))
-    except (SafetensorError, OSError) as exc:
-        raise BrickworkError(f"brick {folder} has unreadable weights: {exc}") from None
+    tensors = read_tensors(folder / WEIGHTS_FILE)
     return Brick(
         name=meta["name"],
         kind=meta["kind"],

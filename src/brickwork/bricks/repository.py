@@ -20,7 +20,13 @@ from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.format import load_brick, read_brick_meta, save_brick, verify_brick
 from brickwork.bricks.kinds import matches
 from brickwork.errors import BrickworkError
-from brickwork.io import leftovers, old_dir, recover_dir, remove_dir_atomically, replace_atomically
+from brickwork.io import (
+    leftovers,
+    old_dir,
+    recover_dir,
+    remove_dir_atomically,
+    write_text_atomically,
+)
 
 MARKER = "repository.json"
 REPOSITORY_FORMAT = {"format": "brickwork-repository", "format_version": 1}
@@ -67,7 +73,7 @@ class BrickRepository:
                 raise BrickworkError(f"{self.root} exists and is not a brick repository")
             self.bricks_dir.mkdir(parents=True, exist_ok=True)
             text = json.dumps(REPOSITORY_FORMAT)
-            replace_atomically(marker, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            write_text_atomically(marker, text)
 
     @contextmanager
     def locked(self):

@@ -20,11 +20,12 @@ from brickwork.analysis.loss import (
     functionality_losses,
     prompt_reference,
     reference_batches,
+    scored_logits,
 )
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.load import LoadedModel
-from brickwork.models.tokens import batches, pad, prompt_prefix
+from brickwork.models.tokens import batches, greedy_generate, pad, prompt_prefix
 
 # The caps analysis/loss.py uses for prompts and references; training rows use the same ones.
 MAX_PROMPT_TOKENS = 192
@@ -92,15 +93,7 @@ def locality_rows(
 def target_logits(loaded: LoadedModel, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits [K, vocab] that predict the rows' target tokens, and those tokens [K]."""
     batch = _batch([(c, t, 0) for c, t in rows], loaded.tokenizer.pad_token_id)
-    device = loaded.device
-    hidden = loaded.model.base_model(
-        input_ids=batch.input_ids.to(device),
-        attention_mask=batch.attention.to(device),
-        use_cache=False,
-    ).last_hidden_state
-    picked = hidden[batch.positions[:, 0], batch.positions[:, 1]]
-    logits = loaded.family.logits(loaded.model, picked)  # on the LM head's device
-    return logits, batch.targets.to(logits.device)
+    return scored_logits(loaded, batch)
 
 
 def batch_loss(loaded: LoadedModel, rows: list[Row]) -> torch.Tensor:
@@ -159,14 +152,7 @@ def generate_answers(
         width = input_ids.shape[1]
         device = next(model.parameters()).device
         input_ids, attention = input_ids.to(device), attention.to(device)
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                do_sample=False,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad_id,
-            )
+        out = greedy_generate(model, input_ids, max_new_tokens, pad_id, attention_mask=attention)
         answers += tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
     return answers
 

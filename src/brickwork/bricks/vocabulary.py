@@ -25,7 +25,7 @@ from torch import nn
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.specs import VocabularySpec
 from brickwork.models.load import LoadedModel
-from brickwork.models.tokens import prompt_tokens
+from brickwork.models.tokens import greedy_generate, prompt_tokens
 
 
 class SlicedHead(nn.Module):
@@ -116,13 +116,7 @@ def collect_vocabulary(
         seen.update(ids)
         seen.update(tok(reference, add_special_tokens=False)["input_ids"])
         if new_tokens:
-            with torch.no_grad():
-                out = loaded.model.generate(
-                    input_ids=torch.tensor([ids]),
-                    max_new_tokens=new_tokens,
-                    do_sample=False,
-                    pad_token_id=tok.pad_token_id,
-                )
+            out = greedy_generate(loaded.model, torch.tensor([ids]), new_tokens, tok.pad_token_id)
             seen.update(out[0, len(ids) :].tolist())
     seen.update(i for i in (tok.eos_token_id, tok.pad_token_id, tok.bos_token_id) if i is not None)
     return torch.tensor(sorted(seen))

@@ -121,7 +121,7 @@ def run_generate(args) -> None:
     from brickwork.configure.router import default_router, load_router, router_knows
     from brickwork.configure.select import load_stats
     from brickwork.errors import BrickworkError
-    from brickwork.io import replace_atomically
+    from brickwork.io import write_text_atomically
     from brickwork.models import load_model
 
     if args.max_new_tokens < 1:
@@ -157,4 +157,4 @@ def run_generate(args) -> None:
         print(line)
     if args.trace:
         text = json.dumps(trace.to_dict(), indent=1)
-        replace_atomically(Path(args.trace), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(Path(args.trace), text)

@@ -72,19 +72,34 @@ def _command(hows, how: str, help: str) -> argparse.ArgumentParser:
     return command
 
 
+def _layer_command(hows, how: str, help: str, count: tuple[str, str], grow, options, choices):
+    """A growth of chosen ``--layers`` by a ``count`` (flag, help) each, with ``grow``'s
+    keyword ``options`` (their ``choices``)."""
+    command = _command(hows, how, help)
+    command.add_argument("--layers", type=indices, required=True, help="e.g. 0,5,10")
+    command.add_argument(count[0], type=int, required=True, help=count[1])
+    add_keywords(command, grow, options, choices=choices)
+    command.set_defaults(run=cmd_grow)
+    return command
+
+
 def _add_experts(hows) -> None:
     from brickwork.bricks.extract import GROUP_METHODS
     from brickwork.ops.grow import EXPERT_MODES, grow_experts
 
-    experts = _command(hows, "experts", "upcycle FFNs into experts")
-    experts.add_argument("--layers", type=indices, required=True, help="e.g. 0,5,10")
-    experts.add_argument("--experts", type=int, required=True, help="experts per layer")
-    add_keywords(experts, grow_experts, EXPERT_OPTIONS, choices={"mode": EXPERT_MODES})
+    experts = _layer_command(
+        hows,
+        "experts",
+        "upcycle FFNs into experts",
+        ("--experts", "experts per layer"),
+        grow_experts,
+        EXPERT_OPTIONS,
+        {"mode": EXPERT_MODES},
+    )
     experts.add_argument("--group-bricks", help="brick repository with neuron-group bricks")
     experts.add_argument(
         "--group-method", default="weights", choices=GROUP_METHODS, help="which groups"
     )
-    experts.set_defaults(run=cmd_grow)
 
 
 def register(commands) -> None:
@@ -94,11 +109,15 @@ def register(commands) -> None:
 
     grow = commands.add_parser("grow", help="grow a model (width, depth, experts) or train it")
     hows = grow.add_subparsers(dest="how", required=True, metavar="HOW")
-    width = _command(hows, "width", "add FFN neurons (output unchanged)")
-    width.add_argument("--layers", type=indices, required=True, help="e.g. 0,5,10")
-    width.add_argument("--neurons", type=int, required=True, help="new neurons per layer")
-    add_keywords(width, grow_width, WIDTH_OPTIONS, choices={"method": WIDTH_METHODS})
-    width.set_defaults(run=cmd_grow)
+    _layer_command(
+        hows,
+        "width",
+        "add FFN neurons (output unchanged)",
+        ("--neurons", "new neurons per layer"),
+        grow_width,
+        WIDTH_OPTIONS,
+        {"method": WIDTH_METHODS},
+    )
     depth = _command(hows, "depth", "insert identity decoder blocks")
     depth.add_argument(
         "--positions",

@@ -38,10 +38,13 @@ def _start(args):
     return repo
 
 
-def _finish(repo, brick, args) -> None:
+def _build(repo, args, build, *inputs, **options) -> None:
+    """``build(model, *inputs, name, purpose, progress=..., **options)``, the brick saved in
+    ``repo``; the model is loaded only now, after the repository and the inputs are checked."""
     from brickwork.cli.display import print_record
     from brickwork.cli.options import record_invocation
 
+    brick = build(_load(args), *inputs, args.name, args.purpose, progress=not args.quiet, **options)
     record_invocation(brick.provenance, args)
     path = repo.add(brick)
     print(f"brick {brick.name} ({brick.kind}):")
@@ -61,16 +64,7 @@ def cmd_task(args: argparse.Namespace) -> None:
 
     repo = _start(args)
     train, heldout = load_data(args.data, split="train"), load_data(args.data, split="test")
-    brick = train_task_brick(
-        _load(args),
-        train,
-        heldout,
-        args.name,
-        args.purpose,
-        settings=settings_from(args, LoraSettings),
-        progress=not args.quiet,
-    )
-    _finish(repo, brick, args)
+    _build(repo, args, train_task_brick, train, heldout, settings=settings_from(args, LoraSettings))
 
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
@@ -80,17 +74,9 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
     repo = _start(args)
     documents = load_texts(args.data)
     preserve = load_data(args.preserve, split="train") if args.preserve else None
-    brick = train_knowledge_brick(
-        _load(args),
-        documents,
-        args.name,
-        args.purpose,
-        settings=settings_from(args, KnowledgeSettings),
-        **keywords_from(args, KNOWLEDGE_OPTIONS),
-        progress=not args.quiet,
-        preserve=preserve,
-    )
-    _finish(repo, brick, args)
+    settings = settings_from(args, KnowledgeSettings)
+    options = {**keywords_from(args, KNOWLEDGE_OPTIONS), "preserve": preserve}
+    _build(repo, args, train_knowledge_brick, documents, settings=settings, **options)
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
@@ -99,17 +85,7 @@ def cmd_steer(args: argparse.Namespace) -> None:
 
     repo = _start(args)
     positive, negative = load_texts(args.positive), load_texts(args.negative)
-    brick = build_steering_brick(
-        _load(args),
-        positive,
-        negative,
-        args.layers,
-        args.name,
-        args.purpose,
-        scale=args.scale,
-        progress=not args.quiet,
-    )
-    _finish(repo, brick, args)
+    _build(repo, args, build_steering_brick, positive, negative, args.layers, scale=args.scale)
 
 
 def _command(kinds, kind: str, help: str, purpose: str) -> argparse.ArgumentParser:

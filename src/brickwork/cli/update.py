@@ -20,7 +20,7 @@ from brickwork.cli.options import (
 )
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically, replace_dir_atomically
+from brickwork.io import replace_dir_atomically, write_text_atomically
 
 LOCATE_FLAGS = {"steps": "--ig-steps"}
 
@@ -216,7 +216,7 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
             "fingerprint": loaded.fingerprint,
         }
         text = json.dumps(record, indent=1)
-        replace_atomically(Path(args.out), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(Path(args.out), text)
         print(f"saved {args.out}")
 
 

@@ -25,7 +25,7 @@ from brickwork.configure.recover import RecoverySettings, recover
 from brickwork.configure.select import SelectionStats, check_stats, functionality_selection
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically
+from brickwork.io import write_text_atomically
 from brickwork.models.load import LoadedModel
 
 MANIFEST = "configured.json"
@@ -83,7 +83,7 @@ def save_configured(compact: CompactModel, brick, out_dir: str | Path) -> Path:
         "metrics": brick.metrics,
     }
     text = json.dumps(manifest, indent=1)
-    replace_atomically(folder / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomically(folder / MANIFEST, text)
     return folder
 
 

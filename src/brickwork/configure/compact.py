@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_dir_atomically
+from brickwork.io import check_replaceable, read_marker_json, replace_dir_atomically
 from brickwork.models.families import Family, family_for
 from brickwork.models.ffn import slice_ffn
 from brickwork.models.load import LoadedModel, fingerprint
@@ -121,8 +121,7 @@ def _shallow_copy(model: nn.Module, family: Family) -> nn.Module:
 def save_compact(compact: CompactModel, out_dir: str | Path) -> Path:
     """Write a model directory (HF weights + tokenizer + kept indices); it appears whole or not."""
     target = Path(out_dir)
-    if target.exists() and not (target / COMPACT_FILE).is_file():
-        raise BrickworkError(f"{target} exists and is not a compact model directory")
+    check_replaceable(target, COMPACT_FILE, "compact model directory")
 
     def write(tmp: Path) -> None:
         compact.loaded.model.save_pretrained(tmp, safe_serialization=True)
@@ -150,9 +149,7 @@ def load_compact(path: str | Path) -> CompactModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(path)
-    if not (folder / COMPACT_FILE).is_file():
-        raise BrickworkError(f"{folder} is not a compact model directory (no {COMPACT_FILE})")
-    meta = json.loads((folder / COMPACT_FILE).read_text(encoding="utf-8"))
+    meta = read_marker_json(folder, COMPACT_FILE, "compact model directory")
     config = AutoConfig.from_pretrained(folder)
     family = family_for(config)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)

@@ -13,14 +13,12 @@ import hashlib
 import json
 from pathlib import Path
 
-import torch
-
 from brickwork.bricks.train_eval import Row
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically
+from brickwork.io import write_text_atomically
 from brickwork.models.load import LoadedModel
-from brickwork.models.tokens import batches, pad, prompt_tokens
+from brickwork.models.tokens import batches, greedy_generate, pad, prompt_tokens
 
 _MEMORY: dict[str, dict[str, list[int]]] = {}
 
@@ -47,7 +45,7 @@ def continuations(
     if file is not None and (missing or not file.is_file()):
         file.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(cache)
-        replace_atomically(file, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(file, text)
     return [cache[_prompt_key(s.prompt)] for s in samples]
 
 
@@ -62,14 +60,7 @@ def _generate(dense: LoadedModel, prompts: list[str], tokens: int, batch_size: i
     out: list[list[int]] = []
     for chunk in batches(prompts, batch_size):
         ids, mask = pad([prompt_tokens(tokenizer, p, chat=True) for p in chunk], pad_id, "left")
-        with torch.no_grad():
-            generated = dense.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=False,
-                max_new_tokens=tokens,
-                pad_token_id=pad_id,
-            )
+        generated = greedy_generate(dense.model, ids, tokens, pad_id, attention_mask=mask)
         for row in generated[:, ids.shape[1] :].tolist():
             end = next((i for i, t in enumerate(row) if t in stops), len(row))
             out.append(row[: end + 1] if end < len(row) else row)  # keep the stop token

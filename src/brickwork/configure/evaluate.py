@@ -16,6 +16,7 @@ from brickwork.configure.compact import gather_ffn
 from brickwork.configure.select import SelectionStats, functionality_selection
 from brickwork.data.sample import Sample
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import greedy_generate
 
 
 def nll_sums(
@@ -63,22 +64,9 @@ def parameter_bytes(model: torch.nn.Module) -> int:
 
 def decode_speed(model, input_ids: torch.Tensor, new_tokens: int = 64, pad: int = 0) -> float:
     """Tokens/s of greedy HF generate at batch 1, forced to ``new_tokens`` new tokens."""
-    with torch.no_grad():
-        model.generate(
-            input_ids=input_ids,
-            max_new_tokens=4,
-            min_new_tokens=4,
-            do_sample=False,
-            pad_token_id=pad,
-        )  # warm-up
-        start = time.perf_counter()
-        model.generate(
-            input_ids=input_ids,
-            max_new_tokens=new_tokens,
-            min_new_tokens=new_tokens,
-            do_sample=False,
-            pad_token_id=pad,
-        )
+    greedy_generate(model, input_ids, 4, pad, min_new_tokens=4)  # warm-up
+    start = time.perf_counter()
+    greedy_generate(model, input_ids, new_tokens, pad, min_new_tokens=new_tokens)
     return new_tokens / (time.perf_counter() - start)
 
 

@@ -153,24 +153,16 @@ def sparsity_hooks(loaded: LoadedModel, sparsity: TokenSparsity) -> list:
     """The hook specs that apply ``sparsity`` (calibrated methods only)."""
     family, act = loaded.family, activation(loaded)
     t = sparsity.thresholds
+    masked_inputs = {"input": family.ffn, "inter": family.down_proj}  # site: the module it enters
     specs = []
     for i, layer in enumerate(family.layer_modules(loaded.model)):
-        if "input" in t:
-            specs.append(
-                (
-                    family.ffn(layer),
-                    "forward_pre",
-                    lambda m, a, i=i: (_mask(a[0], t["input"][i]), *a[1:]),
-                )
-            )
-        if "inter" in t:
-            specs.append(
-                (
-                    family.down_proj(layer),
-                    "forward_pre",
-                    lambda m, a, i=i: (_mask(a[0], t["inter"][i]), *a[1:]),
-                )
-            )
+        for site, module in masked_inputs.items():
+            if site in t:
+
+                def mask_input(m, a, i=i, site=site):
+                    return (_mask(a[0], t[site][i]), *a[1:])
+
+                specs.append((module(layer), "forward_pre", mask_input))
         if "gate" in t:
             # act(0) = 0 for SiLU/GELU, so zeroing the gate output zeroes those neurons' a.
             def gate(m, a, out, i=i):

@@ -55,3 +55,18 @@ def batches(items: Sequence[T], batch_size: int) -> list[Sequence[T]]:
     if batch_size < 1:
         raise BrickworkError(f"batch size must be positive, got {batch_size}")
     return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+
+def greedy_generate(
+    model, input_ids: torch.Tensor, max_new_tokens: int, pad_id: int | None, **options
+) -> torch.Tensor:
+    """HF ``generate`` without sampling or gradients: the [B, T + new] token ids. ``options``
+    (``attention_mask``, ``min_new_tokens``, ``past_key_values`` ...) go to ``generate``."""
+    with torch.no_grad():
+        return model.generate(
+            input_ids=input_ids,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad_id,
+            **options,
+        )

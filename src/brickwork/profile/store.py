@@ -21,11 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from brickwork.errors import BrickworkError
-from brickwork.io import read_json, replace_atomically, sha256_file
+from brickwork.io import (
+    read_json,
+    read_tensors,
+    replace_atomically,
+    sha256_file,
+    write_text_atomically,
+)
 
 TENSORS_FILE = "profile.safetensors"
 META_FILE = "profile.json"
@@ -101,7 +106,7 @@ class Profile:
         replace_atomically(out / TENSORS_FILE, write_tensors)
         meta = dict(self.meta, format_version=FORMAT_VERSION, tensors_sha256=digest["sha256"])
         text = json.dumps(meta, indent=1, sort_keys=True)
-        replace_atomically(out / META_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(out / META_FILE, text)
         return out
 
 
@@ -114,10 +119,7 @@ def load_profile(path: str | Path) -> Profile:
     meta = read_json(meta_file)
     if meta.get("tensors_sha256") != sha256_file(tensor_file):
         raise BrickworkError(f"{tensor_file} is corrupt or does not match {META_FILE}")
-    try:
-        stored = load_file(str(tensor_file))
-    except (SafetensorError, OSError) as exc:
-        raise BrickworkError(f"{tensor_file} is corrupt: {exc}") from None
+    stored = read_tensors(tensor_file)
     rows = stored.pop("covered_rows")
     dense = torch.zeros(len(meta["sample_ids"]), *stored["instance_mean_abs"].shape[1:])
     dense[rows] = stored["instance_mean_abs"]

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 
 import torch
+from typing_extensions import Unpack
 
 from brickwork.bricks.brick import Brick
 from brickwork.errors import BrickworkError, check_choice
@@ -26,7 +27,7 @@ from brickwork.ops.combine.lora import (
     lora_deltas,
     lora_scaling,
 )
-from brickwork.ops.combine.result import dense_result, result, truncate_product
+from brickwork.ops.combine.result import MergeOutput, dense_result, result, truncate_product
 
 DARE_VARIANTS = ("linear", "ties")
 
@@ -146,25 +147,12 @@ def _exact_sum(bricks: list[Brick], factors: list[Factors], weights: list[float]
 
 
 def merge_linear(
-    bricks: list[Brick],
-    weights: list[float],
-    name: str,
-    *,
-    rank: int | None = None,
-    purpose: str | None = None,
-    description: str = "",
+    bricks: list[Brick], weights: list[float], name: str, **output: Unpack[MergeOutput]
 ) -> Brick:
     """Σ wᵢ·ΔWᵢ exactly as a LoRA of rank Σ rᵢ (weights may be negative), or SVD-truncated to
     ``rank``. One brick with weight 1 gives the same update as the brick itself."""
     return generalized_task_arithmetic(
-        bricks,
-        weights,
-        name,
-        rank=rank,
-        purpose=purpose,
-        description=description,
-        method="linear",
-        parameters={},
+        bricks, weights, name, method="linear", parameters={}, **output
     )
 
 
@@ -174,9 +162,7 @@ def task_arithmetic(
     name: str,
     *,
     scale: float = 1.0,
-    rank: int | None = None,
-    purpose: str | None = None,
-    description: str = "",
+    **output: Unpack[MergeOutput],
 ) -> Brick:
     """Task arithmetic (Ilharco et al.): scale·Σ wᵢ·ΔWᵢ; a negative weight subtracts a skill."""
     check_finite_numbers([scale, *weights], "scale and weights")
@@ -184,11 +170,9 @@ def task_arithmetic(
         bricks,
         [scale * w for w in weights],
         name,
-        rank=rank,
-        purpose=purpose,
-        description=description,
         method="task_arithmetic",
         parameters={"weights": list(weights), "scale": scale},
+        **output,
     )
 
 
@@ -198,9 +182,7 @@ def merge_ties(
     name: str,
     *,
     density: float = 0.2,
-    rank: int | None = None,
-    purpose: str | None = None,
-    description: str = "",
+    **output: Unpack[MergeOutput],
 ) -> Brick:
     """TIES (Yadav et al.) on each module's ΔW: keep each update's top ``density`` entries by
     magnitude, elect a sign per entry by the weighted sum, average the agreeing weighted entries
@@ -212,11 +194,9 @@ def merge_ties(
         sparsification="magnitude",
         density=density,
         sign_consensus=True,
-        rank=rank,
-        purpose=purpose,
-        description=description,
         method="ties",
         parameters={"density": density},
+        **output,
     )
 
 
@@ -228,9 +208,7 @@ def merge_dare(
     density: float = 0.5,
     seed: int = 0,
     variant: str = "linear",
-    rank: int | None = None,
-    purpose: str | None = None,
-    description: str = "",
+    **output: Unpack[MergeOutput],
 ) -> Brick:
     """DARE (Yu et al.): drop each ΔW entry with probability 1 - ``density`` (seeded), rescale the
     kept ones by 1/density, then merge linearly (Σ wᵢ·ΔWᵢ) or with TIES sign election
@@ -244,11 +222,9 @@ def merge_dare(
         density=density,
         sign_consensus=variant == "ties",
         seed=seed,
-        rank=rank,
-        purpose=purpose,
-        description=description,
         method=f"dare_{variant}",
         parameters={"density": density, "variant": variant, "seed": seed},
+        **output,
     )
 
 

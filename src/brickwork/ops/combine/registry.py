@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from brickwork.bricks.brick import Brick
 from brickwork.errors import BrickworkError
 from brickwork.ops.combine.methods import merge_dare, merge_linear, merge_ties, task_arithmetic
+from brickwork.ops.combine.result import MergeOutput
 from brickwork.registry import Registry
 
-COMMON_OPTIONS = ("rank", "purpose", "description")  # every method takes these
+COMMON_OPTIONS = tuple(MergeOutput.__annotations__)
 
 
 @dataclass(frozen=True)

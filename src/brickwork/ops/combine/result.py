@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TypedDict
 
 import torch
 
@@ -14,6 +15,15 @@ from brickwork.errors import BrickworkError
 from brickwork.ops.combine.lora import A_SUFFIX, B_SUFFIX, Factors, content_hash
 
 Error = tuple[float, float]  # (squared Frobenius norm lost, squared norm) of one module
+
+
+class MergeOutput(TypedDict, total=False):
+    """The options every merge method takes, about its result: ``rank`` (re-compress by SVD; by
+    default Σ rᵢ), and the result's ``purpose`` and ``description``."""
+
+    rank: int | None
+    purpose: str | None
+    description: str
 
 
 def truncate_product(a: torch.Tensor, b: torch.Tensor, rank: int):

@@ -23,7 +23,7 @@ from brickwork.bricks.train import LoraSettings, train_task_brick
 from brickwork.bricks.train_eval import generate_answers
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically
+from brickwork.io import read_marker_json, replace_atomically, write_text_atomically
 from brickwork.models.load import LoadedModel
 from brickwork.models.states import prompt_states
 
@@ -133,17 +133,13 @@ def save_plugins(system: PluginSystem, folder: str | Path) -> Path:
         "tasks": system.names(),
         "router": "nearest centroid of the mean final hidden state over the prompt",
     }
-    replace_atomically(
-        folder / ROUTER_FILE, lambda p: p.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    )
+    write_text_atomically(folder / ROUTER_FILE, json.dumps(meta, indent=1))
     return folder
 
 
 def load_plugins(folder: str | Path) -> PluginSystem:
     folder = Path(folder)
-    if not (folder / ROUTER_FILE).is_file():
-        raise BrickworkError(f"{folder} is not a plugin system: {ROUTER_FILE} is missing")
-    meta = json.loads((folder / ROUTER_FILE).read_text(encoding="utf-8"))
+    meta = read_marker_json(folder, ROUTER_FILE, "plugin system")
     centroids = load_file(str(folder / CENTROIDS_FILE))
     tasks = [PluginTask(n, load_brick(folder / "bricks" / n), centroids[n]) for n in meta["tasks"]]
     return PluginSystem(meta["base_model"], tasks)

@@ -21,7 +21,7 @@ from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
 from brickwork.bricks.specs import GrownSpec
 from brickwork.errors import BrickworkError
-from brickwork.io import read_versioned_json, replace_dir_atomically
+from brickwork.io import check_replaceable, read_versioned_json, replace_dir_atomically
 from brickwork.models.device import cast_parameters
 from brickwork.models.device import placement as placement_of
 from brickwork.models.experts import MoEFFN, zero_router
@@ -85,8 +85,7 @@ def grown_brick(grown: GrownModel) -> Brick:
 def save_grown(grown: GrownModel, target: str | Path) -> Path:
     """Write the grown model directory at ``target`` (it appears whole or not at all)."""
     target = Path(target)
-    if target.exists() and not (target / GROWN_FILE).is_file():
-        raise BrickworkError(f"{target} exists and is not a grown model: refusing to replace it")
+    check_replaceable(target, GROWN_FILE, "grown model")
 
     def write(tmp: Path) -> None:
         grown.loaded.model.save_pretrained(tmp)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
+from typing import TypedDict
 
 import torch
+from typing_extensions import Unpack
 
 from brickwork.bricks.train_eval import (
     batch_loss,
@@ -41,29 +43,26 @@ class GrowTrainSettings(TrainSettings):
     )
 
 
+class GrowTrainOptions(TypedDict, total=False):
+    """How ``train_slices`` (and ``train_grown``) train: the ``settings``, the ``preserve``
+    samples with the ``reference`` model for the KL term, and ``progress`` bars."""
+
+    settings: GrowTrainSettings
+    preserve: list[Sample] | None
+    reference: LoadedModel | None
+    progress: bool
+
+
 def train_grown(
     grown: GrownModel,
     train: list[Sample],
     heldout: list[Sample],
-    *,
-    settings: GrowTrainSettings = GrowTrainSettings(),
-    preserve: list[Sample] | None = None,
-    reference: LoadedModel | None = None,
-    progress: bool = True,
+    **options: Unpack[GrowTrainOptions],
 ) -> GrownModel:
     """A copy of ``grown`` trained on prompt/reference pairs, only its grown parameters moving."""
     if not grown.trainable:
         raise BrickworkError("nothing grew: this model has no grown parameters to train")
-    trained, metrics = train_slices(
-        grown.loaded,
-        grown.trainable,
-        train,
-        heldout,
-        settings=settings,
-        preserve=preserve,
-        reference=reference,
-        progress=progress,
-    )
+    trained, metrics = train_slices(grown.loaded, grown.trainable, train, heldout, **options)
     entry = {"op": "train", "fingerprint": trained.fingerprint, **metrics}
     return GrownModel(trained, grown.base_model, [*grown.history, entry], dict(grown.trainable))
 

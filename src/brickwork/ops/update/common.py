@@ -12,6 +12,7 @@ from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.layers import check_layers
 from brickwork.models.load import LoadedModel
+from brickwork.models.tokens import pad
 
 # Short neutral prefixes: a fact's key is averaged over them (ROME's "random prefixes"), so the
 # edit does not depend on the prompt being the first thing in the context.
@@ -82,6 +83,18 @@ def read_inputs(module: torch.nn.Module, store: list) -> Iterator[None]:
     """Append the module's input [B, T, d] of every forward pass to ``store``."""
     with hooks([(module, "forward_pre", lambda m, args: store.append(args[0].detach()))]):
         yield
+
+
+def token_inputs(
+    loaded: LoadedModel, module: torch.nn.Module, rows: list[list[int]], cols: list[int]
+) -> torch.Tensor:
+    """``module``'s input [len(rows), d] at token ``cols[i]`` of each row of token ids
+    ``rows[i]``, from one right-padded forward pass without grad."""
+    ids, mask = pad(rows, loaded.tokenizer.pad_token_id)
+    seen: list[torch.Tensor] = []
+    with torch.no_grad(), read_inputs(module, seen):
+        loaded.model(input_ids=ids, attention_mask=mask)
+    return seen[0][torch.arange(len(rows)), torch.tensor(cols)]
 
 
 @contextmanager

@@ -28,13 +28,12 @@ from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
-from brickwork.models.tokens import pad
 from brickwork.ops.update.common import (
     CONTEXTS,
     encode,
     ffn_module,
-    read_inputs,
     subject_index,
+    token_inputs,
 )
 from brickwork.ops.update.covariance import layer_statistics
 from brickwork.ops.update.rome import EditSettings, covariance, covariances, fact_update, start_edit
@@ -48,11 +47,7 @@ def ffn_inputs(loaded: LoadedModel, layer: int, fact: EditFact) -> torch.Tensor:
     texts = [c + fact.prompt for c in CONTEXTS]
     rows = [encode(loaded.tokenizer, t) for t in texts]
     cols = [subject_index(loaded.tokenizer, t, fact.subject) for t in texts]
-    ids, mask = pad(rows, loaded.tokenizer.pad_token_id)
-    seen: list[torch.Tensor] = []
-    with torch.no_grad(), read_inputs(ffn_module(loaded, layer), seen):
-        loaded.model(input_ids=ids, attention_mask=mask)
-    return seen[0][torch.arange(len(rows)), torch.tensor(cols)].float()
+    return token_inputs(loaded, ffn_module(loaded, layer), rows, cols).float()
 
 
 def inject(

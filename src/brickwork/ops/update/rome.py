@@ -37,10 +37,10 @@ from brickwork.ops.update.common import (
     down_module,
     encode,
     opens,
-    read_inputs,
     subject_index,
     target_ids,
     through_update,
+    token_inputs,
 )
 from brickwork.ops.update.covariance import inverse, layer_statistics
 from brickwork.ops.update.initial import at_position_zero, initial_covariance, protected_keys
@@ -141,11 +141,7 @@ def fact_key(
     if len(contexts) > 1 and opens(prompt, subject):
         contexts = tuple(c for c in contexts if c)
     rows, cols = _rows(loaded.tokenizer, prompt, subject, contexts)
-    ids, mask = pad(rows, loaded.tokenizer.pad_token_id)
-    seen: list[torch.Tensor] = []
-    with torch.no_grad(), read_inputs(down_module(loaded, layer), seen):
-        loaded.model(input_ids=ids, attention_mask=mask)
-    return seen[0][torch.arange(len(rows)), torch.tensor(cols)].double().mean(0)
+    return token_inputs(loaded, down_module(loaded, layer), rows, cols).double().mean(0)
 
 
 def covariance(
