@@ -87,8 +87,8 @@ def run_generate(args) -> None:
     from brickwork.cli.outputs import check_out_file
     from brickwork.configure.build import configured_dirs
     from brickwork.configure.compact import check_budget
-    from brickwork.configure.pipeline import configured_generate
-    from brickwork.configure.router import load_router, router_knows
+    from brickwork.configure.pipeline import check_configure, configured_generate
+    from brickwork.configure.router import load_router
     from brickwork.configure.select import load_stats
     from brickwork.errors import BrickworkError
     from brickwork.io import replace_atomically
@@ -102,10 +102,9 @@ def run_generate(args) -> None:
     check_budget(args.budget)
     prebuilt = configured_dirs(args.configured) if args.configured else None
     router = load_router(args.router) if args.router else None
-    if router and args.configure not in ("auto", "none"):
-        router_knows(router, args.configure)
-    loaded = load_model(args.model, **model_options(args))
     stats = load_stats(args.analysis) if args.analysis else None
+    check_configure(args.configure, stats, router)
+    loaded = load_model(args.model, **model_options(args))
     plugins = [load_brick(p) for p in args.plugin]
     _warn_if_cut(loaded, args.instruction)
     answer, trace = configured_generate(

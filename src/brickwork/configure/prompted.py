@@ -31,7 +31,7 @@ MAX_REFERENCE_TOKENS = 64
 class Prefill:
     input_ids: torch.Tensor  # [1, T] the whole prompt
     cache: object  # the KV cache of input_ids[:, :-1], from the dense model
-    scores: torch.Tensor  # [L, D] GRIFFIN neuron scores of the prompt
+    scores: torch.Tensor | None  # [L, D] GRIFFIN neuron scores (None: layers of unequal width)
     hidden_states: dict  # {hidden-state index: [1, T-1, hidden]} of the dense pass (the router's)
 
 
@@ -68,7 +68,10 @@ def dense_prefill(loaded: LoadedModel, input_ids: torch.Tensor) -> Prefill:
         states, out = forward_with_states(
             loaded, every, input_ids=input_ids[:, :-1], use_cache=True
         )
-    scores = prompt_scores([recorded[i][0] for i in sorted(recorded)])
+    activations = [recorded[i][0] for i in sorted(recorded)]
+    # Per-layer scores need one FFN width; a width-grown model runs dense only (scores None).
+    one_width = len({a.shape[-1] for a in activations}) == 1
+    scores = prompt_scores(activations) if one_width else None
     return Prefill(input_ids, out.past_key_values, scores, states)
 
 
