@@ -65,9 +65,13 @@ def test_upcycled_experts_load_through_brickwork_only(tmp_path):
     assert torch.equal(logits(again, ids), logits(grown, ids))
 
 
-@pytest.mark.parametrize("growth", ["width, two layers unequal", "depth"])
+@pytest.mark.parametrize("growth", ["width, two layers unequal", "depth", "experts"])
 def test_generate_runs_on_a_grown_model_directory(tmp_path, capsys, growth):
-    save_grown(_grown("llama", growth), tmp_path / "g")
+    if growth == "experts":
+        grown = grow_experts(_grown("llama", "depth"), [0], 2)
+    else:
+        grown = _grown("llama", growth)
+    save_grown(grown, tmp_path / "g")
     argv = ["generate", "hi", "--model", str(tmp_path / "g"), "--configure", "none"]
     assert main([*argv, "--max-new-tokens", "2"]) == 0, capsys.readouterr().err
     assert "configure: none" in capsys.readouterr().out

@@ -135,8 +135,8 @@ def configured_generate(
     compact = None
     if configure != "none" and prefill.scores is None:
         raise BrickworkError(
-            "this model's layers have different FFN widths (grown in width): configured "
-            "selection needs one width; use --configure none"
+            "this grown model's FFNs differ between layers (wider or upcycled into experts): "
+            "configured selection needs plain FFNs of one width; use --configure none"
         )
     if configure != "none":
         compact = prebuilt_for(prebuilt, functionality, budget, loaded) if prebuilt else None
