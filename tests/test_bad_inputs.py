@@ -12,6 +12,7 @@ import torch
 from brickwork.bricks import BrickRepository, neuron_set_brick, save_brick
 from brickwork.bricks.plugins import steering_brick
 from brickwork.cli import main
+from brickwork.ops.grow import grow_width, save_grown
 
 D_MODEL = 32  # the tiny llama's width (tests/tiny.py)
 
@@ -50,8 +51,14 @@ def world(tmp_path_factory, tiny_model_dirs):
         ("wide", torch.ones(1, D_MODEL + 1), [0]),
         ("far", torch.ones(1, D_MODEL), [999]),
         ("nan", torch.full((1, D_MODEL), float("nan")), [0]),
+        ("inf", torch.full((1, D_MODEL), float("inf")), [0]),
     ):
-        save_brick(steering_brick(name, "x", fingerprint, vectors, layers), root / f"steer-{name}")
+        brick = steering_brick(name, "x", fingerprint, torch.ones(1, vectors.shape[1]), layers)
+        brick.tensors["vectors"] = vectors  # as a foreign tool might write it (built: refused)
+        save_brick(brick, root / f"steer-{name}")
+    grown = grow_width(load_model(model), [0], 8)
+    grown.loaded.tokenizer = load_model(model).tokenizer
+    save_grown(grown, root / "grown-width")
     return {"root": root, "model": model}
 
 
@@ -147,6 +154,21 @@ CASES = {
     "steering brick too wide": [*GENERATE, "--plugin", "{root}/steer-wide"],
     "steering brick layer 999": [*GENERATE, "--plugin", "{root}/steer-far"],
     "steering brick of NaN": [*GENERATE, "--plugin", "{root}/steer-nan"],
+    "steering brick of inf": [*GENERATE, "--plugin", "{root}/steer-inf"],
+    "steer --scale nan": [*STEER, "--name", "s", "--layers", "0", "--scale", "nan"],
+    "steer --scale inf": [*STEER, "--name", "s", "--layers", "0", "--scale", "inf"],
+    "--configure an unknown functionality": [*GENERATE[:4], "astrology"],
+    "generate an empty instruction ''": ["generate", "", *M],
+    "locate --answer '' (empty)": ["locate", *M, "--fact", "Paris is in", "--answer", ""],
+    "edit eval --limit -1": ["edit", "eval", *M, "--limit", "-1"],
+    "selection on a width-grown model": [
+        "generate",
+        "hello",
+        "--model",
+        "{root}/grown-width",
+        "--configure",
+        "coding",
+    ],
     "generate an empty instruction": ["generate", "  ", *M],
     "profile --max-tokens 0": [
         "profile",

@@ -10,6 +10,7 @@ Each kind's attach is looked up in the registry (``brickwork.bricks.kinds``).
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -133,8 +134,8 @@ def _check_steering(brick: Brick, vectors: torch.Tensor, n_layers: int, width: i
         problem = f"vectors of shape {list(vectors.shape)}, not {wanted}"
     elif bad := [i for i in brick.spec["layers"] if not 0 <= i < n_layers]:
         problem = f"layer {bad[0]}, not in 0..{n_layers - 1}"
-    elif not torch.isfinite(vectors).all():
-        problem = "vectors that are not finite (NaN or infinite)"
+    elif not (torch.isfinite(vectors).all() and math.isfinite(brick.spec["scale"])):
+        problem = "vectors or a scale that are not finite (NaN or infinite)"
     if problem:
         raise BrickworkError(f"steering brick {brick.name!r} has {problem}")
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 from brickwork.bricks.brick import Brick, check_name
-from brickwork.bricks.plugins import lora_brick_from_peft, steering_brick
+from brickwork.bricks.plugins import check_steering_numbers, lora_brick_from_peft, steering_brick
 from brickwork.bricks.train_eval import (
     Row,
     batch_loss,
@@ -224,6 +224,7 @@ def _lora_brick(
             name,
             purpose,
             loaded.fingerprint,
+            base_location=loaded.hf_location,
             provenance=provenance,
             metrics=result.metrics(),
         )
@@ -288,6 +289,7 @@ def build_steering_brick(
     entry of ``output_hidden_states`` is after the final norm, so it is not used).
     """
     check_name(name)
+    check_steering_numbers(name, None, scale)
     if not positive or not negative:
         raise BrickworkError("steering needs at least one positive and one negative prompt")
     if any(not isinstance(t, str) or not t.strip() for t in positive + negative):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from contextlib import contextmanager, nullcontext
 
 import brickwork
 from brickwork.cli import analysis, bricks, combine, configure, estimate, grow, train, update
@@ -23,6 +24,9 @@ COMMAND_MODULES = (analysis, bricks, train, configure, combine, grow, update, es
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="brickwork", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"brickwork {brickwork.__version__}")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the libraries' warnings and loading bars"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(commands)
@@ -50,5 +54,28 @@ def _run(argv: list[str]) -> int:
         return int(exc.code or 0)
     args.command_line = shlex.join(["brickwork", *argv])  # recorded in every output
     args.recipe = recipe
-    args.run(args)
+    with nullcontext() if args.verbose else quiet_libraries():
+        args.run(args)
     return 0
+
+
+@contextmanager
+def quiet_libraries():
+    """Hide transformers' and other libraries' warnings (FutureWarning, deprecations, load
+    reports) and loading bars; brickwork's own warnings print to stderr all the same."""
+    import warnings
+
+    from transformers.utils import logging
+
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            for category in (FutureWarning, DeprecationWarning, UserWarning):
+                warnings.filterwarnings("ignore", category=category)
+            yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()

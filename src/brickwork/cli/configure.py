@@ -116,9 +116,9 @@ def run_generate(args) -> None:
     from brickwork.cli.outputs import check_out_file
     from brickwork.configure.build import configured_dirs
     from brickwork.configure.compact import check_budget
-    from brickwork.configure.pipeline import configured_generate
+    from brickwork.configure.pipeline import check_configure, configured_generate
     from brickwork.configure.prompted import Decoding
-    from brickwork.configure.router import default_router, load_router, router_knows
+    from brickwork.configure.router import default_router, load_router
     from brickwork.configure.select import load_stats
     from brickwork.errors import BrickworkError
     from brickwork.io import write_text_atomically
@@ -132,14 +132,13 @@ def run_generate(args) -> None:
     check_budget(args.budget)
     prebuilt = configured_dirs(args.configured) if args.configured else None
     router = load_router(args.router) if args.router else None
-    if router and args.configure not in ("auto", "none"):
-        router_knows(router, args.configure)
+    stats = load_stats(args.analysis) if args.analysis else None
+    check_configure(args.configure, stats, router)
     plugins = [load_brick(p) for p in args.plugin] + _named_bricks(args)
     decoding = settings_from(args, Decoding)
     loaded = load_model(args.model, **model_options(args))
     if router is None and args.configure == "auto":
         router = default_router(loaded)
-    stats = load_stats(args.analysis) if args.analysis else None
     _warn_if_cut(loaded, args.instruction, decoding.chat)
     answer, trace = configured_generate(
         loaded,

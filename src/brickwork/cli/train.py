@@ -80,10 +80,12 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
+    from brickwork.bricks.plugins import check_steering_numbers
     from brickwork.bricks.train import build_steering_brick
     from brickwork.data import load_texts
 
     repo = _start(args)
+    check_steering_numbers(args.name, None, args.scale)
     positive, negative = load_texts(args.positive), load_texts(args.negative)
     _build(repo, args, build_steering_brick, positive, negative, args.layers, scale=args.scale)
 

@@ -23,6 +23,7 @@ from brickwork.configure.prompted import (
 )
 from brickwork.configure.router import Router, check_router, pool_hidden
 from brickwork.configure.select import SelectionStats, check_stats, functionality_selection
+from brickwork.data.sample import FUNCTIONALITIES
 from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.load import LoadedModel
 
@@ -81,14 +82,23 @@ class Trace:
         return out
 
 
+def check_configure(configure: str, stats: SelectionStats | None, router: Router | None) -> None:
+    """Refuse a functionality name that the analysis (else the router, else the paper's seven
+    functionalities) does not know."""
+    if configure in ("auto", "none"):
+        return
+    known = stats.functionalities if stats is not None else router and router.functionalities
+    known = known or FUNCTIONALITIES
+    if configure not in known:
+        raise BrickworkError(f"unknown functionality {configure!r}; known: {', '.join(known)}")
+
+
 def _routed(router: Router | None, configure: str, hidden_states, stats, loaded) -> tuple:
     """(functionality, probabilities) for the configure mode."""
     if configure == "none":
         return None, {}
     if configure != "auto":
-        known = stats.functionalities if stats is not None else router and router.functionalities
-        if known and configure not in known:
-            raise BrickworkError(f"unknown functionality {configure!r}; known: {', '.join(known)}")
+        check_configure(configure, stats, router)
         return configure, {}
     if router is None:
         raise BrickworkError(
@@ -142,6 +152,11 @@ def configured_generate(
         base_model=loaded.fingerprint,
     )
     compact = None
+    if configure != "none" and prefill.scores is None:
+        raise BrickworkError(
+            "this grown model's FFNs differ between layers (wider or upcycled into experts): "
+            "configured selection needs plain FFNs of one width; use --configure none"
+        )
     if configure != "none":
         compact = prebuilt_for(prebuilt, functionality, budget, loaded) if prebuilt else None
         if compact is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -33,7 +33,9 @@ MAX_REFERENCE_TOKENS = 64
 class Prefill:
     input_ids: torch.Tensor  # [1, T] the whole prompt
     cache: object  # the KV cache of input_ids[:, :-1], from the dense model
-    scores: torch.Tensor  # [L, D] GRIFFIN neuron scores of the prompt
+    scores: (
+        torch.Tensor | None
+    )  # [L, D] GRIFFIN neuron scores (None: grown FFNs, unequal or experts)
     hidden_states: dict  # {hidden-state index: [1, T-1, hidden]} of the dense pass (the router's)
 
 
@@ -116,11 +118,17 @@ def dense_prefill(loaded: LoadedModel, input_ids: torch.Tensor) -> Prefill:
         input_ids = torch.cat([input_ids, input_ids], dim=1)  # a one-token prompt: repeat it
     recorded: dict[int, torch.Tensor] = {}
     every = list(range(len(loaded.family.layer_modules(loaded.model)) + 1))
-    with torch.no_grad(), capture_activations(loaded.model, loaded.family, recorded.__setitem__):
+    family = loaded.family
+    plain = all(hasattr(family.ffn(m), family.down) for m in family.layer_modules(loaded.model))
+    capture = capture_activations(loaded.model, family, recorded.__setitem__)
+    with torch.no_grad(), capture if plain else nullcontext():
         states, out = forward_with_states(
             loaded, every, input_ids=input_ids[:, :-1], use_cache=True
         )
-    scores = prompt_scores([recorded[i][0] for i in sorted(recorded)])
+    activations = [recorded[i][0] for i in sorted(recorded)]
+    # Scores need plain FFNs of one width; a grown (wider or upcycled) model runs dense only.
+    one_width = plain and len({a.shape[-1] for a in activations}) == 1
+    scores = prompt_scores(activations) if one_width else None
     return Prefill(input_ids, out.past_key_values, scores, states)
 
 

@@ -106,13 +106,6 @@ def route(router: Router, loaded: LoadedModel, prompts: list[str]) -> torch.Tens
     return router.probabilities(prompt_features(loaded, prompts, router.layers))
 
 
-def router_knows(router: Router, functionality: str) -> None:
-    """Refuse a functionality the router does not know."""
-    if functionality not in router.functionalities:
-        known = ", ".join(router.functionalities)
-        raise BrickworkError(f"unknown functionality {functionality!r}; known: {known}")
-
-
 def check_router(router: Router, loaded: LoadedModel) -> None:
     loaded.require_base(router.base_model, "the router")
 

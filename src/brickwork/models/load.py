@@ -33,6 +33,8 @@ class LoadedModel:
     family: Family
     fingerprint: str  # ties bricks and profiles to these exact base weights
     source: str  # what was loaded: a path or a Hub id
+    # Where plain transformers loads these same weights (a directory or Hub id), if anywhere.
+    hf_location: str | None = None
 
     @property
     def device(self) -> torch.device:
@@ -82,6 +84,11 @@ def load_model(
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return _load_gguf(path, root, source=str(path), place=place)
+    if path.is_dir() and (path / "grown.json").is_file():  # exact grown shapes (ops/grow)
+        from brickwork.ops.grow.store import load_grown
+
+        grown = load_grown(path, trust_remote_code=trust_remote_code, device=device, dtype=dtype)
+        return grown.loaded
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise BrickworkError(f"{spec} is a directory without config.json, not a model")
@@ -113,7 +120,10 @@ def _load_hf(
         _check_weights(Path(name_or_path))
     model, weights = place_model(name_or_path, trust_remote_code, place or _placement())
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    return _finish(model, tokenizer, family, source or name_or_path, weights)
+    loaded = _finish(model, tokenizer, family, source or name_or_path, weights)
+    local = Path(name_or_path)
+    loaded.hf_location = str(local.resolve()) if local.is_dir() else name_or_path
+    return loaded
 
 
 def _check_weights(folder: Path) -> None:
@@ -150,7 +160,9 @@ def _load_gguf(path: Path, root: Path, source: str, place=None) -> LoadedModel:
         )
         with tempfile.TemporaryDirectory() as tmp:
             _save_with_checksums(Path(tmp), model, tokenizer)
-            return _load_hf(tmp, trust_remote_code=False, source=source, place=place)
+            loaded = _load_hf(tmp, trust_remote_code=False, source=source, place=place)
+            loaded.hf_location = None  # the directory is gone
+            return loaded
     return _load_hf(str(cached), trust_remote_code=False, source=source, place=place)
 
 

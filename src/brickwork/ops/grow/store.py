@@ -1,11 +1,13 @@
 """Save and load grown models: a model directory plus grown.json and the grown parameters.
 
-The directory holds what ``save_pretrained`` writes (config.json with the new layer count and
-layer types, model.safetensors, the tokenizer), ``grown.json`` (the base model, the history of
+The directory holds what ``save_pretrained`` writes (config.json with the new layer count, layer
+types and FFN width, model.safetensors, the tokenizer: plain transformers loads it, see
+portable.py), ``grown.json`` (the base model, the history of
 what was grown where, the per-layer FFN widths and experts needed to rebuild the modules, and the
 trainable slices) and ``grown-brick/``, a brick with just the grown parameters. A width-grown or
 upcycled model has per-layer shapes its config cannot express, so ``load_grown`` builds the model
-from the config, reshapes the recorded layers, then loads the weights and checks the fingerprint.
+from the config, reshapes the recorded layers (or trims the padding), loads the weights and checks
+the fingerprint.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from brickwork.models.experts import MoEFFN, zero_router
 from brickwork.models.families import Family, family_for
 from brickwork.models.ffn import FfnWeights, build_ffn, ffn_width, read_ffn
 from brickwork.models.load import LoadedModel, fingerprint, load_model
+from brickwork.ops.grow.portable import save_portable, trim_padding
 from brickwork.ops.grow.record import GrownModel, TrainSlice
 
 GROWN_FILE = "grown.json"
@@ -88,7 +91,8 @@ def save_grown(grown: GrownModel, target: str | Path) -> Path:
     check_replaceable(target, GROWN_FILE, "grown model")
 
     def write(tmp: Path) -> None:
-        grown.loaded.model.save_pretrained(tmp)
+        shape = structure(grown.loaded)
+        shape |= save_portable(grown.loaded, tmp, shape)
         grown.loaded.tokenizer.save_pretrained(tmp)
         (tmp / GROWN_BRICK).mkdir()
         write_brick_files(grown_brick(grown), tmp / GROWN_BRICK)
@@ -98,7 +102,7 @@ def save_grown(grown: GrownModel, target: str | Path) -> Path:
             "base_model": grown.base_model,
             "fingerprint": grown.loaded.fingerprint,
             "history": grown.history,
-            "structure": structure(grown.loaded),
+            "structure": shape,
             "trainable": {k: v.to_json() for k, v in grown.trainable.items()},
             "trainable_parameters": grown.trainable_count(),
         }
@@ -134,13 +138,20 @@ def load_grown(
     model = AutoModelForCausalLM.from_config(
         config, dtype=torch.float32, trust_remote_code=trust_remote_code
     )
-    _reshape(family, model, record["structure"])
+    shape = record["structure"]
+    padded = "saved_d_ff" in shape  # plain FFNs saved padded to one width (portable.py)
+    _reshape(family, model, {**shape, "ffn_widths": {}} if padded else shape)
     _load_weights(model, folder)
+    if padded:
+        trim_padding(family, model, shape)
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    loaded = LoadedModel(model, tokenizer, family, fingerprint(model), str(folder))
+    # Plain transformers loads only a grown model with the stock shapes (grown in depth alone).
+    stock = not (shape["experts"] or shape["ffn_widths"])
+    location = str(folder.resolve()) if stock else None
+    loaded = LoadedModel(model, tokenizer, family, fingerprint(model), str(folder), location)
     if loaded.fingerprint != record["fingerprint"]:
         raise BrickworkError(
             f"grown model {folder} is corrupt: its weights do not match grown.json's fingerprint"
@@ -187,7 +198,9 @@ def _reshape(family: Family, model: torch.nn.Module, shape: dict) -> None:
 
 
 def _load_weights(model: torch.nn.Module, folder: Path) -> None:
-    files = sorted(folder.glob("model*.safetensors"))
+    files = sorted(folder.glob("model*.safetensors")) + sorted(
+        folder.glob("upcycled-*.safetensors")
+    )
     if not files:
         raise BrickworkError(f"grown model {folder} has no model*.safetensors")
     state = {}
