@@ -150,3 +150,26 @@ def auto_batch_size(
     per_prompt = activation_bytes(config, dtype, 1, seq_len, training)
     fits = int((free * SAFETY - reserved) // per_prompt)
     return max(1, min(fits, BATCH_CAP.get(device.type, BATCH_CAP["cuda"]))), free, per_prompt
+
+
+def check_weights_fit(config, place, source: str) -> None:
+    """Refuse, before any weight is read, a model whose weights alone exceed free memory: on one
+    device they load in float32 on the CPU and are cast there (``device.place_model``), then
+    move to the device in its dtype. A device map spreads them, so it is not checked."""
+    if place.device_map is not None:
+        return
+    try:
+        count = parameter_count(config)
+    except ValueError:  # a model type only its repository's own code can build
+        return
+    needs = [(torch.device("cpu"), count * 4, "float32")]
+    if place.device.type != "cpu":
+        needs.append((place.device, count * place.dtype.itemsize, str(place.dtype)[6:]))
+    for device, need, dtype in needs:
+        free = available_memory(device)
+        if need > free:
+            raise BrickworkError(
+                f"{source} needs about {need / GIB:.1f} GiB for its {dtype} weights but {device} "
+                f"has {free / GIB:.1f} GiB free: use --device-map auto over several GPUs, or a "
+                "machine with more memory (brickwork estimate shows the parts)"
+            )
