@@ -156,7 +156,7 @@ def resolve_batch_size(
     )
     ranks = dist.get_world_size() if dist.is_initialized() else 1
     if ranks > 1:
-        smallest = torch_min(size)
+        smallest = smallest_over_ranks(size)
         size = smallest * (ranks if training else 1)
     args.batch_size = size
     if not dist.is_initialized() or dist.get_rank() == 0:
@@ -166,7 +166,7 @@ def resolve_batch_size(
         )
 
 
-def torch_min(value: int) -> int:
+def smallest_over_ranks(value: int) -> int:
     """The smallest of every rank's ``value`` (torch.distributed must be initialized)."""
     import torch
     import torch.distributed as dist
