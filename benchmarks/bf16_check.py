@@ -1,8 +1,11 @@
 """CPU bfloat16 against float32 on the default model: FuncScore top-5% sets and the ablation.
 
-Each dtype's analysis runs in a fresh process (its peak RSS is that analysis alone); then the
-top-5% neuron set of every functionality (per layer) is compared between the two, and the
-ablation's diagonal-dominant columns. Target (issue 19): overlap >= 95%, same columns.
+Each dtype runs in a fresh process: the profile (its peak RSS from /proc, measured from the
+loaded model on: the peak over the RSS with the weights loaded, against the estimate of one
+batch's activations + the statistics), then the analysis on that profile. The top-5% neuron
+set of every functionality (per layer) is then compared between the two dtypes, and the
+ablation's diagonal-dominant columns. Targets (issue 19): overlap >= 95%, same columns, peak
+within the estimate.
 
     python benchmarks/bf16_check.py                     # both dtypes on the full built-in suite
     python benchmarks/bf16_check.py --per-functionality 12 --eval 3   # reduced: fewer samples
@@ -13,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,22 +26,67 @@ import torch
 
 
 def run_one(args) -> None:
-    """One analysis in ``args.dtype``, saved to ``args.out``; prints seconds and peak RSS."""
+    """One profile then one analysis (on that profile) in ``args.dtype``, saved to ``args.out``;
+    prints the seconds, the profile's peak RSS and the estimate it is held against."""
     from brickwork import load_model
     from brickwork.analysis import AnalysisSettings, analyze, save_analysis
     from brickwork.data import load_data
+    from brickwork.models.estimate import estimate_memory
+    from brickwork.profile import profile_model
 
     samples = _subset(load_data("builtin"), args.per_functionality)
     settings = AnalysisSettings()
     if args.eval:
         settings = AnalysisSettings(eval_per_functionality=args.eval, curve_per_functionality=1)
+    runtime = _rss("VmRSS")  # torch and transformers imported, no weights yet
     loaded = load_model(args.model, device="cpu", dtype=args.dtype)
+    loaded_rss = _rss("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) restarts from here
     started = time.perf_counter()
-    analysis = analyze(loaded, samples, settings=settings, progress=False, command="bf16_check")
+    profile = profile_model(loaded, samples, batch_size=settings.batch_size, progress=False)
+    profile_seconds = time.perf_counter() - started
+    profile_peak = _rss("VmHWM")
+    analysis = analyze(
+        loaded, samples, settings=settings, profile=profile, progress=False, command="bf16_check"
+    )
     seconds = time.perf_counter() - started
     save_analysis(analysis, args.out)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
-    print(json.dumps({"dtype": args.dtype, "seconds": round(seconds, 1), "peak_rss_gib": peak}))
+    functionalities = len({s.functionality for s in samples})
+    parts = estimate_memory(
+        loaded.model.config,
+        next(loaded.model.parameters()).dtype,
+        settings.batch_size,
+        256,
+        len(samples),
+        functionalities,
+    )
+    growth = parts["inference_activations"] + parts["profile_statistics"]
+    report = {
+        "dtype": args.dtype,
+        "samples": len(samples),
+        "profile_seconds": round(profile_seconds, 1),
+        "seconds": round(seconds, 1),
+        "runtime_rss_gib": runtime,
+        "after_load_rss_gib": loaded_rss,
+        "profile_peak_rss_gib": profile_peak,
+        "estimate_gib": {k: parts[k] / 2**30 for k in ESTIMATED},
+        "load_over_runtime_gib": loaded_rss - runtime,  # the weights and the model's code
+        "profile_peak_over_load_gib": profile_peak - loaded_rss,
+        # the profile adds no more than one batch's activations and the statistics
+        "within_estimate": profile_peak - loaded_rss <= growth / 2**30,
+    }
+    print(json.dumps(report))
+
+
+ESTIMATED = ("weights", "inference_activations", "profile_statistics", "analysis_total")
+
+
+def _rss(field: str) -> float:
+    """A field of /proc/self/status (VmRSS: now, VmHWM: the peak), in GiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _subset(samples, per_functionality: int | None):
@@ -61,12 +108,12 @@ def compare(reference: Path, low: Path, fraction: float = 0.05) -> dict:
     from brickwork.analysis.selection import top_neurons
 
     a, b = load_analysis(reference), load_analysis(low)
-    names = a.results["functionalities"]
+    names = a.results.functionalities
     overlaps = {}
     for f, name in enumerate(names):
         x, y = top_neurons(a.funcscores[f], fraction), top_neurons(b.funcscores[f], fraction)
         overlaps[name] = round(float((x & y).sum() / x.sum()), 4)
-    dominant = [r["ablation"]["diagonal_dominant"] for r in (a.results, b.results)]
+    dominant = [r.ablation.diagonal_dominant for r in (a.results, b.results)]
     return {
         "top5_overlap": overlaps,
         "top5_overlap_min": min(overlaps.values()),

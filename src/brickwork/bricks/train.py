@@ -35,6 +35,7 @@ from brickwork.models.layers import check_layers
 from brickwork.models.load import LoadedModel
 from brickwork.models.states import prompt_states
 from brickwork.training import TrainSettings, fit, kl_to_reference, seeded
+from brickwork.training.distributed import world
 
 
 @dataclass(frozen=True)
@@ -209,12 +210,14 @@ def _lora_brick(
             regularizer=kl,
             desc="train brick",
             progress=progress,
+            weight=lambda batch: sum(len(target) for _, target in batch),  # the loss's mean
         )
         parameters = {k: v for k, v in asdict(settings).items() if k != "seed"}
         provenance = {
             "method": method,
             "parameters": parameters,
             "seed": settings.seed,
+            "processes": world()[1],
             **provenance,
             "base_model_source": loaded.source,
             "brickwork_version": brickwork.__version__,

@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 
 from brickwork.cli.common import close_process_group, is_main_process, print_summary, shard
-from brickwork.cli.options import add_data, add_model, add_out, add_quiet, model_options
+from brickwork.cli.options import (
+    add_data,
+    add_model,
+    add_out,
+    add_quiet,
+    allow_auto_batch_size,
+    model_options,
+    resolve_batch_size,
+)
 from brickwork.cli.outputs import check_out_dir
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
 
+# Longest prompt (prefix and reference) the analysis runs in one forward pass.
+ANALYSIS_TOKENS = 256
 PROFILE_OPTIONS = {
     "batch_size": "prompts per forward pass",
     "max_tokens": "longest prompt, in tokens (longer ones are cut)",
@@ -33,11 +43,11 @@ def cmd_profile(args: argparse.Namespace) -> None:
     from brickwork.profile import profile_model, summarize
 
     check_out_dir(args.out)
-    for flag in ("batch_size", "max_tokens"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise BrickworkError(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.max_tokens < 1:
+        raise BrickworkError("--max-tokens must be at least 1")
     samples = load_data(args.data, split=args.split)
     loaded = load_model(args.model, **model_options(args))
+    resolve_batch_size(args, loaded, args.max_tokens, reserved=_statistics(loaded, samples))
     profile = profile_model(
         loaded,
         samples,
@@ -73,6 +83,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     samples = load_data(args.data)
     profile = load_profile(args.profile) if args.profile else None
     loaded = load_model(args.model, **model_options(args))
+    resolve_batch_size(args, loaded, ANALYSIS_TOKENS, reserved=_statistics(loaded, samples))
     settings = settings_from(args, AnalysisSettings, per_layer=args.selection == "per-layer")
     analysis = analyze(
         loaded,
@@ -87,6 +98,14 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     report = render_report(analysis.results, out)
     print("\n".join(summary_lines(analysis.results)))
     print(f"saved {out}/results.json and {report}")
+
+
+def _statistics(loaded, samples) -> int:
+    """Bytes of the profile statistics ``samples`` will need (allocated after the batch size)."""
+    from brickwork.models.estimate import statistics_bytes
+
+    functionalities = len({s.functionality for s in samples})
+    return statistics_bytes(loaded.model.config, len(samples), functionalities)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -112,6 +131,7 @@ def _add_profile(commands) -> None:
         help="profile only shard i of n (merge with merge-profiles)",
     )
     add_keywords(profile, profile_model, PROFILE_OPTIONS)
+    allow_auto_batch_size(profile)
     add_quiet(profile)
     profile.set_defaults(run=cmd_profile)
 
@@ -125,6 +145,7 @@ def _add_analyze(commands) -> None:
     add_out(analyze, "output directory")
     analyze.add_argument("--profile", help="reuse this profile directory instead of profiling")
     add_settings(analyze, AnalysisSettings, skip=("per_layer",))
+    allow_auto_batch_size(analyze)
     analyze.add_argument(
         "--selection",
         choices=("per-layer", "global"),

@@ -126,6 +126,56 @@ def positive_int(text: str) -> int:
     return value
 
 
+def batch_size_or_auto(text: str) -> int | str:
+    """A batch size of at least 1, or ``auto``."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
+def allow_auto_batch_size(command: argparse.ArgumentParser) -> None:
+    """Let the command's ``--batch-size`` also take ``auto`` (see ``resolve_batch_size``)."""
+    action = command._option_string_actions["--batch-size"]
+    action.type, action.metavar = batch_size_or_auto, "N|auto"
+    action.help += "; auto: the largest that fits the device's free memory"
+
+
+def resolve_batch_size(
+    args: argparse.Namespace, loaded, seq_len: int, *, training: bool = False, reserved: int = 0
+) -> None:
+    """Replace ``--batch-size auto`` by the largest batch that fits the loaded model's device
+    (``models.estimate.auto_batch_size``) and print it. Under torchrun every rank takes the
+    smallest rank's choice; a training batch is the global one, so it is that times the ranks."""
+    if args.batch_size != "auto":
+        return
+    import torch.distributed as dist
+
+    from brickwork.models.estimate import GIB, auto_batch_size
+
+    dtype = next(loaded.model.parameters()).dtype
+    size, free, per_prompt = auto_batch_size(
+        loaded.model.config, dtype, loaded.device, seq_len, training=training, reserved=reserved
+    )
+    ranks = dist.get_world_size() if dist.is_initialized() else 1
+    if ranks > 1:
+        smallest = smallest_over_ranks(size)
+        size = smallest * (ranks if training else 1)
+    args.batch_size = size
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        print(
+            f"--batch-size auto: {size} ({free / GIB:.1f} GiB free on {loaded.device}, "
+            f"at most {per_prompt / 2**20:.0f} MiB per prompt of {seq_len} tokens)"
+        )
+
+
+def smallest_over_ranks(value: int) -> int:
+    """The smallest of every rank's ``value`` (torch.distributed must be initialized)."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value])
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor)
+
+
 def nonblank(text: str) -> str:
     """A text that is not empty or only spaces."""
     if not text.strip():

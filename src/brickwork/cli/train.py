@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.options import add_model, add_quiet, add_repo, indices, model_options
+from brickwork.cli.common import close_process_group, is_main_process
+from brickwork.cli.options import (
+    add_model,
+    add_quiet,
+    add_repo,
+    allow_auto_batch_size,
+    indices,
+    model_options,
+    resolve_batch_size,
+)
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
 
@@ -28,9 +37,13 @@ KNOWLEDGE_OPTIONS = {
 
 
 def _start(args):
-    """The repository, checked before any training: a brick of that name is refused."""
+    """The repository, checked before any training: a brick of that name is refused. Under
+    torchrun (LoRA bricks) the processes join one group: data-parallel training, rank 0 saves."""
     from brickwork.bricks import BrickRepository
+    from brickwork.training.distributed import join_torchrun
 
+    if args.kind != "steer":
+        join_torchrun()
     repo = BrickRepository(args.repo)
     if repo.has(args.name):  # also refuses an invalid name
         raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
@@ -40,22 +53,34 @@ def _start(args):
 
 def _build(repo, args, build, *inputs, **options) -> None:
     """``build(model, *inputs, name, purpose, progress=..., **options)``, the brick saved in
-    ``repo``; the model is loaded only now, after the repository and the inputs are checked."""
+    ``repo`` (by rank 0 under torchrun); the model is loaded only now, after the repository and
+    the inputs are checked."""
     from brickwork.cli.display import print_record
     from brickwork.cli.options import record_invocation
 
-    brick = build(_load(args), *inputs, args.name, args.purpose, progress=not args.quiet, **options)
-    record_invocation(brick.provenance, args)
-    path = repo.add(brick)
-    print(f"brick {brick.name} ({brick.kind}):")
-    print_record(brick.metrics, "  ")
-    print(f"saved {path}")
+    try:
+        brick = build(
+            _load(args), *inputs, args.name, args.purpose, progress=not args.quiet, **options
+        )
+        record_invocation(brick.provenance, args)
+        if is_main_process():
+            path = repo.add(brick)
+            print(f"brick {brick.name} ({brick.kind}):")
+            print_record(brick.metrics, "  ")
+            print(f"saved {path}")
+    finally:
+        close_process_group()
 
 
 def _load(args):
+    from brickwork.bricks.train_eval import MAX_PROMPT_TOKENS, MAX_TARGET_TOKENS
     from brickwork.models import load_model
 
-    return load_model(args.model, **model_options(args))
+    loaded = load_model(args.model, **model_options(args))
+    if "batch_size" in args:
+        tokens = MAX_PROMPT_TOKENS + MAX_TARGET_TOKENS
+        resolve_batch_size(args, loaded, tokens, training=True)
+    return loaded
 
 
 def cmd_task(args: argparse.Namespace) -> None:
@@ -104,6 +129,7 @@ def _command(kinds, kind: str, help: str, purpose: str) -> argparse.ArgumentPars
 def _add_lora(command: argparse.ArgumentParser, settings: type) -> None:
     """The LoRA settings a brick kind trains with (its defaults and help)."""
     add_settings(command, settings, only=LORA_OPTIONS)
+    allow_auto_batch_size(command)
 
 
 def register(commands) -> None:

@@ -22,16 +22,19 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
-    """A torch device from ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked on this machine."""
+    """A torch device from ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked on this machine;
+    ``auto`` and ``cuda`` name a GPU by index (that of $LOCAL_RANK under torchrun, else 0)."""
     name = str(name)
     if not _DEVICE.match(name):
         raise BrickworkError(f"unknown device {name!r}: use one of {', '.join(DEVICES)}")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise BrickworkError(f"--device {name}: no CUDA GPU is available on this machine")
-        index = int(name.split(":")[1]) if ":" in name else 0
+        # under torchrun a plain "cuda" is the GPU of this process's LOCAL_RANK
+        index = int(name.split(":")[1]) if ":" in name else int(os.environ.get("LOCAL_RANK", 0))
+        name = f"cuda:{index}"
         if index >= torch.cuda.device_count():
             count = torch.cuda.device_count()
             raise BrickworkError(f"--device {name}: this machine has {count} CUDA device(s)")

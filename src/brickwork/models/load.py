@@ -19,6 +19,7 @@ from brickwork.io import replace_dir_atomically, sha256_file
 from brickwork.models.builtin import BUILTINS, DEFAULT_MODEL
 from brickwork.models.device import model_device, place_model
 from brickwork.models.device import placement as _placement
+from brickwork.models.estimate import check_weights_fit
 from brickwork.models.families import Family, family_for
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -118,7 +119,9 @@ def _load_hf(
     family = family_for(config)
     if Path(name_or_path).is_dir():
         _check_weights(Path(name_or_path))
-    model, weights = place_model(name_or_path, trust_remote_code, place or _placement())
+    place = place or _placement()
+    check_weights_fit(config, place, source or name_or_path)
+    model, weights = place_model(name_or_path, trust_remote_code, place)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     loaded = _finish(model, tokenizer, family, source or name_or_path, weights)
     local = Path(name_or_path)

@@ -24,6 +24,7 @@ from brickwork.models.tokens import pad
 from brickwork.profile.accumulate import Batch, add_batch_counts, add_layer
 from brickwork.profile.capture import capture_activations, down_projection_norms
 from brickwork.profile.store import ADDITIVE, Profile
+from brickwork.training.distributed import join_torchrun
 
 NORMALIZATION = "indicator / max indicator of the same token and layer"
 
@@ -152,14 +153,11 @@ def _pad(pairs: list, pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 def _distributed_shard(shard: tuple[int, int]) -> tuple[int, int]:
     """Under torchrun (WORLD_SIZE > 1), join the gloo group and take this rank's shard."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return shard
     if shard != (0, 1):
         raise BrickworkError("use either --shard or torchrun, not both")
-    if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
+    return join_torchrun("gloo")
 
 
 def _all_reduce(profile: Profile) -> None:

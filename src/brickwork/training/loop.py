@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from brickwork.training.best import BestState
+from brickwork.training.distributed import all_reduce_step, local_share, world
 from brickwork.training.rng import batch_order
 from brickwork.training.settings import TrainSettings
 
@@ -65,28 +66,41 @@ def fit(
     regularizer: Callable[[int], torch.Tensor] | None = None,
     desc: str = "train",
     progress: bool = True,
+    weight: Callable[[list], float] = len,
 ) -> TrainResult:
     """Train ``params`` on seeded batches of ``rows`` (``loss`` maps a batch to a scalar), plus
     ``regularizer(step)`` when given; ``evaluate`` returns the held-out loss. The caller seeds
-    the global RNG (dropout) and puts ``params``' gradients where it wants them afterwards."""
+    the global RNG (dropout) and puts ``params``' gradients where it wants them afterwards.
+
+    In a torch.distributed process group (torchrun) the loop is data-parallel: each rank takes
+    its share of every batch, ``loss`` weighted by ``weight`` (what the mean loss averages over:
+    rows, or target tokens), and the gradients are summed (``training.distributed``); the
+    regularizer counts once (rank 0). Every rank evaluates the whole held-out set.
+    """
     s = settings
+    rank, ranks = world()
     optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
     schedule = warmup_linear_decay(optimizer, s.steps)
     batches = batch_order(len(rows), s.batch_size, s.steps, s.seed)
     best = BestState(_evaluate(module, evaluate), 0, params)
     before, losses, started, step = best.loss, [], time.perf_counter(), 0
-    bar = tqdm(batches, desc=desc, disable=not progress)
+    bar = tqdm(batches, desc=desc, disable=not progress or rank != 0)
     for step, indices in enumerate(bar, start=1):
         module.train()
-        batch_loss = loss([rows[i] for i in indices])
+        mine, share = local_share([rows[i] for i in indices], weight, rank, ranks)
+        batch_loss = loss(mine) * share
         optimizer.zero_grad(set_to_none=True)
-        total = batch_loss + regularizer(step) if regularizer else batch_loss
+        total = batch_loss + regularizer(step) if regularizer and rank == 0 else batch_loss
         total.backward()
+        timed_out = s.max_seconds is not None and time.perf_counter() - started > s.max_seconds
+        if ranks > 1:  # gradients, loss and time-out summed over the ranks
+            reported, timed_out = all_reduce_step(params, batch_loss, timed_out)
+        else:
+            reported = float(batch_loss.detach())
+        losses.append(reported)
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
         schedule.step()
-        losses.append(float(batch_loss.detach()))
-        timed_out = s.max_seconds is not None and time.perf_counter() - started > s.max_seconds
         if step % s.eval_every == 0 or step == s.steps or timed_out:
             best.offer(_evaluate(module, evaluate), step, params)
             bar.set_postfix(train=f"{losses[-1]:.3f}", heldout=f"{best.loss:.3f}")
