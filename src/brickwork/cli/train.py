@@ -51,17 +51,19 @@ def _start(args):
     return repo
 
 
-def _build(repo, args, build, *inputs, **options) -> None:
-    """``build(model, *inputs, name, purpose, progress=..., **options)``, the brick saved in
-    ``repo`` (by rank 0 under torchrun); the model is loaded only now, after the repository and
-    the inputs are checked."""
+def _build(repo, args, build, *inputs, settings=None, **options) -> None:
+    """``build(model, *inputs, name, purpose, progress=..., settings=..., **options)``, the brick
+    saved in ``repo`` (by rank 0 under torchrun). The model is loaded only now, after the
+    repository and the inputs are checked; ``settings`` (a class) is read from ``args`` after it,
+    once ``--batch-size auto`` is resolved."""
     from brickwork.cli.display import print_record
     from brickwork.cli.options import record_invocation
 
     try:
-        brick = build(
-            _load(args), *inputs, args.name, args.purpose, progress=not args.quiet, **options
-        )
+        loaded = _load(args)
+        if settings is not None:
+            options["settings"] = settings_from(args, settings)
+        brick = build(loaded, *inputs, args.name, args.purpose, progress=not args.quiet, **options)
         record_invocation(brick.provenance, args)
         if is_main_process():
             path = repo.add(brick)
@@ -89,7 +91,7 @@ def cmd_task(args: argparse.Namespace) -> None:
 
     repo = _start(args)
     train, heldout = load_data(args.data, split="train"), load_data(args.data, split="test")
-    _build(repo, args, train_task_brick, train, heldout, settings=settings_from(args, LoraSettings))
+    _build(repo, args, train_task_brick, train, heldout, settings=LoraSettings)
 
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
@@ -99,9 +101,8 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
     repo = _start(args)
     documents = load_texts(args.data)
     preserve = load_data(args.preserve, split="train") if args.preserve else None
-    settings = settings_from(args, KnowledgeSettings)
     options = {**keywords_from(args, KNOWLEDGE_OPTIONS), "preserve": preserve}
-    _build(repo, args, train_knowledge_brick, documents, settings=settings, **options)
+    _build(repo, args, train_knowledge_brick, documents, settings=KnowledgeSettings, **options)
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
