@@ -59,6 +59,11 @@ COLUMNS = (
     "generalization_prefixed",
     "generalization_inside",
     "generalization_known",
+    "reliability_gen",
+    "generalization_gen",
+    "generalization_known_gen",
+    "locality_gen",
+    "locality_unrelated_gen",
 )
 
 

@@ -193,6 +193,14 @@ def test_cli_sequential_edit_eval_and_rollback(tiny, sharp_llama, tmp_path, caps
     rolled = ["edit", "rollback", "--model", edited, "--repo", repo, "--name", "s", "--out", back]
     assert main(rolled) == 0
     assert _same(load_model(back), _state(tiny))
+    assert main(["edit", *common, "--repo", repo, "--name", "batch"]) == 0  # not sequential
+    printed = capsys.readouterr().out
+    assert "left out 1 of 3 facts" in printed and "batch edit of layer 1" in printed
+    last = ["edit", "rollback", "--model", edited, "--repo", repo, "--name", "s", "--last", "1"]
+    assert main([*last, "--out", str(tmp_path / "one")]) == 0
+    assert "rollback 1 edit(s) of 's'" in capsys.readouterr().out
+    assert main([*last[:-1], "3", "--out", str(tmp_path / "three")]) == 2
+    assert "--last 3: 's' holds 2 edit(s)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

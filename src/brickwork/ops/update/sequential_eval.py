@@ -42,10 +42,13 @@ def evaluate_sequence(
     settings: EditSettings | None = None,
     ability=None,
     log: Callable[[str], None] = print,
+    marks: list[int] | None = None,
+    deadline: float | None = None,
 ) -> dict:
     """Edit the first min(limit, len(facts)) facts one after another with ``method``; the record
-    holds the unedited model's scores (``before``) and one row per checkpoint."""
-    marks = checkpoints(limit, len(facts))
+    holds the unedited model's scores (``before``) and one row per checkpoint (``marks``, or
+    ``checkpoints``). Past ``deadline`` (``time.perf_counter()``), it stops at a checkpoint."""
+    marks = sorted(m for m in (marks or checkpoints(limit, len(facts))) if m <= len(facts))
     facts = facts[: marks[-1]]
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     suite = short_suite_batches(loaded)
@@ -69,10 +72,18 @@ def evaluate_sequence(
             row["measure_seconds"] = time.perf_counter() - started
             rows.append(row)
             log(describe(method, row))
+            if deadline is not None and time.perf_counter() > deadline and position < marks[-1]:
+                raise _OutOfTime
 
-    bricks = edit_sequentially(loaded, facts, "seq", method, settings, on_edit)
-    roll_back(loaded, bricks)
+    try:
+        roll_back(loaded, edit_sequentially(loaded, facts, "seq", method, settings, on_edit))
+    except _OutOfTime:  # edit_sequentially rolled the stack back
+        log(f"stopped after {rows[-1]['edits']} edits (out of time)")
     return {"method": method, "before": before, "checkpoints": rows, "seconds": seconds}
+
+
+class _OutOfTime(Exception):
+    pass
 
 
 def describe(method: str, row: dict) -> str:
