@@ -104,6 +104,8 @@ def test_stack_rolls_back_the_last_k_bit_identically_and_round_trips(tiny, tmp_p
     )
     assert [b.name for b in bricks] == ["seq-0001", "seq-0002", "seq-0003"]
     assert all(b.provenance["method"] == method for b in bricks)
+    # one covariance, of the unedited model (each edit changes the fingerprint it is cached by)
+    assert len(list((tmp_path / "cache").rglob("*.safetensors"))) == 1
     assert all(not _same(tiny, s) for s in states[:2]) and _same(tiny, states[2])
     repo = BrickRepository(tmp_path / "repo")
     for brick in bricks:

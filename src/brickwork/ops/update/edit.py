@@ -67,10 +67,13 @@ def known_facts(
     return kept, [f for f, ok in zip(facts, verdicts, strict=True) if not ok]
 
 
-def fact_parts(loaded: LoadedModel, facts: list[EditFact], settings: EditSettings, solver=None):
+def fact_parts(
+    loaded: LoadedModel, facts: list[EditFact], settings: EditSettings, solver=None, covs=None
+):
     """Per layer, keys [d_ff, m] and residuals [d_model, m] of every fact's update parts (the
-    main layer first); per layer, its C; per fact, the optimisation's record."""
-    covs = covariances(loaded, facts, settings)
+    main layer first); per layer, its C (``covs`` if given); per fact, the optimisation's
+    record."""
+    covs = covs if covs is not None else covariances(loaded, facts, settings)
     by_layer: dict[int, list] = {settings.layer: []}
     records = []
     with torch.random.fork_rng(devices=[]):
@@ -95,16 +98,18 @@ def edit(
     check: bool = True,
     solver=None,
     method: str | None = None,
+    covs: dict | None = None,
 ) -> Brick:
     """A delta brick that writes ``facts`` (prompt, subject, target_new and optionally
     target_true, and ``keep``: texts whose predictions the edit must not change) into one
     layer's FFN output projection. Apply it with ``apply_edit``. ``solver`` (keys, residuals)
     -> (u, v) replaces ROME's solve at ``settings.layer`` (``method`` names it); the brick
-    keeps that layer's keys (tensor ``keys``) for later edits that must preserve them."""
+    keeps that layer's keys (tensor ``keys``) for later edits that must preserve them. ``covs``
+    ({layer: C}, ``covariances``) saves recomputing C on a model whose weights moved."""
     settings = start_edit(settings, name, facts, "edit")
     started = time.perf_counter()
     said = check_facts(loaded, facts) if check else None
-    stacked, covs, records = fact_parts(loaded, facts, settings, solver)
+    stacked, covs, records = fact_parts(loaded, facts, settings, solver, covs)
     updates = {
         layer: solver(keys, residuals)
         if solver is not None and layer == settings.layer

@@ -16,7 +16,7 @@ from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.edit import edit
 from brickwork.ops.update.methods import EDIT_METHODS
-from brickwork.ops.update.rome import EditSettings
+from brickwork.ops.update.rome import EditSettings, covariances
 from brickwork.ops.update.store import apply_edit, rollback
 
 CHECKPOINTS = (10, 50, 100, 300)
@@ -59,6 +59,9 @@ def edit_sequentially(
     settings = settings or EditSettings()
     settings.check()
     solver_for = EDIT_METHODS[method].prepare(loaded, settings)
+    # The unedited model's key statistics for every edit: the keys the stack must preserve
+    # (and the cache is per fingerprint, which every edit changes).
+    covs = covariances(loaded, facts, settings)
     earlier: list[torch.Tensor] = []  # the edited layer's keys of the edits so far
     bricks: list[Brick] = []
     try:
@@ -66,7 +69,7 @@ def edit_sequentially(
             solver = solver_for(torch.cat(earlier, 1) if earlier else None)
             started = time.perf_counter()
             brick = edit(
-                loaded, [fact], stack_name(name, position), settings, False, solver, method
+                loaded, [fact], stack_name(name, position), settings, False, solver, method, covs
             )
             apply_edit(loaded, brick)
             brick.metrics["seconds"] = time.perf_counter() - started
