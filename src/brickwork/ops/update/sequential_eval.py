@@ -113,8 +113,11 @@ def plot_curves(records: list[dict], path: Path) -> bool:
     except ImportError:
         return False
     shown = [(k, label) for k, label in CURVES if any(k in r["before"] for r in records)]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.0), squeeze=False)
-    for ax, (key, label) in zip(axes[0], shown, strict=True):
+    columns = (len(shown) + 1) // 2
+    fig, axes = plt.subplots(2, columns, figsize=(3.6 * columns, 6.0), squeeze=False)
+    for ax in axes.flat[len(shown) :]:
+        ax.set_visible(False)
+    for ax, (key, label) in zip(axes.flat, shown):
         for record in records:
             points = [(0, record["before"].get(key, 1.0 if key == "ppl_ratio" else None))]
             points += [(r["edits"], r.get(key)) for r in record["checkpoints"]]
