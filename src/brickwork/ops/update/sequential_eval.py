@@ -117,7 +117,7 @@ def plot_curves(records: list[dict], path: Path) -> bool:
     fig, axes = plt.subplots(2, columns, figsize=(3.6 * columns, 6.0), squeeze=False)
     for ax in axes.flat[len(shown) :]:
         ax.set_visible(False)
-    for ax, (key, label) in zip(axes.flat, shown):
+    for ax, (key, label) in zip(axes.flat, shown, strict=False):  # spare axes hidden
         for record in records:
             points = [(0, record["before"].get(key, 1.0 if key == "ppl_ratio" else None))]
             points += [(r["edits"], r.get(key)) for r in record["checkpoints"]]
