@@ -28,6 +28,7 @@ from brickwork.models import load_model
 from brickwork.ops.update.ability import Ability
 from brickwork.ops.update.edit import known_facts
 from brickwork.ops.update.methods import EDIT_METHODS
+from brickwork.ops.update.rome import EditSettings
 from brickwork.ops.update.sequential_eval import describe, evaluate_sequence, plot_curves
 
 SHOWN = (
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="folder with mmlu/ and gsm8k_test.jsonl")
     parser.add_argument("--mmlu-per-subject", type=int, default=20)
     parser.add_argument("--gsm8k", type=int, default=20)
+    parser.add_argument("--null-energy", type=float, default=EditSettings.null_energy)
     parser.add_argument("--max-minutes", type=float, default=None, help="stop at a checkpoint")
     parser.add_argument("--out", type=Path, default=Path("runs/update/sequential.json"))
     parser.add_argument("--plot", type=Path, nargs="+", help="draw these runs' JSON instead")
@@ -97,9 +99,10 @@ def main() -> None:
     ability = None
     if args.data:
         ability = Ability(loaded, args.data, args.mmlu_per_subject, args.gsm8k)
+    settings = EditSettings(null_energy=args.null_energy)
     marks = [int(x) for x in args.checkpoints.split(",")] if args.checkpoints else None
     record = evaluate_sequence(
-        loaded, facts, args.edits, args.method, None, ability, print, marks, deadline
+        loaded, facts, args.edits, args.method, settings, ability, print, marks, deadline
     )
     print(describe("unedited", {"edits": 0, **record["before"], "seconds_per_edit": 0.0}))
     record |= {
