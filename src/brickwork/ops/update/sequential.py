@@ -69,7 +69,14 @@ def edit_sequentially(
             solver = solver_for(torch.cat(earlier, 1) if earlier else None)
             started = time.perf_counter()
             brick = edit(
-                loaded, [fact], stack_name(name, position), settings, False, solver, method, covs
+                loaded,
+                [fact],
+                stack_name(name, position),
+                settings,
+                check=False,
+                solver=solver,
+                method=method,
+                covs=covs,
             )
             apply_edit(loaded, brick)
             brick.metrics["seconds"] = time.perf_counter() - started
