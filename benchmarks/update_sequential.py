@@ -101,8 +101,22 @@ def main() -> None:
         ability = Ability(loaded, args.data, args.mmlu_per_subject, args.gsm8k)
     settings = EditSettings(null_energy=args.null_energy)
     marks = [int(x) for x in args.checkpoints.split(",")] if args.checkpoints else None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save_partial(partial: dict) -> None:  # a run cut by a time limit keeps its checkpoints
+        args.out.with_suffix(".partial.json").write_text(json.dumps(partial), encoding="utf-8")
+
     record = evaluate_sequence(
-        loaded, facts, args.edits, args.method, settings, ability, print, marks, deadline
+        loaded,
+        facts,
+        args.edits,
+        args.method,
+        settings,
+        ability,
+        print,
+        marks,
+        deadline,
+        save_partial,
     )
     print(describe("unedited", {"edits": 0, **record["before"], "seconds_per_edit": 0.0}))
     record |= {
@@ -111,7 +125,6 @@ def main() -> None:
     }
     record["minutes"] = (time.perf_counter() - started) / 60
     print("\n".join(table([record])))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1), encoding="utf-8")
     print(f"saved {args.out} ({record['minutes']:.1f} min)")
 

@@ -44,10 +44,12 @@ def evaluate_sequence(
     log: Callable[[str], None] = print,
     marks: list[int] | None = None,
     deadline: float | None = None,
+    on_checkpoint: Callable[[dict], None] | None = None,
 ) -> dict:
     """Edit the first min(limit, len(facts)) facts one after another with ``method``; the record
     holds the unedited model's scores (``before``) and one row per checkpoint (``marks``, or
-    ``checkpoints``). Past ``deadline`` (``time.perf_counter()``), it stops at a checkpoint."""
+    ``checkpoints``). Past ``deadline`` (``time.perf_counter()``), it stops at a checkpoint.
+    ``on_checkpoint(record so far)`` runs after each checkpoint (to save partial results)."""
     marks = sorted(m for m in (marks or checkpoints(limit, len(facts))) if m <= len(facts))
     facts = facts[: marks[-1]]
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
@@ -72,6 +74,8 @@ def evaluate_sequence(
             row["measure_seconds"] = time.perf_counter() - started
             rows.append(row)
             log(describe(method, row))
+            if on_checkpoint is not None:
+                on_checkpoint({"method": method, "before": before, "checkpoints": rows})
             if deadline is not None and time.perf_counter() > deadline and position < marks[-1]:
                 raise _OutOfTime
 
