@@ -46,7 +46,7 @@ from brickwork.ops.update.evaluate import (
 from brickwork.ops.update.initial import at_position_zero
 from brickwork.ops.update.locate import integrated_gradients
 from brickwork.ops.update.rome import fact_key, key_side
-from tests.tiny import SHARP_FFN, save_sharp_llama, tiny_tokenizer
+from tests.tiny import SHARP_FFN, tiny_tokenizer
 
 # The subject ends the prompt, so a tiny random model's edit reaches the next-token prediction.
 FACT = EditFact(
@@ -59,17 +59,6 @@ FACT = EditFact(
 D_FF = SHARP_FFN  # the FFN width of the tiny model these tests edit (``sharp_llama``)
 # Tiny random models have tiny FFN outputs: let the value move freely.
 SETTINGS = EditSettings(layer=1, steps=40, lr=0.5, clamp=1e4, norm_weight=0.0, kl_weight=0.0)
-
-
-@pytest.fixture(scope="module")
-def sharp_llama(tmp_path_factory) -> str:
-    return save_sharp_llama(tmp_path_factory.mktemp("sharp_llama"))
-
-
-@pytest.fixture
-def tiny(sharp_llama, tmp_path, monkeypatch):
-    monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path / "cache"))
-    return load_model(sharp_llama)
 
 
 def _target_nll(loaded, fact) -> float:

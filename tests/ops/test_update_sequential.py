@@ -28,7 +28,6 @@ from brickwork.ops.update.sequential import (
     roll_back,
     stack_names,
 )
-from tests.tiny import save_sharp_llama
 
 FACTS = [
     EditFact("Paris is in France", "France", "zq", paraphrases=("We went to France",)),
@@ -39,17 +38,6 @@ FACTS = [
 SETTINGS = EditSettings(
     layer=1, steps=40, clamp=1e4, norm_weight=0.0, kl_weight=0.0, covariance_tokens=2000
 )
-
-
-@pytest.fixture(scope="module")
-def sharp_llama(tmp_path_factory) -> str:
-    return save_sharp_llama(tmp_path_factory.mktemp("sharp_llama"))
-
-
-@pytest.fixture
-def tiny(sharp_llama, tmp_path, monkeypatch):
-    monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path / "cache"))
-    return load_model(sharp_llama)
 
 
 def _state(loaded) -> dict:
