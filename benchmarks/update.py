@@ -25,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-from brickwork.analysis.loss import reference_batches
 from brickwork.bricks import attach
-from brickwork.data import FUNCTIONALITIES, load_builtin_suite
+from brickwork.data import load_builtin_suite
 from brickwork.data.edits import (
     CANDIDATES_FILE,
     EDITS_FILE,
@@ -42,6 +41,7 @@ from brickwork.ops.update.evaluate import (
     known_paraphrases,
     knows,
     neighbourhood_reference,
+    short_suite_batches,
     suite_perplexity,
     summarize,
 )
@@ -59,6 +59,11 @@ COLUMNS = (
     "generalization_prefixed",
     "generalization_inside",
     "generalization_known",
+    "reliability_gen",
+    "generalization_gen",
+    "generalization_known_gen",
+    "locality_gen",
+    "locality_unrelated_gen",
 )
 
 
@@ -112,14 +117,7 @@ def suite_ppl(loaded) -> float:
     """Suite test-reference PPL, prompts cut to their last 96 tokens and references to 48 (the
     full-length measure takes a minute per call on 2 shared cores)."""
     if not SUITE:
-        samples = load_builtin_suite("test")
-        SUITE["batches"] = reference_batches(
-            loaded.tokenizer,
-            samples,
-            list(FUNCTIONALITIES),
-            max_prompt_tokens=96,
-            max_reference_tokens=48,
-        )
+        SUITE["batches"] = short_suite_batches(loaded)
     return suite_perplexity(loaded, SUITE["batches"])
 
 

@@ -80,3 +80,21 @@ def tiny_tokenizer(bos: bool = True) -> PreTrainedTokenizerFast:
 def build_tiny_model(family: str, seed: int = 0):
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(TINY_CONFIGS[family]()).eval()
+
+
+SHARP_FFN = 256  # the FFN width of ``save_sharp_llama``'s model
+
+
+def save_sharp_llama(path) -> str:
+    """Save a tiny llama with 10x the default init scale and a 256-wide FFN (edit tests): its
+    logits have the range an edit needs to win top-1 by a clear margin, and its FFN keys are
+    specific enough for an update through one key to leave other tokens nearly alone (with a
+    64-wide FFN every token's key overlaps the subject's by 0.3-0.6, and the margins are float
+    noise)."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(
+        LlamaConfig(**{**_LLAMA_LIKE, "intermediate_size": SHARP_FFN}, initializer_range=0.2)
+    )
+    model.eval().save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return str(path)

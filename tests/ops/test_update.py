@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
 
 from brickwork.bricks import BrickRepository
 from brickwork.data.edits import EditFact, load_edits
@@ -47,7 +46,7 @@ from brickwork.ops.update.evaluate import (
 from brickwork.ops.update.initial import at_position_zero
 from brickwork.ops.update.locate import integrated_gradients
 from brickwork.ops.update.rome import fact_key, key_side
-from tests.tiny import _LLAMA_LIKE, tiny_tokenizer
+from tests.tiny import SHARP_FFN, tiny_tokenizer
 
 # The subject ends the prompt, so a tiny random model's edit reaches the next-token prediction.
 FACT = EditFact(
@@ -57,31 +56,9 @@ FACT = EditFact(
     paraphrases=("We went to France",),
     neighborhood=("Rome is in Italy",),
 )
-D_FF = 256  # the FFN width of the tiny model these tests edit (``sharp_llama``)
+D_FF = SHARP_FFN  # the FFN width of the tiny model these tests edit (``sharp_llama``)
 # Tiny random models have tiny FFN outputs: let the value move freely.
 SETTINGS = EditSettings(layer=1, steps=40, lr=0.5, clamp=1e4, norm_weight=0.0, kl_weight=0.0)
-
-
-@pytest.fixture(scope="module")
-def sharp_llama(tmp_path_factory) -> str:
-    """A tiny llama with 10x the default init scale and a 256-wide FFN: its logits have the
-    range an edit needs to win top-1 by a clear margin, and its FFN keys are specific enough
-    for an update through one key to leave other tokens nearly alone (with a 64-wide FFN every
-    token's key overlaps the subject's by 0.3-0.6, and the margins are float noise)."""
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(
-        LlamaConfig(**{**_LLAMA_LIKE, "intermediate_size": D_FF}, initializer_range=0.2)
-    )
-    path = tmp_path_factory.mktemp("sharp_llama")
-    model.eval().save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return str(path)
-
-
-@pytest.fixture
-def tiny(sharp_llama, tmp_path, monkeypatch):
-    monkeypatch.setenv("BRICKWORK_CACHE", str(tmp_path / "cache"))
-    return load_model(sharp_llama)
 
 
 def _target_nll(loaded, fact) -> float:

@@ -209,6 +209,10 @@ def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
         "generalization_inside",
         "generalization_known",
         "locality_unrelated",
+        "reliability_gen",
+        "generalization_known_gen",
+        "locality_gen",
+        "locality_unrelated_gen",
     ):
         assert key in record["rows"][0] and key in printed
     assert not list(tmp_path.glob(".eval.json.*"))  # written atomically, no temporary left

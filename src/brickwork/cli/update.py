@@ -119,18 +119,27 @@ def cmd_edit(args: argparse.Namespace) -> None:
     if args.out and Path(args.out).exists():  # checked before the work, not after the brick
         raise BrickworkError(f"{args.out} already exists; choose a new --out")
     check_name(args.name)
+    if args.sequential:
+        from brickwork.cli.edit_sequence import cmd_edit_sequential
+
+        return cmd_edit_sequential(args)
+    args.method = args.method or "rome"
     facts = _facts(args)
     repo = BrickRepository(args.repo)
     if repo.has(args.name) and not args.overwrite:
         raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
     repo.check_writable()
     loaded = _load(args)
+    facts = _known(loaded, facts) if args.facts else facts
     if args.method == "inject":
         brick = inject(loaded, facts, args.name, _settings(args))
     else:
         from brickwork.ops.update import edit
+        from brickwork.ops.update.methods import EDIT_METHODS
 
-        brick = edit(loaded, facts, args.name, _settings(args))
+        settings = _settings(args)
+        solver = EDIT_METHODS[args.method].prepare(loaded, settings)(None)
+        brick = edit(loaded, facts, args.name, settings, solver=solver, method=args.method)
     brick.provenance["command"] = args.command_line
     repo.add(brick, overwrite=args.overwrite)
     changed = layers(brick)
@@ -158,24 +167,59 @@ def cmd_edit(args: argparse.Namespace) -> None:
 
 def cmd_apply_rollback(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
-    from brickwork.ops.update import apply_edit, rollback
+    from brickwork.ops.update.sequential import apply_stack, roll_back, stack_names
 
-    action = args.edit_action
-    loaded, brick = _load(args), BrickRepository(args.repo, create=False).get(args.name)
-    (apply_edit if action == "apply" else rollback)(loaded, brick)
+    action, last = args.edit_action, getattr(args, "last", None)
+    repo = BrickRepository(args.repo, create=False)
+    names = [args.name] if repo.has(args.name) else stack_names(repo.has, args.name)
+    if not names:
+        raise BrickworkError(f"no edit brick or stack named {args.name!r} in {args.repo}")
+    if last is not None and last > len(names):
+        raise BrickworkError(f"--last {last}: {args.name!r} holds {len(names)} edit(s)")
+    bricks = [repo.get(name) for name in names]
+    loaded = _load(args)
+    if action == "apply":
+        apply_stack(loaded, bricks)
+    else:
+        roll_back(loaded, bricks, last)
     _save_model(loaded, args.out)
-    print(f"{action} {brick.name!r}: model {loaded.fingerprint} saved to {args.out}")
+    what = repr(args.name) if len(names) == 1 else f"{last or len(names)} edit(s) of {args.name!r}"
+    print(f"{action} {what}: model {loaded.fingerprint} saved to {args.out}")
 
 
 EVAL_KEYS = (
     "reliability",
+    "reliability_gen",
     "generalization",
+    "generalization_gen",
     "generalization_prefixed",
     "generalization_inside",
     "generalization_known",
+    "generalization_known_gen",
     "locality",
+    "locality_gen",
     "locality_unrelated",
+    "locality_unrelated_gen",
 )
+
+
+def print_comparison(before: dict, after: dict) -> None:
+    for key in EVAL_KEYS:
+        if key in after:
+            print(f"{key:<26} {before[key]:7.1%} -> {after[key]:7.1%}")
+
+
+def _known(loaded, facts: list) -> list:
+    """The facts the model knows (``known_facts``); prints how many were left out."""
+    from brickwork.ops.update.edit import known_facts
+
+    kept, left = known_facts(loaded, facts)
+    if left:
+        shown = ", ".join(f.id or f.prompt for f in left[:5]) + (", ..." if len(left) > 5 else "")
+        print(f"left out {len(left)} of {len(facts)} facts the model does not know ({shown})")
+    if not kept:
+        raise BrickworkError("the model knows none of the facts: nothing to edit")
+    return kept
 
 
 def cmd_edit_eval(args: argparse.Namespace) -> None:
@@ -189,8 +233,12 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
     )
     from brickwork.ops.update.store import apply_edit, rollback
 
+    if args.sequential:
+        from brickwork.cli.edit_sequence import cmd_eval_sequential
+
+        return cmd_eval_sequential(args)
     loaded, facts = _load(args), load_edits(args.facts)
-    facts = facts[: args.limit] if args.limit else facts
+    facts = _known(loaded, facts[: args.limit] if args.limit else facts)
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     before = summarize(fact_metrics(loaded, facts, reference, known=known))
     rows, seconds = [], []
@@ -201,10 +249,9 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
         rollback(loaded, brick)
         seconds.append(brick.metrics["seconds"])
     after = summarize(rows)
-    for key in EVAL_KEYS:
-        if key in after:
-            print(f"{key:<24} {before[key]:7.1%} -> {after[key]:7.1%}")
+    print_comparison(before, after)
     print(f"{len(facts)} single edits, {sum(seconds) / len(seconds):.1f} s per edit")
+
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         record = {
@@ -247,6 +294,7 @@ def _add_locate(commands) -> None:
 
 def _add_edit(commands) -> argparse.ArgumentParser:
     from brickwork.ops.update import EditSettings
+    from brickwork.ops.update.methods import EDIT_METHODS
 
     edit = commands.add_parser(
         "edit", help="edit a fact in place (a delta brick), or: eval, apply, rollback"
@@ -265,9 +313,16 @@ def _add_edit(commands) -> argparse.ArgumentParser:
     edit.add_argument("--facts", help="a JSONL edit set instead (several facts: batch edit)")
     edit.add_argument(
         "--method",
-        choices=("rome", "inject"),
-        default="rome",
-        help="rome: a rank-one weight update; inject: new neurons (a brick)",
+        choices=(*EDIT_METHODS, "inject"),
+        help="rome: a rank-one weight update (the default for one edit); alphaedit: the update "
+        "in the null space of the kept keys (the default with --sequential); inject: new "
+        "neurons (a brick)",
+    )
+    edit.add_argument(
+        "--sequential",
+        action="store_true",
+        help="with --facts: edit the facts one after another, each on the edited model, as a "
+        "stack of bricks NAME-0001, NAME-0002, ...",
     )
     add_optional_repo(edit, "brick repository for the delta brick (required)")
     edit.add_argument("--name", default="edit", help="name of the edit brick")
@@ -280,6 +335,7 @@ def _add_edit(commands) -> argparse.ArgumentParser:
 
 def _add_edit_actions(edit: argparse.ArgumentParser) -> None:
     from brickwork.ops.update import EditSettings
+    from brickwork.ops.update.methods import EDIT_METHODS
 
     actions = edit.add_subparsers(dest="edit_action", metavar="ACTION")
     evaluate = actions.add_parser("eval", help="single edits over the built-in counterfactual set")
@@ -287,13 +343,30 @@ def _add_edit_actions(edit: argparse.ArgumentParser) -> None:
     add_settings(evaluate, EditSettings)
     evaluate.add_argument("--facts", help="a JSONL edit set (None: the built-in one)")
     evaluate.add_argument("--limit", type=positive_int, help="only the first N facts (None: all)")
+    evaluate.add_argument(
+        "--sequential",
+        type=positive_int,
+        metavar="N",
+        help="edit the first N known facts one after another, measuring after 10, 50, 100, 300 "
+        "and N edits (every edit so far); with --out, a PNG of the curves beside the JSON",
+    )
+    evaluate.add_argument(
+        "--method", choices=tuple(EDIT_METHODS), help="with --sequential (default: alphaedit)"
+    )
+    evaluate.add_argument(
+        "--data", type=Path, help="with --sequential: folder with mmlu/ and gsm8k_test.jsonl"
+    )
     add_out(evaluate, "write the per-fact results as JSON", required=False)
     evaluate.set_defaults(run=cmd_edit_eval)
     for action in ("apply", "rollback"):
         command = actions.add_parser(action, help=f"{action} a stored edit and save the model")
         add_model(command)
         add_repo(command, "brick repository holding the edit", default=None)
-        command.add_argument("--name", required=True, help="the edit brick")
+        command.add_argument("--name", required=True, help="the edit brick, or a stack's name")
+        if action == "rollback":
+            command.add_argument(
+                "--last", type=positive_int, help="of a stack: only its last K edits (all)"
+            )
         add_out(command, "new model directory")
         command.set_defaults(run=cmd_apply_rollback)
 

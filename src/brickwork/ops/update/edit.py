@@ -22,38 +22,64 @@ from brickwork.ops.update.rome import (
 from brickwork.ops.update.store import delta_brick
 
 
-def check_facts(loaded: LoadedModel, facts: list[EditFact]) -> list[str]:
-    """The model's current greedy answers; an error when a fact's ``target_true`` is not what
-    the model says, or the model already says the new target."""
+def _answers(loaded: LoadedModel, facts: list[EditFact]) -> list[str]:
     for f in facts:
         for field in ("prompt", "subject", "target_new"):
             if not getattr(f, field).strip():
                 raise BrickworkError(f"a fact needs a non-empty {field!r}")
-    outputs = [
+    return [
         loaded.tokenizer.decode(g).strip() for g in greedy(loaded, [f.prompt for f in facts], 8)
     ]
+
+
+def _problem(fact: EditFact, said: str) -> str | None:
+    """Why ``fact`` cannot be edited, given what the model says after its prompt (or None)."""
+    old, new = fact.target_true, fact.target_new
+    if old and not said.lower().startswith(old.strip().lower()):
+        return (
+            f"the model does not produce {old!r} for {fact.prompt!r} (it says {said!r}); "
+            "there is no such fact to edit"
+        )
+    if said.lower().startswith(new.strip().lower()):
+        return f"the model already says {new!r} for {fact.prompt!r}"
+    return None
+
+
+def check_facts(loaded: LoadedModel, facts: list[EditFact]) -> list[str]:
+    """The model's current greedy answers; an error when a fact's ``target_true`` is not what
+    the model says, or the model already says the new target."""
+    outputs = _answers(loaded, facts)
     for f, said in zip(facts, outputs, strict=True):
-        old, new = f.target_true, f.target_new
-        if old and not said.lower().startswith(old.strip().lower()):
-            raise BrickworkError(
-                f"the model does not produce {old!r} for {f.prompt!r} (it says {said!r}); "
-                "there is no such fact to edit"
-            )
-        if said.lower().startswith(new.strip().lower()):
-            raise BrickworkError(f"the model already says {new!r} for {f.prompt!r}")
+        problem = _problem(f, said)
+        if problem:
+            raise BrickworkError(problem)
     return outputs
 
 
-def fact_parts(loaded: LoadedModel, facts: list[EditFact], settings: EditSettings):
+def known_facts(
+    loaded: LoadedModel, facts: list[EditFact]
+) -> tuple[list[EditFact], list[EditFact]]:
+    """(the facts ``check_facts`` accepts, the ones it would refuse): the model does not say
+    their ``target_true``, or already says their new target."""
+    outputs = _answers(loaded, facts)
+    verdicts = [_problem(f, said) is None for f, said in zip(facts, outputs, strict=True)]
+    kept = [f for f, ok in zip(facts, verdicts, strict=True) if ok]
+    return kept, [f for f, ok in zip(facts, verdicts, strict=True) if not ok]
+
+
+def fact_parts(
+    loaded: LoadedModel, facts: list[EditFact], settings: EditSettings, solver=None, covs=None
+):
     """Per layer, keys [d_ff, m] and residuals [d_model, m] of every fact's update parts (the
-    main layer first); per layer, its C; per fact, the optimisation's record."""
-    covs = covariances(loaded, facts, settings)
+    main layer first); per layer, its C (``covs`` if given); per fact, the optimisation's
+    record."""
+    covs = covs if covs is not None else covariances(loaded, facts, settings)
     by_layer: dict[int, list] = {settings.layer: []}
     records = []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)
         for f in facts:
-            parts, record = fact_update(loaded, f, settings, covs)
+            parts, record = fact_update(loaded, f, settings, covs, solver)
             for part in parts:
                 by_layer.setdefault(part.layer, []).append(part)
             records.append(record)
@@ -70,21 +96,29 @@ def edit(
     name: str,
     settings: EditSettings | None = None,
     check: bool = True,
+    solver=None,
+    method: str | None = None,
+    covs: dict | None = None,
 ) -> Brick:
     """A delta brick that writes ``facts`` (prompt, subject, target_new and optionally
     target_true, and ``keep``: texts whose predictions the edit must not change) into one
-    layer's FFN output projection. Apply it with ``apply_edit``."""
+    layer's FFN output projection. Apply it with ``apply_edit``. ``solver`` (keys, residuals)
+    -> (u, v) replaces ROME's solve at ``settings.layer`` (``method`` names it); the brick
+    keeps that layer's keys (tensor ``keys``) for later edits that must preserve them. ``covs``
+    ({layer: C}, ``covariances``) saves recomputing C on a model whose weights moved."""
     settings = start_edit(settings, name, facts, "edit")
     started = time.perf_counter()
     said = check_facts(loaded, facts) if check else None
-    stacked, covs, records = fact_parts(loaded, facts, settings)
+    stacked, covs, records = fact_parts(loaded, facts, settings, solver, covs)
     updates = {
-        layer: solve_update(keys, residuals, covs[layer], settings.mode, settings.memit_lambda)
+        layer: solver(keys, residuals)
+        if solver is not None and layer == settings.layer
+        else solve_update(keys, residuals, covs[layer], settings.mode, settings.memit_lambda)
         for layer, (keys, residuals) in stacked.items()
     }
     seconds = time.perf_counter() - started
     provenance = {
-        "method": "rome" if len(facts) == 1 else f"batch-{settings.mode}",
+        "method": method or ("rome" if len(facts) == 1 else f"batch-{settings.mode}"),
         "settings": settings.to_json(),
         "base_model_source": loaded.source,
         "brickwork_version": brickwork.__version__,
@@ -93,4 +127,6 @@ def edit(
     if said is not None:
         metrics["answers_before"] = said
     update = "rank_one" if len(facts) == 1 else "batch"
-    return delta_brick(loaded, name, updates, update, facts, provenance, metrics)
+    brick = delta_brick(loaded, name, updates, update, facts, provenance, metrics)
+    brick.tensors["keys"] = stacked[settings.layer][0].float().contiguous()
+    return brick

@@ -17,6 +17,9 @@
   in EasyEdit's ZsRE locality);
 - ``first``: the stricter first-token variant (the target's first token is top-1);
 - suite perplexity: of the built-in suite's test references (chat template), token-weighted.
+
+Beside each, the generation-based metric (``*_gen``, ``generation.py``): what greedy decoding
+says, no teacher forcing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from brickwork.data.edits import EditFact
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import batches, pad
 from brickwork.ops.update.common import encode, opens, target_ids
+from brickwork.ops.update.generation import answer_metrics
 
 LOCALITY_TOKENS = 3
 BATCH = 16
@@ -110,8 +114,8 @@ def fact_metrics(
     model: Callable | None = None,
     known: set[tuple[str, str]] | None = None,
 ) -> list[dict]:
-    """Reliability, generalization and locality (token-level and first-token) per fact; with
-    ``known`` (``known_paraphrases``), generalization on those paraphrases too."""
+    """Reliability, generalization and locality (token-level, first-token and generated) per
+    fact; with ``known`` (``known_paraphrases``), generalization on those paraphrases too."""
     tok, rows, spans = loaded.tokenizer, [], []
     for f in facts:
         new = target_ids(tok, f.target_new)
@@ -127,8 +131,9 @@ def fact_metrics(
         rows += [(encode(tok, p), new) for p in groups[0] + groups[1] + groups[2]]
         rows += [(encode(tok, p), reference[p]) for p in groups[3] + groups[4]]
     hits = iter(_top1(loaded, model or loaded.model, rows))
+    answers = answer_metrics(loaded, facts, model, known)
     out = []
-    for f, sizes in zip(facts, spans, strict=True):
+    for f, sizes, generated in zip(facts, spans, answers, strict=True):
         edit, para, prefixed, neigh, unrelated = ([next(hits) for _ in range(n)] for n in sizes)
         inside = [h for p, h in zip(f.paraphrases, para, strict=True) if not opens(p, f.subject)]
         row = {
@@ -140,6 +145,8 @@ def fact_metrics(
             "generalization_prefixed": _mean([_mean(h) for h in prefixed]),
             "locality": _mean([_mean(h) for h in neigh]),
             "locality_first": _mean([float(h[0]) for h in neigh]),
+            "locality_gen": _mean([all(h) for h in neigh]),
+            **generated,
         }
         if inside:
             row["generalization_inside"] = _mean([_mean(h) for h in inside])
@@ -152,6 +159,7 @@ def fact_metrics(
             row["generalization_known"] = _mean([_mean(h) for h in answered])
         if unrelated:
             row["locality_unrelated"] = _mean([_mean(h) for h in unrelated])
+            row["locality_unrelated_gen"] = _mean([all(h) for h in unrelated])
         out.append(row)
     return out
 
@@ -164,6 +172,22 @@ def summarize(rows: list[dict]) -> dict:
 def _mean(values) -> float:
     values = [float(v) for v in values]
     return sum(values) / len(values) if values else math.nan
+
+
+def short_suite_batches(loaded: LoadedModel) -> list:
+    """The suite's test references, prompts cut to their last 96 tokens and references to 48
+    (the full-length measure takes a minute per call on 2 shared cores)."""
+    from brickwork.analysis.loss import reference_batches
+    from brickwork.data import FUNCTIONALITIES, load_builtin_suite
+
+    samples = load_builtin_suite("test")
+    return reference_batches(
+        loaded.tokenizer,
+        samples,
+        list(FUNCTIONALITIES),
+        max_prompt_tokens=96,
+        max_reference_tokens=48,
+    )
 
 
 def suite_perplexity(loaded: LoadedModel, batches=None) -> float:

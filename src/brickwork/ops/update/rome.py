@@ -32,6 +32,7 @@ from brickwork.errors import BrickworkError, check_choice
 from brickwork.models.hooks import hooks
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import pad
+from brickwork.ops.update.alphaedit import DEFAULT_ENERGY, DEFAULT_L2
 from brickwork.ops.update.common import (
     CONTEXTS,
     down_module,
@@ -97,6 +98,11 @@ class EditSettings:
         metadata={"help": "batch update: exact constraints or MEMIT's soft form", "choices": MODES},
     )
     memit_lambda: float = field(default=1.0e4, metadata={"help": "MEMIT: weight of C"})
+    null_energy: float = field(
+        default=DEFAULT_ENERGY,
+        metadata={"help": "AlphaEdit: share of C's trace its null space may carry"},
+    )
+    null_l2: float = field(default=DEFAULT_L2, metadata={"help": "AlphaEdit: ridge on the update"})
     seed: int = field(default=0, metadata={"help": "random seed"})
 
     def check(self) -> None:
@@ -106,7 +112,7 @@ class EditSettings:
             )
         check_choice(self.mode, MODES, "mode")
         check_at_least_one(self, "steps", "initial_steps")
-        check_positive(self, "lr", "initial_scale")
+        check_positive(self, "lr", "initial_scale", "null_energy", "null_l2")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -168,11 +174,14 @@ def covariances(
 
 
 def key_side(
-    keys: torch.Tensor, cov: torch.Tensor | None, s: EditSettings, weights=None
+    keys: torch.Tensor, cov: torch.Tensor | None, s: EditSettings, weights=None, solver=None
 ) -> torch.Tensor:
     """w [d_ff]: ΔW = δ wᵀ is the update that maps key i of ``keys`` [d_ff, n] to weights[i]·δ
-    (every weight 1 unless given)."""
+    (every weight 1 unless given); ``solver`` (keys, residuals) -> (u, v) replaces ROME's."""
     weights = torch.ones(keys.shape[1]) if weights is None else torch.as_tensor(weights)
+    if solver is not None:
+        r, v = solver(keys, weights[None])
+        return (r.double() @ v)[0]
     r, v = solve_update(keys, weights[None], cov, s.mode, s.memit_lambda)
     return (r @ v)[0]
 
@@ -274,11 +283,15 @@ def _output_norm(
 
 
 def fact_update(
-    loaded: LoadedModel, fact: EditFact, s: EditSettings, covs: dict[int, torch.Tensor | None]
+    loaded: LoadedModel,
+    fact: EditFact,
+    s: EditSettings,
+    covs: dict[int, torch.Tensor | None],
+    solver=None,
 ) -> tuple[list[Part], dict]:
     """One fact's update parts, with their values optimised, and the optimisation's record.
     ``covs`` maps a layer to its C (``covariance``; ``initial_covariance`` for the initial
-    layer).
+    layer); ``solver`` replaces ROME's solve at ``s.layer`` (``methods.py``).
 
     The main part keys the subject's last token at ``s.layer``; a second key there is the
     subject as the text's first tokens, when the prompt opens with the subject (or with
@@ -292,7 +305,7 @@ def fact_update(
         keys.append(fact_key(loaded, s.layer, subject, subject, ("",)))
     main = torch.stack(keys, 1)
     ones = torch.ones(main.shape[1])
-    parts = [Part(s.layer, main, ones, key_side(main, covs[s.layer], s))]
+    parts = [Part(s.layer, main, ones, key_side(main, covs[s.layer], s, solver=solver))]
     if _needs_initial_part(tok, fact, s):
         c0 = covs[s.initial_layer]
         key = fact_key(loaded, s.initial_layer, subject, subject, ("",))
