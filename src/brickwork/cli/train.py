@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from brickwork.bricks.augment import AUGMENTATIONS
 from brickwork.cli.options import add_model, add_quiet, add_repo, indices, model_options
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
 from brickwork.errors import BrickworkError
@@ -13,6 +14,7 @@ LORA_OPTIONS = ("rank", "steps", "lr", "batch_size", "seed", "eval_every", "max_
 KNOWLEDGE_OPTIONS = {
     "context": "learn documents as plain text or as chat answers",
     "preserve_weight": "weight of the KL term on the --preserve samples",
+    "augment": "add rule-made rewrites and two-way question/answer pairs of each parsed statement",
 }
 
 
@@ -58,14 +60,22 @@ def cmd_task(args: argparse.Namespace) -> None:
 
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
+    from brickwork.bricks import attach
+    from brickwork.bricks.knowledge_check import answer_check, compare, report_lines
     from brickwork.bricks.train import KnowledgeSettings, train_knowledge_brick
-    from brickwork.data import load_data, load_texts
+    from brickwork.data import load_texts
+    from brickwork.data.questions import known_answers, preserve_samples, read_questions
 
     repo = _start(args)
     documents = load_texts(args.data)
-    preserve = load_data(args.preserve, split="train") if args.preserve else None
+    questions = read_questions(args.eval) if args.eval else None
+    preserve = preserve_samples(args.preserve) if args.preserve else None
+    loaded = _load(args)
+    known = known_answers("check") if questions else []
+    if questions:
+        before = answer_check(loaded, loaded.model, questions, known, progress=not args.quiet)
     brick = train_knowledge_brick(
-        _load(args),
+        loaded,
         documents,
         args.name,
         args.purpose,
@@ -75,6 +85,10 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
         preserve=preserve,
     )
     _finish(repo, brick)
+    if questions:
+        with attach(loaded, [brick]) as model:
+            after = answer_check(loaded, model, questions, known, progress=not args.quiet)
+        print("\n".join(report_lines(compare(before, after, questions, known))))
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
@@ -138,11 +152,20 @@ def register(commands) -> None:
     _add_lora(knowledge, KnowledgeSettings)
     knowledge.add_argument(
         "--preserve",
-        help="keep behaviour on these samples' references (the train split of 'builtin' or a "
-        "JSONL with prompt/reference) by a KL term",
+        help="keep behaviour on these samples' references by a KL term: 'builtin' (the suite's "
+        "train split and half of the built-in known answers) or a JSONL with prompt/reference",
+    )
+    knowledge.add_argument(
+        "--eval",
+        metavar="QUESTIONS.tsv",
+        help="question<TAB>expected answer lines: print answer accuracy before and after, and "
+        "the share of held-out known answers the brick changes",
     )
     add_keywords(
-        knowledge, train_knowledge_brick, KNOWLEDGE_OPTIONS, choices={"context": ("plain", "chat")}
+        knowledge,
+        train_knowledge_brick,
+        KNOWLEDGE_OPTIONS,
+        choices={"context": ("plain", "chat"), "augment": AUGMENTATIONS},
     )
     knowledge.set_defaults(run=cmd_knowledge)
 
