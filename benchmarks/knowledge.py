@@ -25,7 +25,13 @@ from bricks import real_texts, unrelated_losses
 from brickwork import load_model
 from brickwork.bricks import attach
 from brickwork.bricks.augment import AUGMENTATIONS
-from brickwork.bricks.knowledge_check import AnswerCheck, answer_check, compare, report_lines
+from brickwork.bricks.knowledge_check import (
+    AnswerCheck,
+    answer_check,
+    compare,
+    report_lines,
+    with_own_answers,
+)
 from brickwork.bricks.train import KnowledgeSettings, train_knowledge_brick
 from brickwork.bricks.train_eval import answer_matches, text_perplexity
 from brickwork.data import load_texts
@@ -116,7 +122,7 @@ def main() -> None:
             "knowledge",
             settings=settings,
             context="chat",
-            preserve=preserve_samples("builtin"),
+            preserve=with_own_answers(loaded, preserve_samples("builtin"), progress=True),
             preserve_weight=args.preserve_weight,
             augment=args.augment,
         )

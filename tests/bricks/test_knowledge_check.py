@@ -5,11 +5,16 @@ import pytest
 import torch
 
 from brickwork.bricks import BrickRepository, attach
-from brickwork.bricks.knowledge_check import answer_check, compare, report_lines
+from brickwork.bricks.knowledge_check import (
+    answer_check,
+    compare,
+    report_lines,
+    with_own_answers,
+)
 from brickwork.bricks.train import LoraSettings, train_knowledge_brick
-from brickwork.bricks.train_eval import normalize
+from brickwork.bricks.train_eval import generate_answers, normalize
 from brickwork.cli import main
-from brickwork.data.questions import known_answers
+from brickwork.data.questions import known_answers, preserve_samples
 
 STATEMENTS = ["The capital of Verolia is Quenmar.", "Odrin Vashek is the inventor of the Brastel."]
 QUESTIONS = ["What is the capital of Verolia?", "Who invented the Brastel?", "What is Quenmar?"]
@@ -74,3 +79,18 @@ def test_a_bad_questions_file_is_refused_before_the_model_loads(tmp_path, capsys
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "line 1" in err[0]
+
+
+def test_known_answers_are_kept_as_the_model_says_them(tiny_llama):
+    samples = preserve_samples("builtin")
+    own = with_own_answers(tiny_llama, samples)
+    known = [i for i, s in enumerate(samples) if s.id.startswith("known-")]
+    assert known and len(own) == len(samples)
+    said = generate_answers(
+        tiny_llama, tiny_llama.tokenizer, [samples[i].prompt for i in known], 32
+    )
+    assert [own[i].reference for i in known] == [
+        a.strip() or samples[i].reference for i, a in zip(known, said, strict=True)
+    ]
+    others = [i for i in range(len(samples)) if i not in set(known)]
+    assert [own[i] for i in others] == [samples[i] for i in others]

@@ -41,7 +41,8 @@ def test_missing_questions_file_is_refused(tmp_path):
 def test_known_answers_split_into_disjoint_halves():
     keep, check = known_answers("keep"), known_answers("check")
     facts = load_edits()
-    assert len(keep) + len(check) == len(facts)
+    assert [s.prompt for s in check] == [f.prompt for f in facts[1::2]]
+    assert len(keep) == sum(1 + len(f.paraphrases) for f in facts[0::2])
     assert not {s.prompt for s in keep} & {s.prompt for s in check}
     assert all(s.reference for s in keep + check)
     assert {s.reference for s in keep + check} == {f.target_true for f in facts}

@@ -9,9 +9,10 @@ contains it, and as **changed** when the greedy text differs at all (normalised)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from brickwork.bricks.train_eval import answer_matches, generate_answers, normalize
+from brickwork.data.questions import KNOWN_PREFIX
 from brickwork.data.sample import Sample
 
 ANSWER_TOKENS = 32
@@ -30,6 +31,19 @@ def answer_check(
     prompts = [q for q, _ in questions] + [s.prompt for s in known]
     answers = generate_answers(model, loaded.tokenizer, prompts, ANSWER_TOKENS, progress=progress)
     return AnswerCheck(answers[: len(questions)], answers[len(questions) :])
+
+
+def with_own_answers(loaded, samples: list[Sample], progress: bool = False) -> list[Sample]:
+    """The known-answer samples among ``samples`` with the model's own greedy answer (as it is
+    now, i.e. the base model) as their reference, so that a KL term on them follows the tokens
+    the model actually says; the other samples as they are."""
+    known = [i for i, s in enumerate(samples) if s.id.startswith(KNOWN_PREFIX)]
+    prompts = [samples[i].prompt for i in known]
+    answers = generate_answers(loaded, loaded.tokenizer, prompts, ANSWER_TOKENS, progress=progress)
+    out = list(samples)
+    for i, answer in zip(known, answers, strict=True):
+        out[i] = replace(samples[i], reference=answer.strip() or samples[i].reference)
+    return out
 
 
 def compare(

@@ -61,7 +61,12 @@ def cmd_task(args: argparse.Namespace) -> None:
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
     from brickwork.bricks import attach
-    from brickwork.bricks.knowledge_check import answer_check, compare, report_lines
+    from brickwork.bricks.knowledge_check import (
+        answer_check,
+        compare,
+        report_lines,
+        with_own_answers,
+    )
     from brickwork.bricks.train import KnowledgeSettings, train_knowledge_brick
     from brickwork.data import load_texts
     from brickwork.data.questions import known_answers, preserve_samples, read_questions
@@ -71,6 +76,8 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
     questions = read_questions(args.eval) if args.eval else None
     preserve = preserve_samples(args.preserve) if args.preserve else None
     loaded = _load(args)
+    if preserve:
+        preserve = with_own_answers(loaded, preserve, progress=not args.quiet)
     known = known_answers("check") if questions else []
     if questions:
         before = answer_check(loaded, loaded.model, questions, known, progress=not args.quiet)
@@ -153,7 +160,8 @@ def register(commands) -> None:
     knowledge.add_argument(
         "--preserve",
         help="keep behaviour on these samples' references by a KL term: 'builtin' (the suite's "
-        "train split and half of the built-in known answers) or a JSONL with prompt/reference",
+        "train split and half of the built-in known answers, kept as the model answers them) or a "
+        "JSONL with prompt/reference",
     )
     knowledge.add_argument(
         "--eval",

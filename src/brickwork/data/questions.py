@@ -16,6 +16,7 @@ from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError, check_choice
 
 KNOWN_PARTS = ("keep", "check")
+KNOWN_PREFIX = "known-"
 
 
 def read_questions(path: str | Path) -> list[tuple[str, str]]:
@@ -45,10 +46,14 @@ def read_questions(path: str | Path) -> list[tuple[str, str]]:
 
 def known_answers(part: str) -> list[Sample]:
     """The built-in facts' true answers as samples (prompt -> target_true): even rows for
-    ``keep``, odd rows for ``check``."""
+    ``keep`` (with their paraphrased prompts), odd rows for ``check`` (the main prompt only)."""
     check_choice(part, KNOWN_PARTS, "known-answer part")
     facts = load_edits()[KNOWN_PARTS.index(part) :: 2]
-    return [Sample(f"known-{f.id}", f.prompt, "knowledge", reference=f.target_true) for f in facts]
+    return [
+        Sample(f"{KNOWN_PREFIX}{f.id}-{i}", prompt, "knowledge", reference=f.target_true)
+        for f in facts
+        for i, prompt in enumerate([f.prompt, *(f.paraphrases if part == "keep" else ())])
+    ]
 
 
 def preserve_samples(spec: str) -> list[Sample]:
