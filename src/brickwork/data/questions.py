@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from brickwork.data.edits import load_edits
+from brickwork.data.jsonl import read_utf8
 from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError, check_choice
 
@@ -22,13 +23,7 @@ KNOWN_PREFIX = "known-"
 def read_questions(path: str | Path) -> list[tuple[str, str]]:
     """(question, expected answer) pairs from a UTF-8 TSV file, checked line by line."""
     path = Path(path)
-    if not path.is_file():
-        raise BrickworkError(f"no such questions file: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BrickworkError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    pairs = []
+    text, pairs = read_utf8(path, "questions file"), []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
