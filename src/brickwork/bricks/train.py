@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from brickwork.bricks.augment import augment_statements
 from brickwork.bricks.brick import Brick, check_name
 from brickwork.bricks.plugins import check_steering_numbers, lora_brick_from_peft, steering_brick
 from brickwork.bricks.train_eval import (
@@ -114,10 +115,15 @@ def train_knowledge_brick(
     preserve_weight: float = 1.0,
     context: str = "plain",
     preserve_plain: bool = True,
+    augment: str = "none",
 ) -> Brick:
     """A LoRA knowledge brick trained with the plain LM loss on fact statements or documents.
 
-    Early stopping uses ``heldout`` documents when given, else the training documents themselves.
+    ``augment="rules"`` adds, for every statement a rule parses (``bricks/augment.py``), its
+    rewrites as documents and question -> answer pairs in both directions of the fact (trained as
+    chat answers, loss on the answer); unparsed statements are kept as they are.
+    Early stopping uses ``heldout`` documents when given, else the training documents themselves
+    (the user's, not the augmented ones).
     ``context`` is "plain" (documents as raw text) or "chat" (each document where an assistant
     answer starts, see ``document_rows``), which helps questions asked in chat find the facts.
     With ``preserve`` (unrelated prompt/reference samples), each step also adds
@@ -129,12 +135,18 @@ def train_knowledge_brick(
     check_name(name)
     if not documents:
         raise BrickworkError("no documents: a knowledge brick needs texts to learn")
-    rows = document_rows(loaded.tokenizer, documents, context)
-    eval_rows = document_rows(loaded.tokenizer, heldout, context) if heldout else rows
+    augmented = augment_statements(documents, augment)
+    rows = document_rows(loaded.tokenizer, augmented.documents, context)
+    if augmented.pairs:
+        rows += response_rows(loaded.tokenizer, augmented.samples())
+    own = document_rows(loaded.tokenizer, heldout or documents, context)
     provenance = {
         "dataset_hash": _documents_hash(documents),
         "n_documents": len(documents),
         "context": context,
+        "augment": augment,
+        "n_parsed": augmented.parsed,
+        "n_training_rows": len(rows),
         "early_stopping_on": "heldout" if heldout else "train",
     }
     if heldout:
@@ -153,7 +165,7 @@ def train_knowledge_brick(
     return _lora_brick(
         loaded,
         rows,
-        lambda: rows_loss(loaded, eval_rows),
+        lambda: rows_loss(loaded, own),
         name,
         purpose,
         "lora-knowledge",

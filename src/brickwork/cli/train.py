@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from brickwork.bricks.augment import AUGMENTATIONS
 from brickwork.cli.common import close_process_group, is_main_process
 from brickwork.cli.options import (
     add_model,
@@ -33,6 +34,7 @@ LORA_OPTIONS = (
 KNOWLEDGE_OPTIONS = {
     "context": "learn documents as plain text or as chat answers",
     "preserve_weight": "weight of the KL term on the --preserve samples",
+    "augment": "add rule-made rewrites and two-way question/answer pairs of each parsed statement",
 }
 
 
@@ -51,16 +53,16 @@ def _start(args):
     return repo
 
 
-def _build(repo, args, build, *inputs, settings=None, **options) -> None:
+def _build(repo, args, build, *inputs, settings=None, loaded=None, **options):
     """``build(model, *inputs, name, purpose, progress=..., settings=..., **options)``, the brick
     saved in ``repo`` (by rank 0 under torchrun). The model is loaded only now, after the
     repository and the inputs are checked; ``settings`` (a class) is read from ``args`` after it,
-    once ``--batch-size auto`` is resolved."""
+    once ``--batch-size auto`` is resolved. Returns the brick."""
     from brickwork.cli.display import print_record
     from brickwork.cli.options import record_invocation
 
     try:
-        loaded = _load(args)
+        loaded = loaded or _load(args)
         if settings is not None:
             options["settings"] = settings_from(args, settings)
         brick = build(loaded, *inputs, args.name, args.purpose, progress=not args.quiet, **options)
@@ -72,6 +74,7 @@ def _build(repo, args, build, *inputs, settings=None, **options) -> None:
             print(f"saved {path}")
     finally:
         close_process_group()
+    return brick
 
 
 def _load(args):
@@ -95,14 +98,41 @@ def cmd_task(args: argparse.Namespace) -> None:
 
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
+    from brickwork.bricks import attach
+    from brickwork.bricks.knowledge_check import (
+        answer_check,
+        compare,
+        report_lines,
+        with_own_answers,
+    )
     from brickwork.bricks.train import KnowledgeSettings, train_knowledge_brick
-    from brickwork.data import load_data, load_texts
+    from brickwork.data import load_texts
+    from brickwork.data.questions import known_answers, preserve_samples, read_questions
 
     repo = _start(args)
     documents = load_texts(args.data)
-    preserve = load_data(args.preserve, split="train") if args.preserve else None
+    questions = read_questions(args.eval) if args.eval else None
+    preserve = preserve_samples(args.preserve) if args.preserve else None
+    loaded = _load(args)
+    if preserve:
+        preserve = with_own_answers(loaded, preserve, progress=not args.quiet)
+    known = known_answers("check") if questions else []
+    if questions:
+        before = answer_check(loaded, loaded.model, questions, known, progress=not args.quiet)
     options = {**keywords_from(args, KNOWLEDGE_OPTIONS), "preserve": preserve}
-    _build(repo, args, train_knowledge_brick, documents, settings=KnowledgeSettings, **options)
+    brick = _build(
+        repo,
+        args,
+        train_knowledge_brick,
+        documents,
+        settings=KnowledgeSettings,
+        loaded=loaded,
+        **options,
+    )
+    if questions and is_main_process():
+        with attach(loaded, [brick]) as model:
+            after = answer_check(loaded, model, questions, known, progress=not args.quiet)
+        print("\n".join(report_lines(compare(before, after, questions, known))))
 
 
 def cmd_steer(args: argparse.Namespace) -> None:
@@ -159,11 +189,21 @@ def register(commands) -> None:
     _add_lora(knowledge, KnowledgeSettings)
     knowledge.add_argument(
         "--preserve",
-        help="keep behaviour on these samples' references (the train split of 'builtin' or a "
-        "JSONL with prompt/reference) by a KL term",
+        help="keep behaviour on these samples' references by a KL term: 'builtin' (the suite's "
+        "train split and half of the built-in known answers, kept as the model answers them) or a "
+        "JSONL with prompt/reference",
+    )
+    knowledge.add_argument(
+        "--eval",
+        metavar="QUESTIONS.tsv",
+        help="question<TAB>expected answer lines: print answer accuracy before and after, and "
+        "the share of held-out known answers the brick changes",
     )
     add_keywords(
-        knowledge, train_knowledge_brick, KNOWLEDGE_OPTIONS, choices={"context": ("plain", "chat")}
+        knowledge,
+        train_knowledge_brick,
+        KNOWLEDGE_OPTIONS,
+        choices={"context": ("plain", "chat"), "augment": AUGMENTATIONS},
     )
     knowledge.set_defaults(run=cmd_knowledge)
 

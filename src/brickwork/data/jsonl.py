@@ -48,13 +48,7 @@ def read_facts(
 def read_rows(path: Path, parse: Callable[[str, str, int], R], what: str, noun: str) -> list[R]:
     """``parse(line, "file:line", number)`` for every non-blank line of a JSONL file; the rows'
     ``id``s must be unique. Every error names the file (and line)."""
-    if not path.is_file():
-        raise BrickworkError(f"no such {what}: {path}")
-    rows, seen = [], set()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BrickworkError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    text, rows, seen = read_utf8(path, what), [], set()
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             row = parse(line, f"{path}:{number}", number)
@@ -66,6 +60,16 @@ def read_rows(path: Path, parse: Callable[[str, str, int], R], what: str, noun: 
     if not rows:
         raise BrickworkError(f"{path} holds no {noun}s")
     return rows
+
+
+def read_utf8(path: Path, what: str) -> str:
+    """The text of a UTF-8 file; a missing file or other bytes are one ``BrickworkError``."""
+    if not path.is_file():
+        raise BrickworkError(f"no such {what}: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BrickworkError(f"{path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def _loads(line: str, where: str) -> object:
