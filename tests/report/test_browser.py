@@ -1,7 +1,8 @@
 """report.html in a real browser (headless Chromium): every image decodes, the console is clean.
 
 The test renders the synthetic results, adds a probe script to a copy of the page (the report
-itself has no script; the probe goes first in <head> to see every error) and reads the probe's verdict from the DOM Chromium dumps after load.
+itself has no script; the probe goes first in <head> to see every error) and reads the
+probe's verdict from the DOM Chromium dumps after load.
 """
 
 from __future__ import annotations
