@@ -114,3 +114,22 @@ def test_progress_announces_each_stage(tiny_llama, tiny_samples, capsys):
     analyze(tiny_llama, tiny_samples, settings=SETTINGS, profile=first.profile, progress=True)
     again = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[stage")]
     assert len(again) == 3 and again[0].startswith("[stage 1/3") and "FuncScore" in again[0]
+
+
+def test_per_sample_losses_reproduce_every_ablation_cell(analysis):
+    a = analysis.results["ablation"]
+    per = a["per_sample"]
+    tokens = torch.tensor(per["tokens"], dtype=torch.float64)
+    base = torch.tensor(per["baseline_nll"], dtype=torch.float64)
+    funcs = a["columns"]
+    rows = {name: a["matrix"][i] for i, name in enumerate(a["rows"])}
+    rows.update({f"resident-excluded/{f}": a["resident"]["matrix"][i] for i, f in enumerate(funcs)})
+    for name, expected in rows.items():
+        nll = torch.tensor(per["nll"][name], dtype=torch.float64)
+        for c, func in enumerate(funcs):
+            of = torch.tensor([f == func for f in per["functionality"]])
+            increase = torch.exp((nll[of].sum() - base[of].sum()) / tokens[of].sum()) - 1
+            assert increase.item() == pytest.approx(expected[c], rel=1e-5, abs=1e-7), (name, func)
+    seeds = a["random_seeds"]
+    assert seeds["seeds"] == [0, 1, 2] and seeds["matrix"][0] == a["matrix"][-1]
+    assert len(per["nll"]) == len(funcs) * 2 + 3  # top, resident-excluded, three random sets

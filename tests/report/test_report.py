@@ -7,6 +7,7 @@ import copy
 import json
 import re
 
+import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
@@ -55,6 +56,7 @@ def test_html_embeds_every_figure_and_names_every_functionality(rendered):
 def test_html_is_self_contained(rendered):
     _, _, _, html = rendered
     text = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    text = re.sub(r"href='#[a-z0-9]+'", "", text)  # the table of contents links within the page
     assert 'src="http' not in text
     for pattern in ("http://", "https://", "<link", "href=", "@import", "url("):
         assert pattern not in text, pattern
@@ -72,7 +74,11 @@ def test_html_reports_key_numbers(rendered):
     summary = results["ablation"]["summary"]
     assert f"{100 * summary['diagonal_mean']:.1f}%" in html
     assert f"{100 * summary['random_mean']:.1f}%" in html
-    assert "random" in html and "diagonal largest in its column" in html
+    assert "largest in its column" in html
+    assert "Diagonal dominance with resident neurons excluded." in html
+    assert "re-run analyze for confidence intervals" in html  # no per-sample losses here
+    assert "Key findings" in html and "Contents" in html and "median" in html
+    assert "Llama-3-8B (paper)" in html and "112.0%" in html  # the paper's coding diagonal
     assert f"{results['partition']['random_expected']:.3f}" in html
     assert results["sparsity"]["normalization"].rstrip(".") in html
     for target in results["sparsity"]["cett"]["mean_activated_ratio"].values():
@@ -151,3 +157,34 @@ def test_report_reads_records_and_dicts_alike(tmp_path):
     assert summary_lines(results) == summary_lines(records)
     diagonal = results["ablation"]["summary"]["diagonal_mean"]
     assert f"diagonal {diagonal:+.1%}" in summary_lines(records)[5]
+
+
+def test_heldout_table_keeps_its_random_control(tmp_path):
+    results = synthetic_results()
+    results["funcscore"]["heldout_random"] = {
+        f: 0.123 + i / 1000 for i, f in enumerate(results["functionalities"])
+    }
+    html = render_report(results, tmp_path).read_text(encoding="utf-8")
+    assert "random neurons on test" in html
+    for value in results["funcscore"]["heldout_random"].values():
+        assert f"{value:.3f}" in html
+
+
+def test_ablation_cells_get_bootstrap_intervals_when_per_sample_losses_exist(tmp_path):
+    results = synthetic_results(seed=2)
+    abl = results["ablation"]
+    funcs, per_func = abl["columns"], 4
+    rng = np.random.default_rng(0)
+    labels = [f for f in funcs for _ in range(per_func)]
+    rows = [*abl["rows"], *(f"resident-excluded/{f}" for f in funcs)]
+    abl["per_sample"] = {
+        "functionality": labels,
+        "tokens": [10] * len(labels),
+        "baseline_nll": [20.0] * len(labels),
+        "nll": {r: list(rng.uniform(20, 40, len(labels))) for r in rows},
+    }
+    abl["random_seeds"] = {"seeds": [0, 1, 2], "matrix": [abl["matrix"][-1]] * 3}
+    html = render_report(results, tmp_path).read_text(encoding="utf-8")
+    assert "95% bootstrap interval" in html and "re-run analyze" not in html
+    assert "random, 3 seeds" in html
+    assert re.search(r"\d+\.\d%\s\[\d+\.\d%, \d+\.\d%\]", html)

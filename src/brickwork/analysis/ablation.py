@@ -2,36 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 
-from brickwork.analysis.loss import EvalBatch, functionality_losses
+from brickwork.analysis.loss import EvalBatch, nll_sums_by
 from brickwork.analysis.masking import zero_neurons
 from brickwork.models.load import LoadedModel
+
+
+@dataclass
+class AblationLosses:
+    """Mean reference NLL per functionality [F] and summed NLL per sample [S], unablated
+    (``baseline``) and per named neuron set; ``tokens`` [S] counts reference tokens."""
+
+    baseline: torch.Tensor
+    losses: dict[str, torch.Tensor]
+    tokens: torch.Tensor
+    sample_baseline: torch.Tensor
+    sample_losses: dict[str, torch.Tensor]
 
 
 def ablation_losses(
     loaded: LoadedModel,
     batches: list[EvalBatch],
     n_functionalities: int,
+    n_samples: int,
     neuron_sets: dict[str, torch.Tensor],
     progress: bool = True,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The unablated loss [F] and, per named neuron set, the loss [F] with that set zeroed.
+) -> AblationLosses:
+    """The unablated losses and, per named neuron set, the losses with that set zeroed.
 
     Sets that are equal share one evaluation.
     """
-    baseline = functionality_losses(loaded, batches, n_functionalities)
-    done: list[tuple[torch.Tensor, torch.Tensor]] = []
-    losses = {}
+    sizes = {"groups": n_functionalities, "samples": n_samples}
+
+    def evaluate() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sums = nll_sums_by(loaded, batches, sizes)
+        (total, count), (per_sample, tokens) = sums["groups"], sums["samples"]
+        return total / count.clamp_min(1), per_sample, tokens
+
+    baseline, sample_baseline, tokens = evaluate()
+    done: list[tuple[torch.Tensor, tuple]] = []
+    losses, sample_losses = {}, {}
     for name, mask in tqdm(neuron_sets.items(), desc="ablations", disable=not progress):
         previous = next((loss for m, loss in done if torch.equal(m, mask)), None)
         if previous is None:
             with zero_neurons(loaded, mask):
-                previous = functionality_losses(loaded, batches, n_functionalities)
+                previous = evaluate()
             done.append((mask, previous))
-        losses[name] = previous
-    return baseline, losses
+        losses[name], sample_losses[name], _ = previous
+    return AblationLosses(baseline, losses, tokens, sample_baseline, sample_losses)
 
 
 def perplexity_increase(baseline: torch.Tensor, ablated: torch.Tensor) -> torch.Tensor:

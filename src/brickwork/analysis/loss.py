@@ -25,6 +25,7 @@ class EvalBatch:
     positions: torch.Tensor  # [K, 2]: (row, position) whose next token is a reference token
     targets: torch.Tensor  # [K] the reference tokens
     groups: torch.Tensor  # [K] functionality index of each target
+    samples: torch.Tensor  # [K] index (in the samples given) of the sample each target is from
 
 
 def prompt_reference(
@@ -56,23 +57,30 @@ def reference_batches(
         (
             *prompt_reference(tokenizer, s, max_prompt_tokens, max_reference_tokens),
             functionalities.index(s.functionality),
+            i,
         )
-        for s in samples
+        for i, s in enumerate(samples)
     ]
     rows.sort(key=lambda r: len(r[0]) + len(r[1]))
     return [_batch(chunk, tokenizer.pad_token_id) for chunk in batches(rows, batch_size)]
 
 
 def _batch(rows: list, pad_id: int) -> EvalBatch:
-    input_ids, attention = pad([prefix + reference for prefix, reference, _ in rows], pad_id)
-    positions, targets, groups = [], [], []
-    for b, (prefix, reference, group) in enumerate(rows):
+    input_ids, attention = pad([prefix + reference for prefix, reference, *_ in rows], pad_id)
+    positions, targets, groups, sample_of = [], [], [], []
+    for b, (prefix, reference, group, sample) in enumerate(rows):
         for j, token in enumerate(reference):
             positions.append((b, len(prefix) + j - 1))  # the logits at t predict token t + 1
             targets.append(token)
             groups.append(group)
+            sample_of.append(sample)
     return EvalBatch(
-        input_ids, attention, torch.tensor(positions), torch.tensor(targets), torch.tensor(groups)
+        input_ids,
+        attention,
+        torch.tensor(positions),
+        torch.tensor(targets),
+        torch.tensor(groups),
+        torch.tensor(sample_of),
     )
 
 
@@ -101,13 +109,30 @@ def nll_sums(
     loaded: LoadedModel, batches: list[EvalBatch], n_groups: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed reference-token NLL and token counts per group [G], in float64."""
+    ((total, count),) = nll_sums_by(loaded, batches, {"groups": n_groups}).values()
+    return total, count
+
+
+def nll_sums_by(
+    loaded: LoadedModel, batches: list[EvalBatch], sizes: dict[str, int]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Summed reference-token NLL and token counts [n], in float64, in one pass, per index of
+    each EvalBatch field named in ``sizes`` ("groups": per functionality, "samples": per
+    sample) with its number of indices n."""
     device = loaded.device  # sums stay where the model runs until the end
-    total = torch.zeros(n_groups, dtype=torch.float64, device=device)
-    count = torch.zeros(n_groups, dtype=torch.float64, device=device)
+    sums = {
+        key: (
+            torch.zeros(n, dtype=torch.float64, device=device),
+            torch.zeros(n, dtype=torch.float64, device=device),
+        )
+        for key, n in sizes.items()
+    }
     with torch.no_grad():
         for batch in batches:
             logits, targets = scored_logits(loaded, batch)
             nll = cross_entropy(logits.float(), targets, reduction="none").double().to(device)
-            total.index_add_(0, batch.groups.to(device), nll)
-            count.index_add_(0, batch.groups.to(device), torch.ones_like(nll))
-    return total.cpu(), count.cpu()
+            for key, (total, count) in sums.items():
+                index = getattr(batch, key).to(device)
+                total.index_add_(0, index, nll)
+                count.index_add_(0, index, torch.ones_like(nll))
+    return {key: (total.cpu(), count.cpu()) for key, (total, count) in sums.items()}

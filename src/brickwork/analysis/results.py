@@ -95,6 +95,23 @@ class AblationSummary:
 
 
 @dataclass(frozen=True)
+class RandomSeeds:
+    seeds: list[int]  # the first is the "random" row's
+    matrix: list[list[float]]  # [seed][column] PPL increase of that seed's random set
+
+
+@dataclass(frozen=True)
+class AblationSamples:
+    """Per evaluated sample (for bootstrap intervals): the column it belongs to, its reference
+    token count and summed reference NLL, unablated and per ablated set."""
+
+    functionality: list[str]
+    tokens: list[int]
+    baseline_nll: list[float]
+    nll: dict[str, list[float]]  # row name, "random/<seed>", "resident-excluded/<f>" -> [sample]
+
+
+@dataclass(frozen=True)
 class Ablation:
     fraction: float
     selection: str  # "per-layer" or "global"
@@ -106,6 +123,8 @@ class Ablation:
     diagonal_dominant: dict[str, bool]
     summary: AblationSummary
     eval_samples: int | None = None
+    random_seeds: RandomSeeds | None = None  # absent in results written before them
+    per_sample: AblationSamples | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,14 @@ class AnalysisSettings:
     )
     batch_size: int = field(default=8, metadata={"help": "prompts per forward pass"})
     seed: int = field(default=0, metadata={"help": "seed of the random controls"})
+    random_sets: int = field(
+        default=3,
+        metadata={
+            "help": "random neuron sets ablated as the control (seeds seed, seed+1, ...); "
+            "the first is the 'random' row",
+            "minimum": 1,
+        },
+    )
 
 
 @dataclass
@@ -236,12 +244,24 @@ def _ablation_results(loaded, eval_samples, functionalities, sets, settings, pro
     named.update(
         {f"top-nonresident/{f}": sets[f"top-nonresident/{f}"] for f in range(n_functionalities)}
     )
-    baseline, losses = ablation.ablation_losses(loaded, batches, n_functionalities, named, progress)
-    increase = {k: ablation.perplexity_increase(baseline, v) for k, v in losses.items()}
+    layers, d_ff = sets["random"].shape
+    seeds = [settings.seed + i for i in range(settings.random_sets)]
+    named.update(
+        {
+            f"random/{s}": selection.random_neurons(layers, d_ff, settings.fraction, s)
+            for s in seeds[1:]
+        }
+    )
+    measured = ablation.ablation_losses(
+        loaded, batches, n_functionalities, len(eval_samples), named, progress
+    )
+    baseline = measured.baseline
+    increase = {k: ablation.perplexity_increase(baseline, v) for k, v in measured.losses.items()}
     plain = torch.stack([increase[f"top/{f}"] for f in range(n_functionalities)])
     nonresident = torch.stack([increase[f"top-nonresident/{f}"] for f in range(n_functionalities)])
     off = ~torch.eye(n_functionalities, dtype=torch.bool)
     dominant = ablation.diagonal_dominance(plain)
+    randoms = [increase["random"], *(increase[f"random/{s}"] for s in seeds[1:])]
     return {
         "fraction": settings.fraction,
         "selection": "per-layer" if settings.per_layer else "global",
@@ -264,6 +284,29 @@ def _ablation_results(loaded, eval_samples, functionalities, sets, settings, pro
             "resident_diagonal_mean": float(nonresident.diagonal().mean()),
             "resident_off_diagonal_mean": float(nonresident[off].mean()),
         },
+        "random_seeds": {"seeds": seeds, "matrix": [r.tolist() for r in randoms]},
+        "per_sample": _per_sample(measured, eval_samples, functionalities, seeds),
+    }
+
+
+def _per_sample(measured, eval_samples, functionalities, seeds) -> dict:
+    """Each evaluated sample's summed reference NLL (and token count) per ablated set, so that
+    readers can bootstrap the cells: a cell is exp(sum nll / sum tokens - the same unablated) - 1
+    over the samples of its column."""
+    rows = {f: measured.sample_losses[f"top/{i}"] for i, f in enumerate(functionalities)}
+    rows["random"] = measured.sample_losses["random"]
+    rows.update({f"random/{s}": measured.sample_losses[f"random/{s}"] for s in seeds[1:]})
+    rows.update(
+        {
+            f"resident-excluded/{f}": measured.sample_losses[f"top-nonresident/{i}"]
+            for i, f in enumerate(functionalities)
+        }
+    )
+    return {
+        "functionality": [s.functionality for s in eval_samples],
+        "tokens": [int(t) for t in measured.tokens.tolist()],
+        "baseline_nll": measured.sample_baseline.tolist(),
+        "nll": {name: values.tolist() for name, values in rows.items()},
     }
 
 

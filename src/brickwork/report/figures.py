@@ -195,11 +195,7 @@ def fig_ablation(results: AnalysisResults) -> Figure:
     """Paper Fig 9: test PPL increase when ablating each functionality's top neurons."""
     abl = results.ablation
     full, excl = _floats(abl.matrix), _floats(abl.resident.matrix)
-    both = np.concatenate([full.ravel(), excl.ravel()])
-    vmax = float(np.nanpercentile(np.abs(both), 95)) if np.isfinite(both).any() else 1.0
-    vmax = max(vmax, 1e-3)
-    # Diverging map centred at 0: white = no effect, red = PPL up, blue = PPL down.
-    norm, cmap = Normalize(-vmax, vmax, clip=True), colormaps["RdBu_r"]
+    norm, cmap = value_colours(np.concatenate([full.ravel(), excl.ravel()]))
     cols = list(abl.columns)
     n = len(cols)
     fig = Figure(figsize=(max(9.0, 1.8 * n + 4), max(4.8, 0.6 * n + 2.8)), layout="constrained")
@@ -221,6 +217,19 @@ def fig_ablation(results: AnalysisResults) -> Figure:
     )
     fig.suptitle("Perplexity increase (PPL_pruned - PPL) / PPL on the test split")
     return fig
+
+
+def value_colours(values: np.ndarray) -> tuple[Normalize, object]:
+    """A sequential map from 0 when all values share one sign; a diverging map centred at 0
+    (red up, blue down) only when both signs occur. Clipped at the 95th percentile of |value|."""
+    finite = values[np.isfinite(values)]
+    vmax = float(np.percentile(np.abs(finite), 95)) if finite.size else 1.0
+    vmax = max(vmax, 1e-3)
+    if finite.size and finite.min() < 0 < finite.max():
+        return Normalize(-vmax, vmax, clip=True), colormaps["RdBu_r"]
+    if finite.size and finite.max() <= 0:
+        return Normalize(-vmax, 0, clip=True), colormaps["Blues_r"]
+    return Normalize(0, vmax, clip=True), colormaps["Reds"]
 
 
 def _pct_tick(value: float, _pos=None) -> str:
