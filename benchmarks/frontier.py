@@ -243,6 +243,9 @@ class Frontier:
 
     def _chrf(self, name: str, outputs: list[str]) -> None:
         self.rows.setdefault(name, {})["chrf"] = chrf(outputs, self.french)
+        # a failure mode chrF half-hides: the English source copied instead of translated
+        copied = sum(o.strip() == e.strip() for o, e in zip(outputs, self.english, strict=True))
+        self.rows[name]["copied_source"] = copied
         self.rows[name]["translations"] = outputs[:3]
 
     def speed(self) -> None:
@@ -311,11 +314,11 @@ class Frontier:
                     prefill_speed(dense.model, ids, 1),
                     parameter_bytes(dense.model),
                 )
-        with sparse_decode(dense, sparsity) as sparse:
+        with sparse_decode(dense, sparsity) as sparse:  # memory: it keeps every dense weight
             return (
                 decode_speed(sparse, prompt, tokens, pad),
                 prefill_speed(sparse, ids, 1),
-                parameter_bytes(sparse),
+                parameter_bytes(dense.model),
             )
 
 

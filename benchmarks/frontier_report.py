@@ -70,7 +70,7 @@ def markdown(pieces: list[dict]) -> str:
                     continue
                 seen_dense = True
             budget = "" if row["model"] == "dense" else f"{row['budget']:.0%}"
-            cells = [row["model"], budget]
+            cells = [row["model"].replace("|", "\\|"), budget]
             if row["model"] == "dense":  # absolute perplexities: the anchor of the ratios
                 cells += [_cell(row["perplexity"].get(g), "{:.2f}") for g in groups]
             else:
