@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import time
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ from brickwork.bricks.train import (
 )
 from brickwork.bricks.train_eval import (
     answer_matches,
+    chrf,
     generate_answers,
     response_loss,
     text_perplexity,
@@ -42,25 +42,6 @@ from brickwork.data.facts import fact_documents, fact_questions, load_new_facts
 
 KNOWLEDGE_TOKENS = 48  # long enough for a full sentence that names the answer
 PROMPT = "Translate this English sentence into German:\n{en}"
-
-
-def chrf(hypotheses: list[str], references: list[str], order: int = 6, beta: float = 2.0) -> float:
-    """Corpus chrF (0-100), Popović 2015: F-beta of the mean character 1..6-gram precision and
-    recall over corpus counts, whitespace ignored (sacrebleu averages per-order F instead)."""
-    stats = [[0, 0, 0] for _ in range(order)]  # matches, hypothesis n-grams, reference n-grams
-    for hyp, ref in zip(hypotheses, references, strict=True):
-        hyp, ref = "".join(hyp.split()), "".join(ref.split())
-        for n in range(1, order + 1):
-            h = Counter(hyp[i : i + n] for i in range(len(hyp) - n + 1))
-            r = Counter(ref[i : i + n] for i in range(len(ref) - n + 1))
-            stats[n - 1][0] += sum((h & r).values())
-            stats[n - 1][1] += sum(h.values())
-            stats[n - 1][2] += sum(r.values())
-    precision = sum(m / h if h else 0.0 for m, h, _ in stats) / order
-    recall = sum(m / r if r else 0.0 for m, _, r in stats) / order
-    if precision + recall == 0:
-        return 0.0
-    return 100 * (1 + beta**2) * precision * recall / (beta**2 * precision + recall)
 
 
 def translation_samples(data: Path, start: int, count: int) -> list[Sample]:

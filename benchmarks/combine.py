@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import torch
-from bricks import chrf
 from retrieval import LANG, MMLU, MT, _samples, mmlu_pairs
 from torch.nn.functional import cross_entropy
 
@@ -44,6 +43,7 @@ from brickwork import load_model
 from brickwork.bricks import BrickRepository, attach
 from brickwork.bricks.train_eval import (
     answer_matches,
+    chrf,
     generate_answers,
     response_loss,
     response_rows,

@@ -30,14 +30,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from bricks import PROMPT, chrf, translation_samples
+from bricks import PROMPT, translation_samples
 from torch.nn.functional import cross_entropy
 
 from brickwork import load_builtin_suite, load_model
 from brickwork.analysis.loss import reference_batches
 from brickwork.bricks import attach
 from brickwork.bricks.train import LoraSettings
-from brickwork.bricks.train_eval import generate_answers, response_loss
+from brickwork.bricks.train_eval import chrf, generate_answers, response_loss
 from brickwork.data import FUNCTIONALITIES, Sample
 from brickwork.ops.grow import grow_depth, grow_experts, grow_width
 from brickwork.ops.grow.continual import (

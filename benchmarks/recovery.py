@@ -122,7 +122,8 @@ def frontier(args, dense, stats, suite, groups, dense_nll) -> list[dict]:
         for functionality in args.random:
             kept = random_selection(stats.generic.shape, budget, args.settings.seed)
             rows += per_instruction(args, dense, kept, "random control", functionality, budget)
-        rows += agnostic(args, dense, stats, budget)
+        if not args.no_agnostic:
+            rows += agnostic(args, dense, stats, budget)
     return rows
 
 
@@ -170,6 +171,7 @@ def main() -> None:
     parser.add_argument("--functionalities", nargs="+")
     parser.add_argument("--random", nargs="*", default=[], help="functionalities for the control")
     parser.add_argument("--cross", action="store_true", help="score every functionality")
+    parser.add_argument("--no-agnostic", action="store_true", help="skip the agnostic model")
     parser.add_argument("--compare-modes", type=float, help="seconds per mode (mode table)")
     parser.add_argument("--steps", type=int, default=RecoverySettings.steps)
     parser.add_argument("--lr", type=float, default=RecoverySettings.lr)

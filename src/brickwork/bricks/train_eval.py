@@ -1,4 +1,5 @@
-"""Evaluation helpers for customized bricks: token losses, perplexity, greedy answers, accuracy.
+"""Evaluation helpers for customized bricks: token losses, perplexity, greedy answers, accuracy,
+chrF.
 
 All of them run on whatever is attached to the model at the time (call them inside
 ``brickwork.bricks.attach`` to measure a brick), and none of them changes the model.
@@ -12,6 +13,7 @@ import unicodedata
 from dataclasses import replace
 
 import torch
+from sacrebleu.metrics import CHRF
 from torch.nn.functional import cross_entropy
 from tqdm import tqdm
 
@@ -187,3 +189,12 @@ def answer_accuracy(
     )
     hits = [answer_matches(a, g) for (_, a), g in zip(questions, answers, strict=True)]
     return sum(hits) / len(hits)
+
+
+def chrf(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus chrF (0-100) of one reference per hypothesis, computed by sacrebleu (the standard
+    implementation: character 6-grams, beta 2, whitespace ignored), so it compares with the
+    literature."""
+    if len(hypotheses) != len(references):
+        raise BrickworkError(f"chrF needs one reference per hypothesis, got {len(references)}")
+    return float(CHRF().corpus_score(hypotheses, [references]).score)
