@@ -94,7 +94,7 @@ def locality_rows(
 
 def target_logits(loaded: LoadedModel, rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits [K, vocab] that predict the rows' target tokens, and those tokens [K]."""
-    batch = _batch([(c, t, 0) for c, t in rows], loaded.tokenizer.pad_token_id)
+    batch = _batch([(c, t, 0, 0) for c, t in rows], loaded.tokenizer.pad_token_id)
     return scored_logits(loaded, batch)
 
 
