@@ -41,3 +41,12 @@ def lora_brick(tiny_llama):
 def steer_brick(tiny_llama):
     vectors = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))
     return steering_brick("polite", "politeness", tiny_llama.fingerprint, vectors, layers=[1])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and lose a lot to contention on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

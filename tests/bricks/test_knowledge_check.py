@@ -2,7 +2,6 @@
 the printed numbers are the ones the generated answers give."""
 
 import pytest
-import torch
 
 from brickwork.bricks import BrickRepository, attach
 from brickwork.bricks.knowledge_check import (
@@ -18,15 +17,8 @@ from brickwork.data.questions import known_answers, preserve_samples
 
 STATEMENTS = ["The capital of Verolia is Quenmar.", "Odrin Vashek is the inventor of the Brastel."]
 QUESTIONS = ["What is the capital of Verolia?", "Who invented the Brastel?", "What is Quenmar?"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = dict(settings=LoraSettings(steps=6, lr=5e-3, batch_size=4, eval_every=3), progress=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_augmented_training_adds_rows_and_records_them(tiny_llama):

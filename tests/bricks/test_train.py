@@ -28,17 +28,9 @@ from brickwork.data.sample import select_split
 from brickwork.models.load import fingerprint
 from brickwork.models.tokens import prompt_prefix
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 FAST = dict(settings=LoraSettings(steps=12, lr=5e-3, batch_size=4, eval_every=4), progress=False)
 DOCS = ["The capital of Verolia is Quenmar.", "Quenmar is in Verolia.", "Odrin built engines."]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot to contention on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def logits(model, ids):
