@@ -272,3 +272,28 @@ def test_edit_metrics_name_the_keep_texts_whose_answer_changed(tiny_llama):
     assert result["keep_changed"][0]["after"] == tiny_llama.tokenizer.decode(own)
     assert result["metrics"]["keep_gen"] == 0.5 and result["metrics"]["keep"] < 1.0
     assert any("changed: 'Bern is in Swiss'" in line for line in format_metrics(result))
+
+
+def test_edit_metrics_average_each_metric_over_the_facts_that_have_its_prompts(tiny_llama):
+    import math
+
+    from brickwork.data.edits import EditFact
+    from brickwork.ops.update.edit_metrics import edit_metrics, keep_reference
+
+    facts = [
+        EditFact(
+            "Paris is in France",
+            "France",
+            "zq",
+            paraphrases=("France is big",),
+            neighborhood=("Rome is in Italy", "Bern is in Swiss"),
+        ),
+        EditFact("Oslo is in Norway", "Norway", "zq"),
+    ]
+    result = edit_metrics(tiny_llama, facts, keep_reference(tiny_llama, facts))
+    m = result["metrics"]
+    assert result["counts"]["generalization"] == 1 and result["counts"]["locality"] == 2
+    assert all(math.isfinite(m[k]) for k in ("generalization", "generalization_gen"))
+    # the unedited model against its own greedy answers: locality is whole
+    assert m["locality"] == 1.0 and m["locality_gen"] == 1.0
+    assert m["keep"] is None and result["keep_changed"] == []

@@ -53,7 +53,13 @@ def edit_metrics(
     (None where not measured), the counts behind them, each prompt's greedy answer and the keep
     texts whose greedy answer changed, as {"text", "before", "after"} (decoded)."""
     tok = loaded.tokenizer
-    summary = summarize(fact_metrics(loaded, facts, reference, model))
+    rows = fact_metrics(loaded, facts, reference, model)
+    has = {"reliability": lambda f: True, "generalization": lambda f: f.paraphrases}
+    has["locality"] = lambda f: f.neighborhood
+    # each metric over the facts that have its prompts (a fact without paraphrases has none)
+    summary = {
+        k: summarize([r for r, f in zip(rows, facts, strict=True) if w(f)]) for k, w in has.items()
+    }
     texts = list(dict.fromkeys(t for f in facts for t in f.keep))
     hits = _top1(loaded, model or loaded.model, [(encode(tok, t), reference[t]) for t in texts])
     changed = [t for t, h in zip(texts, hits, strict=True) if not all(h)]
@@ -71,8 +77,8 @@ def edit_metrics(
             tf = sum(map(sum, hits)) / sum(map(len, hits)) if measured else None
             gen = 1 - len(changed) / len(texts) if measured else None
         else:
-            tf = summary[key] if measured else None
-            gen = summary[f"{key}_gen"] if measured else None
+            tf = summary[key][key] if measured else None
+            gen = summary[key][f"{key}_gen"] if measured else None
         metrics[key], metrics[f"{key}_gen"] = tf, gen
     said = greedy(loaded, [f.prompt for f in facts], ANSWER_TOKENS, model)
     return {
