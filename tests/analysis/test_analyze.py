@@ -133,3 +133,25 @@ def test_per_sample_losses_reproduce_every_ablation_cell(analysis):
     seeds = a["random_seeds"]
     assert seeds["seeds"] == [0, 1, 2] and seeds["matrix"][0] == a["matrix"][-1]
     assert len(per["nll"]) == len(funcs) * 2 + 3  # top, resident-excluded, three random sets
+
+
+def test_drilldown_holds_each_functionalitys_top_neurons_and_their_top_test_prompts(
+    analysis, tiny_samples
+):
+    from brickwork.analysis.drilldown import NEURONS, PROMPTS
+
+    d = analysis.results["drilldown"]
+    scores, acts = analysis.funcscores, analysis.profile.tensors["instance_mean_abs"]
+    test = {s.id: i for i, s in enumerate(tiny_samples) if s.split == "test"}
+    assert d["split"] == "test" and d["chance"] == {f: 1 / 3 for f in ("coding", "math", "writing")}
+    for f, name in enumerate(analysis.results["functionalities"]):
+        listed = [(n["layer"], n["neuron"]) for n in d["neurons"][name]]
+        best = scores[f].flatten().topk(NEURONS).indices.tolist()
+        assert listed == [divmod(i, 64) for i in best]
+        for n in d["neurons"][name]:
+            assert n["funcscore"] == pytest.approx(float(scores[f, n["layer"], n["neuron"]]))
+            ids = [p["id"] for p in n["prompts"]]
+            assert len(ids) == PROMPTS and set(ids) <= set(test)  # held-out prompts only
+            column = acts[list(test.values()), n["layer"], n["neuron"]]
+            top = sorted(column.tolist(), reverse=True)[:PROMPTS]
+            assert [p["activation"] for p in n["prompts"]] == pytest.approx(top)

@@ -216,3 +216,84 @@ def test_edit_eval_reports_every_metric(tmp_path, tiny_model_dirs, capsys):
     ):
         assert key in record["rows"][0] and key in printed
     assert not list(tmp_path.glob(".eval.json.*"))  # written atomically, no temporary left
+
+
+def test_edit_prints_per_edit_metrics_and_writes_no_model_copy(tmp_path, tiny_model_dirs, capsys):
+    model, repo = tiny_model_dirs["llama"], tmp_path / "repo"
+    keep = ["Rome is in Italy", "Bern is in Swiss"]
+    options = ["--keep", keep[0], "--keep", keep[1], "--paraphrase", "France is big"]
+    command = ["edit", "--model", model, *EDIT, *options, "--repo", str(repo), "--name", "fr"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    for line in ("reliability", "generalization", "keep texts unchanged"):
+        assert line in out
+    assert "1 paraphrase" in out and "2 --keep texts" in out
+    assert "no model copy written" in out and "generate --brick fr --repo" in out
+    brick = BrickRepository(str(repo)).get("fr")
+    measured = brick.metrics["after_edit"]
+    # the printed numbers are the stored ones
+    assert f"{measured['metrics']['reliability']:.1%}" in out
+    assert measured["counts"] == {
+        "reliability": 1,
+        "generalization": 1,
+        "locality": 0,
+        "keep": 2,
+    }
+    assert measured["metrics"]["locality"] is None  # no neighbourhood prompts given
+    for row in measured["keep_changed"]:  # each changed keep text is named
+        assert row["text"] in keep and f"changed: {row['text']!r}" in out
+    if not measured["keep_changed"]:
+        assert "every --keep text's greedy answer is unchanged" in out
+    # a delta brick: the edited layer's weights, no model copy beside the repository
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+    tiny = load_model(model)
+    stored = sum(t.numel() for t in brick.tensors.values())
+    assert stored < sum(p.numel() for p in tiny.model.parameters()) / 4
+
+
+def test_edit_metrics_name_the_keep_texts_whose_answer_changed(tiny_llama):
+    from brickwork.data.edits import EditFact
+    from brickwork.ops.update.edit_metrics import edit_metrics, format_metrics, keep_reference
+
+    fact = EditFact(
+        "Paris is in France", "France", "zq", keep=("Rome is in Italy", "Bern is in Swiss")
+    )
+    reference = keep_reference(tiny_llama, [fact])
+    assert reference["Rome is in Italy"] == greedy(tiny_llama, ["Rome is in Italy"])[0]
+    # the unedited model against its own answers: nothing changed
+    same = edit_metrics(tiny_llama, [fact], reference)
+    assert same["keep_changed"] == [] and same["metrics"]["keep_gen"] == 1.0
+    assert same["metrics"]["keep"] == 1.0
+    # a reference the model does not produce for one text: that text is reported
+    own = reference["Bern is in Swiss"]
+    wrong = [(t + 1) % len(tiny_llama.tokenizer) for t in own]
+    result = edit_metrics(tiny_llama, [fact], reference | {"Bern is in Swiss": wrong})
+    assert [r["text"] for r in result["keep_changed"]] == ["Bern is in Swiss"]
+    assert result["keep_changed"][0]["after"] == tiny_llama.tokenizer.decode(own)
+    assert result["metrics"]["keep_gen"] == 0.5 and result["metrics"]["keep"] < 1.0
+    assert any("changed: 'Bern is in Swiss'" in line for line in format_metrics(result))
+
+
+def test_edit_metrics_average_each_metric_over_the_facts_that_have_its_prompts(tiny_llama):
+    import math
+
+    from brickwork.data.edits import EditFact
+    from brickwork.ops.update.edit_metrics import edit_metrics, keep_reference
+
+    facts = [
+        EditFact(
+            "Paris is in France",
+            "France",
+            "zq",
+            paraphrases=("France is big",),
+            neighborhood=("Rome is in Italy", "Bern is in Swiss"),
+        ),
+        EditFact("Oslo is in Norway", "Norway", "zq"),
+    ]
+    result = edit_metrics(tiny_llama, facts, keep_reference(tiny_llama, facts))
+    m = result["metrics"]
+    assert result["counts"]["generalization"] == 1 and result["counts"]["locality"] == 2
+    assert all(math.isfinite(m[k]) for k in ("generalization", "generalization_gen"))
+    # the unedited model against its own greedy answers: locality is whole
+    assert m["locality"] == 1.0 and m["locality_gen"] == 1.0
+    assert m["keep"] is None and result["keep_changed"] == []

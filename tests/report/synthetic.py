@@ -163,3 +163,28 @@ def _partition(rng: np.random.Generator, funcs: list[str]) -> dict:
         "random_empirical": 0.049,
         "off_diagonal_mean": float(off.mean()) if n > 1 else 0.0,
     }
+
+
+def synthetic_drilldown(results: dict, per_functionality: int = 4, seed: int = 0):
+    """(the drill-down of seeded FuncScores and activations, the scores [F, L, D]); neuron
+    (0, f) of each functionality f fires on that functionality's prompts only."""
+    import torch
+
+    from brickwork.analysis.drilldown import drilldown
+    from brickwork.data.sample import Sample
+
+    funcs, layers, d_ff = results["functionalities"], results["n_layers"], results["d_ff"]
+    generator = torch.Generator().manual_seed(seed)
+    scores = torch.rand(len(funcs), layers, d_ff, generator=generator) * 0.5
+    samples = [
+        Sample(f"{f}-{i}", f"a {f} prompt <number {i}>", f, split="test")
+        for f in funcs
+        for i in range(per_functionality)
+    ]
+    acts = torch.rand(len(samples), layers, d_ff, generator=generator)
+    for f, name in enumerate(funcs):
+        scores[f, 0, f] = 0.99  # the most specific neuron of f
+        for i, s in enumerate(samples):
+            acts[i, 0, f] = 5.0 + i if s.functionality == name else 0.0
+    rows = list(range(len(samples)))
+    return drilldown(scores, acts, samples, rows, funcs), scores

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from brickwork.report import render_report
-from tests.report.synthetic import synthetic_results
+from tests.report.synthetic import synthetic_drilldown, synthetic_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PROBE = """<script>
@@ -34,7 +34,9 @@ window.addEventListener("load", () => {
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 def test_report_loads_in_headless_chromium(tmp_path):
-    report = render_report(synthetic_results(), tmp_path / "run")
+    results = synthetic_results()
+    results["drilldown"] = synthetic_drilldown(results)[0]  # every section rendered
+    report = render_report(results, tmp_path / "run")
     page = tmp_path / "probed.html"
     html = report.read_text(encoding="utf-8")
     page.write_text(html.replace("<head>", "<head>" + PROBE, 1), encoding="utf-8")
@@ -60,5 +62,6 @@ def test_report_loads_in_headless_chromium(tmp_path):
     probe = re.search(r'<pre id="probe">(.*?)</pre>', run.stdout)
     assert probe, run.stdout[-2000:]
     assert probe.group(1) == f"images={html.count('<img ')} broken=[] errors=[]"
+    assert '<h3 id="drill-math">' in run.stdout  # the drill-down as the browser parsed it
     console = [line for line in run.stderr.splitlines() if "CONSOLE" in line]
     assert not console, console

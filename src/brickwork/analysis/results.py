@@ -137,6 +137,17 @@ class Partition:
 
 
 @dataclass(frozen=True)
+class Drilldown:
+    """Per functionality, its most specific neurons and their top-activating prompts
+    (analysis/drilldown.py)."""
+
+    split: str  # where the prompts come from
+    neurons: dict[str, list[dict]]  # functionality -> [{layer, neuron, funcscore, prompts}]
+    on_target: dict[str, float]  # share of those prompts of the neuron's functionality
+    chance: dict[str, float]  # that functionality's share of the split
+
+
+@dataclass(frozen=True)
 class AnalysisResults:
     """Everything ``analyze`` reports, as written to results.json."""
 
@@ -150,6 +161,7 @@ class AnalysisResults:
     partition: Partition
     settings: dict[str, Any]  # AnalysisSettings as a dict, and eval_format
     format_version: int = RESULTS_FORMAT
+    drilldown: Drilldown | None = None  # absent in results written before it
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "the results") -> AnalysisResults:

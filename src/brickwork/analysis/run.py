@@ -17,6 +17,7 @@ import torch
 
 import brickwork
 from brickwork.analysis import ablation, funcscore, selection, sparsity
+from brickwork.analysis.drilldown import drilldown
 from brickwork.analysis.loss import eval_format, reference_batches
 from brickwork.data.sample import Sample, dataset_hash
 from brickwork.errors import BrickworkError
@@ -109,6 +110,7 @@ def analyze(
             scores, acts, labels, train, test, sets, functionalities, settings
         ),
         "partition": _partition_results(scores, functionalities, settings),
+        "drilldown": drilldown(scores, acts, samples, test, functionalities),
     }
     eval_samples = _eval_subset(samples, test, functionalities, settings)
     stage("ablation of each functionality's neurons")

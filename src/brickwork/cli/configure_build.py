@@ -63,4 +63,5 @@ def run_build(args) -> None:
         f"recovery ({settings.mode}, {m['steps_run']} steps, {m['wall_seconds']:.0f} s): "
         f"held-out KL to dense {m['heldout_loss_before']:.3f} -> {m['heldout_loss_after']:.3f}"
     )
-    print(f"saved {folder}")
+    print(f"saved {folder}: use it with generate --configured {folder}; it is also a plain")
+    print("transformers model directory (AutoModelForCausalLM.from_pretrained loads it)")

@@ -104,6 +104,8 @@ def _facts(args) -> list:
         fact["keep"] = args.keep
     if args.old:
         fact["target_true"] = args.old
+    if args.paraphrase:
+        fact["paraphrases"] = args.paraphrase
     return [EditFact.from_dict(fact, "the command line")]
 
 
@@ -111,13 +113,15 @@ def cmd_edit(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
     from brickwork.bricks.brick import check_name
     from brickwork.ops.update import apply_edit, inject
-    from brickwork.ops.update.evaluate import greedy
+    from brickwork.ops.update.edit_metrics import edit_metrics, format_metrics, keep_reference
     from brickwork.ops.update.store import layers
 
     if not args.repo:
         raise BrickworkError("give --repo: every edit is stored as a brick")
     if args.out and Path(args.out).exists():  # checked before the work, not after the brick
         raise BrickworkError(f"{args.out} already exists; choose a new --out")
+    if args.out and args.method == "inject":
+        raise BrickworkError("--out saves edited weights; injected neurons are a brick only")
     check_name(args.name)
     if args.sequential:
         from brickwork.cli.edit_sequence import cmd_edit_sequential
@@ -140,29 +144,31 @@ def cmd_edit(args: argparse.Namespace) -> None:
         settings = _settings(args)
         solver = EDIT_METHODS[args.method].prepare(loaded, settings)(None)
         brick = edit(loaded, facts, args.name, settings, solver=solver, method=args.method)
+    reference = keep_reference(loaded, facts)  # the model is still unedited here
+    if args.method == "inject":
+        from brickwork.ops.update import attach_neurons
+
+        with attach_neurons(loaded, brick):
+            measured = edit_metrics(loaded, facts, reference)
+    else:
+        apply_edit(loaded, brick)
+        measured = edit_metrics(loaded, facts, reference)
+    brick.metrics["after_edit"] = measured
     brick.provenance["command"] = args.command_line
     repo.add(brick, overwrite=args.overwrite)
     changed = layers(brick)
     where = ("layers " if len(changed) > 1 else "layer ") + ", ".join(map(str, changed))
     print(
         f"{brick.spec['update']} edit of {where} in "
-        f"{brick.metrics['seconds']:.1f} s; saved brick {brick.name!r} in {args.repo}"
+        f"{brick.metrics['seconds']:.1f} s; saved brick {brick.name!r} in {args.repo} "
+        f"(a delta brick: attach it with generate --brick {brick.name} --repo {args.repo})"
     )
-    if args.method == "inject":
-        from brickwork.ops.update import attach_neurons
-
-        with attach_neurons(loaded, brick):
-            said = greedy(loaded, [f.prompt for f in facts], 6)
-    else:
-        apply_edit(loaded, brick)
-        said = greedy(loaded, [f.prompt for f in facts], 6)
-    for f, tokens in zip(facts, said, strict=True):
-        print(f"  {f.prompt} ->{loaded.tokenizer.decode(tokens)!r}")
+    print("\n".join(format_metrics(measured)))
     if args.out:
-        if args.method == "inject":
-            raise BrickworkError("--out saves edited weights; injected neurons are a brick only")
         _save_model(loaded, args.out)
         print(f"saved the edited model to {args.out}")
+    else:
+        print("no model copy written (give --out DIR to save the edited model)")
 
 
 def cmd_apply_rollback(args: argparse.Namespace) -> None:
@@ -309,6 +315,11 @@ def _add_edit(commands) -> argparse.ArgumentParser:
         "--keep",
         'a text whose predictions must not change, e.g. "The capital of Italy is Rome" '
         "(repeatable; in a --facts file: a 'keep' list per fact)",
+    )
+    add_repeatable(
+        edit,
+        "--paraphrase",
+        "another prompt for the same fact, for the generalization metric (repeatable)",
     )
     edit.add_argument("--facts", help="a JSONL edit set instead (several facts: batch edit)")
     edit.add_argument(

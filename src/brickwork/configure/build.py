@@ -4,16 +4,24 @@ A configured model directory holds the compact model (``compact/``, configure/co
 ``save_compact``), its recovery brick (``recovery/``) and ``configured.json`` (functionality,
 budget, fingerprints, recovery metrics). ``brickwork generate --configured DIR`` looks through a
 directory of them for the routed functionality and budget.
+
+The directory itself is also a plain Hugging Face model (config.json, model.safetensors and the
+tokenizer beside the subfolders): the recovered compact model, each layer's FFN zero-padded to
+the widest kept layer (padded neurons have all-zero weights, so they add nothing), with
+config.json naming that width. ``AutoModelForCausalLM.from_pretrained(DIR)`` and
+``brickwork --model DIR`` load it and compute what ``load_configured`` does; it repeats the
+compact weights (that copy is what plain transformers reads).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
 from brickwork.bricks.format import load_brick, save_brick
-from brickwork.bricks.recovery import apply_recovery
+from brickwork.bricks.recovery import apply_recovery, swapped_parameters
 from brickwork.configure.compact import (
     CompactModel,
     check_budget,
@@ -27,6 +35,7 @@ from brickwork.data.sample import Sample
 from brickwork.errors import BrickworkError
 from brickwork.io import write_text_atomically
 from brickwork.models.load import LoadedModel
+from brickwork.ops.grow.portable import save_padded
 
 MANIFEST = "configured.json"
 
@@ -73,6 +82,7 @@ def save_configured(compact: CompactModel, brick, out_dir: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     save_compact(compact, folder / "compact")
     save_brick(brick, folder / "recovery")
+    _save_plain(compact, brick, folder)
     manifest = {
         "functionality": compact.info.get("functionality"),
         "budget": compact.info.get("budget"),
@@ -85,6 +95,20 @@ def save_configured(compact: CompactModel, brick, out_dir: str | Path) -> Path:
     text = json.dumps(manifest, indent=1)
     write_text_atomically(folder / MANIFEST, text)
     return folder
+
+
+def _save_plain(compact: CompactModel, brick, folder: Path) -> None:
+    """The recovered compact model as a plain Hugging Face model in ``folder`` (module doc)."""
+    loaded = compact.loaded
+    widths = {str(i): w for i, w in enumerate(compact.widths)}
+    staging = folder / ".plain-model.tmp"
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted save
+    with swapped_parameters(loaded.model, brick.tensors):
+        save_padded(loaded, staging, widths, max(compact.widths))
+    loaded.tokenizer.save_pretrained(staging)
+    for file in sorted(staging.iterdir()):
+        file.replace(folder / file.name)  # each file appears whole
+    staging.rmdir()
 
 
 def load_configured(folder: str | Path) -> CompactModel:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from brickwork.analysis.results import AnalysisResults, as_results
 from brickwork.io import replace_atomically
 from brickwork.report import tables
+from brickwork.report.drilldown import drilldown_section
 from brickwork.report.figures import FIGURES
 
 PROVENANCE_FIELDS = (
@@ -37,14 +38,8 @@ table.prov td{text-align:left}code{background:#f3f3f3;padding:0 .2em;word-break:
 figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
 figcaption{color:#444;font-size:.92em;max-width:900px}.note{color:#555;font-size:.9em}
 nav ol{columns:2;font-size:.95em}
+table.drill td ol{margin:0;padding-left:1.2em}
 """
-DRILLDOWN_MISSING = (
-    "<p class='note'>Not shown: results.json names no neurons and no prompts. The analysis "
-    "directory's funcscores.safetensors (FuncScore of every neuron) and profile/ (each "
-    "sample's mean activation, with sample ids) hold the neuron ranking and the activations, "
-    "but not the prompt texts, which stay in the dataset; a drill-down needs that dataset "
-    "read beside them (or the top prompts saved by analyze).</p>"
-)
 
 
 def render_report(results: AnalysisResults | dict, out_dir: str | os.PathLike) -> Path:
@@ -97,7 +92,7 @@ def _page(results: AnalysisResults, images: dict[str, str]) -> str:
     for i, name in enumerate(FIGURES):
         body = _figure(name, images[name], captions[name]) + extra.get(name, "")
         sections.append((f"s{i}", titles[name], body))
-    sections.append(("drilldown", "Per-neuron drill-down", DRILLDOWN_MISSING))
+    sections.append(("drilldown", "Per-neuron drill-down", drilldown_section(results)))
     sections.append(("provenance", "Provenance and settings", _provenance(results)))
     toc = "".join(f"<li><a href='#{a}'>{escape(t)}</a></li>" for a, t, _ in sections)
     parts = [_intro(results), f"<nav><h2>Contents</h2><ol>{toc}</ol></nav>"]

@@ -29,11 +29,14 @@ the weights are in `{weights}` rather than `model.safetensors` and
 """
 
 
-def padded_state(loaded: LoadedModel, widths: dict[str, int]) -> tuple[dict, int]:
-    """(state dict with every plain FFN zero-padded to the widest, that width)."""
+def padded_state(
+    loaded: LoadedModel, widths: dict[str, int], target: int | None = None
+) -> tuple[dict, int]:
+    """(state dict with every plain FFN zero-padded to ``target`` (None: the widest of
+    ``widths`` and the config's), that width); a layer not in ``widths`` has the config's."""
     family, model = loaded.family, loaded.model
     config_width = family.d_ff(model.config)
-    target = max([config_width, *widths.values()])
+    target = target or max([config_width, *widths.values()])
     state = dict(model.state_dict())
     names = {id(module): name for name, module in model.named_modules()}
     for index, layer in enumerate(family.layer_modules(model)):
@@ -48,6 +51,19 @@ def padded_state(loaded: LoadedModel, widths: dict[str, int]) -> tuple[dict, int
                 shape[dim] = missing
                 state[key] = torch.cat([state[key], state[key].new_zeros(shape)], dim=dim)
     return state, target
+
+
+def save_padded(
+    loaded: LoadedModel, folder: Path, widths: dict[str, int], target: int | None = None
+) -> int:
+    """Save the model's weights zero-padded (``padded_state``) with a config.json naming the
+    padded FFN width, which it returns."""
+    state, width = padded_state(loaded, widths, target)
+    loaded.model.save_pretrained(folder, state_dict=state)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config[loaded.family.d_ff_attr] = width
+    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return width
 
 
 def save_portable(loaded: LoadedModel, folder: Path, shape: dict) -> dict:
@@ -66,11 +82,7 @@ def save_portable(loaded: LoadedModel, folder: Path, shape: dict) -> dict:
     if not shape["ffn_widths"]:
         model.save_pretrained(folder)
         return {}
-    state, width = padded_state(loaded, shape["ffn_widths"])
-    model.save_pretrained(folder, state_dict=state)
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    config[family.d_ff_attr] = width
-    (folder / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    width = save_padded(loaded, folder, shape["ffn_widths"])
     raw = getattr(model.config, family.d_ff_attr)  # GPT-2's n_inner may be None (4 x hidden)
     return {"saved_d_ff": width, "config_d_ff": family.d_ff(model.config), "config_value": raw}
 
