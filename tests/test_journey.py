@@ -39,3 +39,23 @@ def test_quick_path_end_to_end(tiny_model_dirs, tiny_samples, tmp_path, monkeypa
         assert code == 0, (index, argv, captured.err[-2000:])
         assert "Traceback" not in captured.err
     assert "dense" in captured.out and "router: " in captured.out
+
+
+def test_a_trained_brick_is_retrievable_without_describe(
+    tiny_model_dirs, tiny_samples, tmp_path, capsys
+):
+    from brickwork.bricks import BrickRepository
+    from brickwork.ops.route import EMBEDDING_KEY
+
+    model = ["--model", tiny_model_dirs["llama"]]
+    repo = ["--repo", str(tmp_path / "bricks")]
+    data = write_data(tmp_path / "d.jsonl", tiny_samples)
+    train = ["train", "task", *model, *repo, "--data", data, "--steps", "2", "--quiet"]
+    assert main([*train, "--name", "a", "--purpose", "write python code"]) == 0
+    brick = BrickRepository(tmp_path / "bricks").get("a")
+    assert brick.description == "write python code" and EMBEDDING_KEY in brick.tensors
+    n_train = sum(s.split == "train" for s in tiny_samples)
+    assert brick.spec["purpose_embedding"]["n_prompts"] == min(n_train, 256)
+    capsys.readouterr()
+    assert main(["bricks", "retrieve", "print(1)", *model, *repo]) == 0
+    assert any(line.split()[2:3] == ["a"] for line in capsys.readouterr().out.splitlines())

@@ -53,11 +53,16 @@ def _start(args):
     return repo
 
 
-def _build(repo, args, build, *inputs, settings=None, loaded=None, **options):
+# Training prompts embedded for retrieval at most (`brickwork describe` can replace it).
+EMBEDDED_PROMPTS = 256
+
+
+def _build(repo, args, build, *inputs, settings=None, loaded=None, embed=None, **options):
     """``build(model, *inputs, name, purpose, progress=..., settings=..., **options)``, the brick
     saved in ``repo`` (by rank 0 under torchrun). The model is loaded only now, after the
     repository and the inputs are checked; ``settings`` (a class) is read from ``args`` after it,
-    once ``--batch-size auto`` is resolved. Returns the brick."""
+    once ``--batch-size auto`` is resolved. With ``embed`` (its training prompts) the brick
+    carries a purpose embedding of them and its purpose (retrieval finds it). Returns the brick."""
     from brickwork.cli.display import print_record
     from brickwork.cli.options import record_invocation
 
@@ -66,6 +71,10 @@ def _build(repo, args, build, *inputs, settings=None, loaded=None, **options):
         if settings is not None:
             options["settings"] = settings_from(args, settings)
         brick = build(loaded, *inputs, args.name, args.purpose, progress=not args.quiet, **options)
+        if embed:
+            from brickwork.ops.route import with_embedding
+
+            brick = with_embedding(loaded, brick, embed[:EMBEDDED_PROMPTS], args.purpose)
         record_invocation(brick.provenance, args)
         if is_main_process():
             path = repo.add(brick)
@@ -94,7 +103,8 @@ def cmd_task(args: argparse.Namespace) -> None:
 
     repo = _start(args)
     train, heldout = load_data(args.data, split="train"), load_data(args.data, split="test")
-    _build(repo, args, train_task_brick, train, heldout, settings=LoraSettings)
+    prompts = [sample.prompt for sample in train]
+    _build(repo, args, train_task_brick, train, heldout, settings=LoraSettings, embed=prompts)
 
 
 def cmd_knowledge(args: argparse.Namespace) -> None:
@@ -127,6 +137,7 @@ def cmd_knowledge(args: argparse.Namespace) -> None:
         documents,
         settings=KnowledgeSettings,
         loaded=loaded,
+        embed=documents,
         **options,
     )
     if questions and is_main_process():
