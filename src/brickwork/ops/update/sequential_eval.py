@@ -58,13 +58,13 @@ def evaluate_sequence(
     suite = short_suite_batches(loaded)
     ppl_base = suite_perplexity(loaded, suite)
 
-    def state(n: int) -> dict:
+    def state(n: int, ppl: float | None = None) -> dict:
         row = summarize(fact_metrics(loaded, facts[:n], reference, known=known))
-        row["suite_ppl"] = suite_perplexity(loaded, suite)
+        row["suite_ppl"] = suite_perplexity(loaded, suite) if ppl is None else ppl
         row["ppl_ratio"] = row["suite_ppl"] / ppl_base
         return row | (ability.measure() if ability is not None else {})
 
-    before = state(len(facts))
+    before = state(len(facts), ppl_base)  # the unedited model: its perplexity is ppl_base
     rows, seconds = [], []
 
     def on_edit(position: int, brick) -> None:
