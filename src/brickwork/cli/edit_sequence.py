@@ -108,8 +108,9 @@ def cmd_eval_sequential(args: argparse.Namespace) -> None:
     settings = _settings(args)
     settings.check()
     every = load_edits(args.facts)
+    chosen = load_edits(args.facts, args.split) if args.split else every
     loaded = _load(args)
-    facts = _known(loaded, [f for f in every if args.split in (None, f.split)])[: args.sequential]
+    facts = _known(loaded, chosen)[: args.sequential]
     preserve = _preserve(args, facts, every)
     ability = Ability(loaded, args.data) if args.data is not None else None
     record = evaluate_sequence(

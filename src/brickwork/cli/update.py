@@ -238,7 +238,8 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
         from brickwork.cli.edit_sequence import cmd_eval_sequential
 
         return cmd_eval_sequential(args)
-    loaded, facts = _load(args), load_edits(args.facts, args.split)
+    facts = load_edits(args.facts, args.split)  # a bad set or split: before the model loads
+    loaded = _load(args)
     facts = _known(loaded, facts[: args.limit] if args.limit else facts)
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     before = summarize(fact_metrics(loaded, facts, reference, known=known))
