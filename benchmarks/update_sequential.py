@@ -1,7 +1,7 @@
 """Sequential editing on the default model: facts edited one after another on the test split of
 the built-in edit set (the seeded order of benchmarks/update.py; the first --dev facts are
-dev), measured after each checkpoint over every edit so far, against the unedited model
-measured in the same process (docs/results/update.md).
+dev; a set with its own split, as --facts builtin-large, uses it), measured after each
+checkpoint over every edit so far, against the unedited model measured in the same process (docs/results/update.md).
 
     python benchmarks/update_sequential.py --method alphaedit --edits 50 --data DATA \
         --out runs/update/seq-alphaedit.json
@@ -68,7 +68,7 @@ def table(records: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--facts", help="an edit set: a file, builtin or builtin-large (default)")
+    parser.add_argument("--facts", help="an edit set: a file, builtin (default) or builtin-large")
     parser.add_argument("--method", choices=tuple(EDIT_METHODS), default="alphaedit")
     parser.add_argument("--edits", type=int, default=50)
     parser.add_argument("--checkpoints", help="comma-separated edit counts (default 10,50,100,300)")
@@ -104,7 +104,7 @@ def main() -> None:
     deadline = None if args.max_minutes is None else started + 60 * args.max_minutes
     torch.manual_seed(args.seed)
     loaded = load_model(args.model)
-    every = load_edits(args.facts or "builtin-large")
+    every = load_edits(args.facts)
     facts = list(every)
     random.Random(args.seed).shuffle(facts)  # relations mixed, fixed order
     if any(f.split for f in facts):  # the set's own split

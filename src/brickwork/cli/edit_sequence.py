@@ -11,7 +11,7 @@ from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
 
 DEFAULT_SEQUENTIAL_METHOD = "alphaedit"
-DEFAULT_PRESERVE = 8  # candidates per relation (docs/results/update.md: chosen on dev facts)
+DEFAULT_PRESERVE = 0  # off: 8 per relation did not help on dev facts (docs/results/update.md)
 
 
 def _count(text: str) -> int:
