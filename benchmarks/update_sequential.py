@@ -1,7 +1,8 @@
 """Sequential editing on the default model: facts edited one after another on the test split of
 the built-in edit set (the seeded order of benchmarks/update.py; the first --dev facts are
 dev; a set with its own split, as --facts builtin-large, uses it), measured after each
-checkpoint over every edit so far, against the unedited model measured in the same process (docs/results/update.md).
+checkpoint over every edit so far, against the unedited model measured in the same process
+(docs/results/update.md).
 
     python benchmarks/update_sequential.py --method alphaedit --edits 50 --data DATA \
         --out runs/update/seq-alphaedit.json
