@@ -13,6 +13,7 @@ from brickwork.data.edit_set import (
     TEMPLATES,
     Candidate,
     build,
+    preserve_prompts,
     read_candidates,
 )
 from brickwork.data.edits import LARGE_FILE, builtin_edits_path, load_edits
@@ -129,3 +130,30 @@ def test_build_is_seeded():
     first = build(candidates, _stand_in(set()), seed=5)
     assert build(candidates, _stand_in(set()), seed=5) == first
     assert build(candidates, _stand_in(set()), seed=6) != first
+
+
+def test_preserved_prompts_leave_out_every_scored_subject():
+    """Preserved prompts come from the evaluated facts' relations, never from a fact of the set
+    or a candidate that an evaluated fact's prompts, paraphrases or neighbourhood mention (nor
+    one whose prompts mention an evaluated subject)."""
+    candidates = _fake_candidates()
+    facts, _ = build(candidates, _stand_in({"Peru", "lead"}), seed=3)
+    evaluated = [f for f in facts if f.split == "test" and f.relation == "capital"]
+    extra = [
+        Candidate("capital", "Norway", ("Oslo",)),
+        Candidate("capital", f"New {evaluated[0].subject}", ("X",)),  # names an evaluated one
+        Candidate("symbol", "neon", ("Ne",)),  # another relation
+    ]
+    ids = {f.id for f in facts}
+    kept = preserve_prompts(evaluated, 50, candidates=candidates + extra, excluded=ids)
+    scored = " ".join(t for f in evaluated for t in (f.prompt, *f.paraphrases, *f.neighborhood))
+    subjects = {s for _, s in kept}
+    assert "Norway" in subjects and all(s.lower() not in scored.lower() for s in subjects)
+    assert (
+        not subjects & {f.subject for f in facts} and f"New {evaluated[0].subject}" not in subjects
+    )
+    assert "neon" not in subjects and all(s in p for p, s in kept)
+    assert [p for p, s in kept if s == "Norway"] == [
+        t.format(s="Norway") for t in TEMPLATES["capital"]
+    ]
+    assert preserve_prompts(evaluated, 0, candidates=candidates + extra, excluded=ids) == []

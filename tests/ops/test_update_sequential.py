@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ from brickwork.ops.update.covariance import layer_statistics
 from brickwork.ops.update.evaluate import fact_metrics, greedy, neighbourhood_reference
 from brickwork.ops.update.generation import answer_hit, normalise
 from brickwork.ops.update.methods import EDIT_METHODS
-from brickwork.ops.update.rome import EditSettings
+from brickwork.ops.update.rome import EditSettings, fact_key
 from brickwork.ops.update.sequential import (
     apply_stack,
     checkpoints,
@@ -201,6 +202,9 @@ def test_cli_sequential_edit_eval_and_rollback(tiny, sharp_llama, tmp_path, caps
         (["edit", "eval", "--sequential", "3", "--limit", "2"], "not both"),
         (["edit", "eval", "--sequential", "3", "--data", "/nonexistent"], "lacks"),
         (["edit", "eval", "--sequential", "3", "--method", "inject"], "invalid choice"),
+        (["edit", "eval", "--sequential", "3", "--split", "dev"], "no facts in split 'dev'"),
+        (["edit", "eval", "--split", "test"], "no facts in split 'test'"),
+        (["edit", "eval", "--sequential", "3", "--preserve", "-1"], "expected 0 or a positive"),
         (["edit", "--sequential", "--repo", "REPO"], "--sequential needs --facts"),
         (["edit", "rollback", "--repo", "REPO", "--name", "s", "--out", "o"], "not a brick repo"),
         (["edit", "rollback", "--name", "s", "--last", "0", "--out", "o"], "at least 1"),
@@ -212,3 +216,36 @@ def test_cli_sequential_errors(args, message, tmp_path, capsys):
     assert main([*args, "--model", str(tmp_path / "no-model")]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and message in err
+
+
+def test_preserved_keys_stay_in_place(tiny):
+    """A heavily weighted preserved prompt's key barely moves under the edit (the update is
+    nearly zero on it), unlike without it; the edited key's output still changes."""
+    kept = [(FACTS[2].prompt, FACTS[2].subject)]
+    other = fact_key(tiny, 1, *kept[0]).double()
+    own = fact_key(tiny, 1, FACTS[0].prompt, FACTS[0].subject).double()
+    shares = []
+    for preserve in (None, kept):
+        settings = replace(SETTINGS, preserve_weight=1e6)
+        (brick,) = edit_sequentially(tiny, FACTS[:1], "p", "alphaedit", settings, None, preserve)
+        change = brick.tensors["u"].double() @ brick.tensors["v"].double()
+        roll_back(tiny, [brick])
+        shares.append(float((change @ other).norm() / (change @ own).norm()))
+    assert shares[1] < 1e-3 < shares[0]
+
+
+def test_cli_sequential_eval_on_a_split(tiny, sharp_llama, tmp_path, capsys):
+    """--split keeps the set's facts of that split; the built-in large set resolves by name."""
+    path = Path(_facts_file(tmp_path, tiny))
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for row, split in zip(rows, ("dev", "test", "dev"), strict=True):
+        row["split"] = split
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "seq.json"
+    common = ["edit", "eval", "--model", sharp_llama, *OPTIONS, "--sequential", "5"]
+    assert main([*common, "--facts", str(path), "--split", "test", "--out", str(out)]) == 0
+    record = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["edits"] for r in record["checkpoints"]] == [1]
+    capsys.readouterr()
+    assert main([*common, "--facts", "builtin-large", "--split", "dev"]) == 2
+    assert "left out 111 of 111 facts" in capsys.readouterr().out

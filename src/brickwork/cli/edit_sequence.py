@@ -11,6 +11,37 @@ from brickwork.errors import BrickworkError
 from brickwork.io import replace_atomically
 
 DEFAULT_SEQUENTIAL_METHOD = "alphaedit"
+DEFAULT_PRESERVE = 0  # off: 8 per relation did not help on dev facts (docs/results/update.md)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive whole number, not {text!r}")
+    return int(text)
+
+
+def add_preserve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--preserve",
+        type=_count,
+        default=DEFAULT_PRESERVE,
+        metavar="N",
+        help="with --sequential (alphaedit): keep in place the keys of the built-in candidates' "
+        "prompts, N per relation of the facts, none of them in the facts' own or neighbourhood "
+        f"prompts (0: none; default {DEFAULT_PRESERVE})",
+    )
+
+
+def _preserve(args, facts: list, every: list) -> list | None:
+    """The (prompt, subject) pairs kept in place (``edit_set.preserve_prompts``), or None."""
+    from brickwork.data.edit_set import preserve_prompts
+
+    if not args.preserve or _method(args) != "alphaedit":
+        return None
+    kept = preserve_prompts(facts, args.preserve, excluded={f.id for f in every if f.id})
+    if kept:
+        print(f"keeping the keys of {len(kept)} prompts of unscored candidates in place")
+    return kept or None
 
 
 def _method(args) -> str:
@@ -36,14 +67,15 @@ def cmd_edit_sequential(args: argparse.Namespace) -> None:
     repo.check_writable()
     settings = _settings(args)
     settings.check()
-    facts = load_edits(args.facts)
+    every = load_edits(args.facts)
     loaded = _load(args)
-    facts = _known(loaded, facts)
+    facts = _known(loaded, every)
+    preserve = _preserve(args, facts, every)
 
     def progress(position: int, brick) -> None:
         print(f"  [{position}/{len(facts)}] {brick.description} ({brick.metrics['seconds']:.1f} s)")
 
-    bricks = edit_sequentially(loaded, facts, args.name, method, settings, progress)
+    bricks = edit_sequentially(loaded, facts, args.name, method, settings, progress, preserve)
     for name in old[len(bricks) :]:  # an overwritten longer stack: no stale tail
         repo.remove(name)
     for brick in bricks:
@@ -75,11 +107,15 @@ def cmd_eval_sequential(args: argparse.Namespace) -> None:
         check_data(args.data)
     settings = _settings(args)
     settings.check()
-    facts = load_edits(args.facts)
+    every = load_edits(args.facts)
+    chosen = load_edits(args.facts, args.split) if args.split else every
     loaded = _load(args)
-    facts = _known(loaded, facts)
+    facts = _known(loaded, chosen)[: args.sequential]
+    preserve = _preserve(args, facts, every)
     ability = Ability(loaded, args.data) if args.data is not None else None
-    record = evaluate_sequence(loaded, facts, args.sequential, method, settings, ability)
+    record = evaluate_sequence(
+        loaded, facts, args.sequential, method, settings, ability, preserve=preserve
+    )
     record |= {"command": args.command_line, "fingerprint": loaded.fingerprint}
     if args.out:
         out = Path(args.out)

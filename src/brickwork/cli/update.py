@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from brickwork.cli.edit_sequence import add_preserve
 from brickwork.cli.options import (
     add_model,
     add_optional_repo,
@@ -243,7 +244,8 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
         from brickwork.cli.edit_sequence import cmd_eval_sequential
 
         return cmd_eval_sequential(args)
-    loaded, facts = _load(args), load_edits(args.facts)
+    facts = load_edits(args.facts, args.split)  # a bad set or split: before the model loads
+    loaded = _load(args)
     facts = _known(loaded, facts[: args.limit] if args.limit else facts)
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     before = summarize(fact_metrics(loaded, facts, reference, known=known))
@@ -335,6 +337,7 @@ def _add_edit(commands) -> argparse.ArgumentParser:
         help="with --facts: edit the facts one after another, each on the edited model, as a "
         "stack of bricks NAME-0001, NAME-0002, ...",
     )
+    add_preserve(edit)
     add_optional_repo(edit, "brick repository for the delta brick (required)")
     edit.add_argument("--name", default="edit", help="name of the edit brick")
     add_overwrite(edit)
@@ -345,6 +348,7 @@ def _add_edit(commands) -> argparse.ArgumentParser:
 
 
 def _add_edit_actions(edit: argparse.ArgumentParser) -> None:
+    from brickwork.data.edits import EDIT_SPLITS
     from brickwork.ops.update import EditSettings
     from brickwork.ops.update.methods import EDIT_METHODS
 
@@ -354,6 +358,7 @@ def _add_edit_actions(edit: argparse.ArgumentParser) -> None:
     add_settings(evaluate, EditSettings)
     evaluate.add_argument("--facts", help="a JSONL edit set (None: the built-in one)")
     evaluate.add_argument("--limit", type=positive_int, help="only the first N facts (None: all)")
+    evaluate.add_argument("--split", choices=EDIT_SPLITS, help="only the set's facts of this split")
     evaluate.add_argument(
         "--sequential",
         type=positive_int,
@@ -367,6 +372,7 @@ def _add_edit_actions(edit: argparse.ArgumentParser) -> None:
     evaluate.add_argument(
         "--data", type=Path, help="with --sequential: folder with mmlu/ and gsm8k_test.jsonl"
     )
+    add_preserve(evaluate)
     add_out(evaluate, "write the per-fact results as JSON", required=False)
     evaluate.set_defaults(run=cmd_edit_eval)
     for action in ("apply", "rollback"):

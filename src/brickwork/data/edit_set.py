@@ -300,3 +300,37 @@ def build(
         "known_paraphrases": paraphrases,
     }
     return facts, record
+
+
+def preserve_prompts(
+    evaluated: list[EditFact],
+    per_relation: int = 8,
+    seed: int = 0,
+    candidates: list[Candidate] | None = None,
+    excluded: set[str] = frozenset(),
+) -> list[tuple[str, str]]:
+    """(prompt, subject) pairs whose keys a sequential edit should keep in place: every template
+    of up to ``per_relation`` candidates per relation of ``evaluated`` (seeded), taken only from
+    candidates that are not facts of the set (ids in ``excluded``) and whose subject occurs in no
+    prompt, paraphrase or neighbourhood prompt of ``evaluated`` (nor one of theirs in its
+    prompts): what is preserved is never what is scored."""
+    candidates = read_candidates() if candidates is None else candidates
+    scored = [t.lower() for f in evaluated for t in (f.prompt, *f.paraphrases, *f.neighborhood)]
+    subjects = {f.subject.lower() for f in evaluated}
+    relations = {f.relation for f in evaluated}
+    rng, out = random.Random(seed), []
+    for relation in sorted(relations):
+        pool = [
+            c
+            for c in candidates
+            if c.relation == relation
+            and c.key not in excluded
+            and not any(c.subject.lower() in t for t in scored)
+            and not any(s in p.lower() for s in subjects for p in c.prompts())
+        ]
+        rng.shuffle(pool)
+        for c in pool[:per_relation]:
+            out += [
+                (p, c.subject if c.subject in p else _fill("{s}", c.subject)) for p in c.prompts()
+            ]
+    return out

@@ -103,6 +103,9 @@ class EditSettings:
         metadata={"help": "AlphaEdit: share of C's trace its null space may carry"},
     )
     null_l2: float = field(default=DEFAULT_L2, metadata={"help": "AlphaEdit: ridge on the update"})
+    preserve_weight: float = field(
+        default=1.0, metadata={"help": "AlphaEdit: weight of each preserved prompt's key"}
+    )
     seed: int = field(default=0, metadata={"help": "random seed"})
 
     def check(self) -> None:
@@ -112,7 +115,7 @@ class EditSettings:
             )
         check_choice(self.mode, MODES, "mode")
         check_at_least_one(self, "steps", "initial_steps")
-        check_positive(self, "lr", "initial_scale", "null_energy", "null_l2")
+        check_positive(self, "lr", "initial_scale", "null_energy", "null_l2", "preserve_weight")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -16,7 +16,7 @@ from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.ops.update.edit import edit
 from brickwork.ops.update.methods import EDIT_METHODS
-from brickwork.ops.update.rome import EditSettings, covariances
+from brickwork.ops.update.rome import EditSettings, covariances, fact_key
 from brickwork.ops.update.store import apply_edit, rollback
 
 CHECKPOINTS = (10, 50, 100, 300)
@@ -49,10 +49,13 @@ def edit_sequentially(
     method: str = "alphaedit",
     settings: EditSettings | None = None,
     on_edit: Callable[[int, Brick], None] | None = None,
+    preserve: list[tuple[str, str]] | None = None,
 ) -> list[Brick]:
     """Edit ``facts`` one after another with ``method`` (``EDIT_METHODS``), applying each brick
     before the next fact is solved; the model is left edited. ``on_edit(position, brick)`` runs
-    after each edit is applied."""
+    after each edit is applied. ``preserve``: (prompt, subject) pairs whose keys (in the unedited
+    model, weighted by ``settings.preserve_weight``) every update keeps in place beside the
+    earlier edits' keys (``edit_set.preserve_prompts``; alphaedit only)."""
     check_name(stack_name(name, 1))
     if not facts:
         raise BrickworkError("no facts to edit")
@@ -62,7 +65,8 @@ def edit_sequentially(
     # The unedited model's key statistics for every edit: the keys the stack must preserve
     # (and the cache is per fingerprint, which every edit changes).
     covs = covariances(loaded, facts, settings)
-    earlier: list[torch.Tensor] = []  # the edited layer's keys of the edits so far
+    # the preserved prompts' keys, then the edited layer's keys of the edits so far
+    earlier = [preserved_keys(loaded, settings, preserve)] if preserve else []
     bricks: list[Brick] = []
     try:
         for position, fact in enumerate(facts, 1):
@@ -89,6 +93,15 @@ def edit_sequentially(
         roll_back(loaded, bricks)  # an interrupted stack leaves the model as it was
         raise
     return bricks
+
+
+def preserved_keys(
+    loaded: LoadedModel, settings: EditSettings, prompts: list[tuple[str, str]]
+) -> torch.Tensor:
+    """[d_ff, m]: the keys of (prompt, subject) ``prompts`` at the edited layer, scaled so that
+    the update's squared error on them weighs ``settings.preserve_weight`` each."""
+    keys = [fact_key(loaded, settings.layer, p, s) for p, s in prompts]
+    return torch.stack(keys, 1).double() * settings.preserve_weight**0.5
 
 
 def roll_back(loaded: LoadedModel, bricks: list[Brick], last: int | None = None) -> None:

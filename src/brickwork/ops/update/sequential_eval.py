@@ -45,24 +45,26 @@ def evaluate_sequence(
     marks: list[int] | None = None,
     deadline: float | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
+    preserve: list[tuple[str, str]] | None = None,
 ) -> dict:
     """Edit the first min(limit, len(facts)) facts one after another with ``method``; the record
     holds the unedited model's scores (``before``) and one row per checkpoint (``marks``, or
     ``checkpoints``). Past ``deadline`` (``time.perf_counter()``), it stops at a checkpoint.
-    ``on_checkpoint(record so far)`` runs after each checkpoint (to save partial results)."""
+    ``on_checkpoint(record so far)`` runs after each checkpoint (to save partial results);
+    ``preserve`` goes to ``edit_sequentially``."""
     marks = sorted(m for m in (marks or checkpoints(limit, len(facts))) if m <= len(facts))
     facts = facts[: marks[-1]]
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     suite = short_suite_batches(loaded)
     ppl_base = suite_perplexity(loaded, suite)
 
-    def state(n: int) -> dict:
+    def state(n: int, ppl: float | None = None) -> dict:
         row = summarize(fact_metrics(loaded, facts[:n], reference, known=known))
-        row["suite_ppl"] = suite_perplexity(loaded, suite)
+        row["suite_ppl"] = suite_perplexity(loaded, suite) if ppl is None else ppl
         row["ppl_ratio"] = row["suite_ppl"] / ppl_base
         return row | (ability.measure() if ability is not None else {})
 
-    before = state(len(facts))
+    before = state(len(facts), ppl_base)  # the unedited model: its perplexity is ppl_base
     rows, seconds = [], []
 
     def on_edit(position: int, brick) -> None:
@@ -80,7 +82,9 @@ def evaluate_sequence(
                 raise _OutOfTime
 
     try:
-        roll_back(loaded, edit_sequentially(loaded, facts, "seq", method, settings, on_edit))
+        roll_back(
+            loaded, edit_sequentially(loaded, facts, "seq", method, settings, on_edit, preserve)
+        )
     except _OutOfTime:  # edit_sequentially rolled the stack back
         log(f"stopped after {rows[-1]['edits']} edits (out of time)")
     return {"method": method, "before": before, "checkpoints": rows, "seconds": seconds}
