@@ -7,7 +7,9 @@ default model only for its dequantized-model cache). Outcomes:
   clean      a bad input: exit 2, exactly one ``error:`` line, no traceback, nothing saved
              changed; a fault the CLI should survive: exit 0 and the case's check passes
   traceback  a Python traceback anywhere in the output
-  accepted   a bad input exited 0, or the error came with a side effect (an output written)
+  accepted   a bad input exited 0
+  flawed     a clean error whose check failed: something was written into the repository, the
+             error came only after the model loaded, a lock wait said nothing...
   silent     exit 0 on a fault case, but the result is wrong (a no-op, a lost brick record...)
   lost       a file of a brick that was already saved changed or disappeared
   hang       the command ran past the timeout
@@ -39,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))  # tests.tiny
 from hostile_cases import all_cases  # noqa: E402 (beside this file)
 from hostile_checks import EDIT, Case  # noqa: E402
 
-OUTCOMES = ("clean", "traceback", "accepted", "silent", "lost", "hang", "unclean")
+OUTCOMES = ("clean", "traceback", "accepted", "flawed", "silent", "lost", "hang", "unclean")
 CLASSES = {
     1: "overwrite/remove killed mid-swap",
     2: "malformed brick.json",
@@ -123,14 +125,18 @@ def build_fixtures(fx: Path, default_model: bool) -> None:
             weights.unlink()
     (fx / "binonly" / "pytorch_model.bin").write_bytes(b"a pickle would be here")
     (fx / "a_file").write_text("not a directory\n")
-    (fx / "latin1.jsonl").write_bytes(b'{"id": "a", "prompt": "caf\xe9", "reference": "x"}\n')
+    latin1 = b'{"prompt": "caf\xe9", "reference": "x", "functionality": "toy", "split": "train"}'
+    (fx / "latin1.jsonl").write_bytes(latin1 + b"\n")
     (fx / "latin1.txt").write_bytes(b"caf\xe9 au lait\n")
     (fx / "empty.jsonl").write_text("")
     (fx / "notjson.jsonl").write_text("{not json\n")
     (fx / "router.safetensors").write_bytes(b"garbage, not a router")
     (fx / "pos.txt").write_text("happy\nglad\n")
     (fx / "neg.txt").write_text("sad\nangry\n")
-    pairs = [{"prompt": f"q{i}", "reference": f"a{i}"} for i in range(4)]
+    pairs = [
+        {"prompt": f"q{i}", "reference": f"a{i}", "functionality": "toy", "split": split}
+        for i, split in enumerate(("train", "train", "train", "test", "test"))
+    ]
     (fx / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
     (fx / "docs.txt").write_text("The zorp of Quell is blue.\n" * 4)
     # an edit brick, and the covariance cache its edit computed
@@ -215,8 +221,12 @@ def run_case(case: Case, fx: Path, timeout: float) -> dict:
             rc, out, err = None, str(exc.stdout or ""), str(exc.stderr or "")
         seconds = time.monotonic() - start
         keep = case.keep_repo if case.keep_repo is not None else case.expect != "ok"
-        changed = keep and snapshot(w / "repo") != before
+        after = snapshot(w / "repo")
+        changed = keep and any(after.get(path) != digest for path, digest in before.items())
         problem = case.check(w, fx, out, err) if case.check and rc is not None else None
+        added = sorted(set(after) - set(before))
+        if keep and added and not problem:
+            problem = f"wrote {added[0]} into the repository"
         outcome = classify(case.expect, rc, out, err, changed, problem)
         return {
             "class": case.cls,
@@ -249,7 +259,7 @@ def classify(expect, rc, out, err, changed, problem) -> str:
     if rc == 0:
         return "silent" if problem else "clean"
     if clean_error and expect in ("error", "either"):
-        return "accepted" if problem else "clean"
+        return "flawed" if problem else "clean"
     return "unclean"
 
 

@@ -44,7 +44,8 @@ COMBINE = ["combine", "linear", *R, "--bricks", "task,task2"]
 PROFILE = ["profile", *M, "--data", "builtin", "--split", "test", "--out", "{w}/p"]
 ANALYZE = ["analyze", *M, "--data", "builtin", "--out", "{w}/a"]
 GROW = ["grow", "width", *M, "--out", "{w}/g", "--layers", "0", "--neurons", "4"]
-LOCATE = ["locate", *M, "--fact", "Paris is in", "--answer", "France", "--method", "trace"]
+LOCATE = ["locate", *M, "--fact", "The capital of France is", "--subject", "France"]
+LOCATE += ["--answer", "Paris", "--method", "trace"]
 BRICKS = ("cells", "task", "task2", "polite", "fr")
 
 
