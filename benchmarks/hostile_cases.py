@@ -523,7 +523,12 @@ def late_check_cases() -> list[Case]:
         _e(7, "generate --brick missing", [*GEN, *NOWEIGHTS, "--brick", "nothere", *R]),
         _e(7, "grow --out a file", [*GROW[:2], *NOWEIGHTS, "--out", "{fx}/a_file", *GROW[5:]]),
         _e(7, "profile --out a file", [*PROFILE[:-1], "{fx}/a_file", *NOWEIGHTS]),
-        _e(7, "locate --name existing", [*LOCATE, *NOWEIGHTS, *R, "--name", "fr"]),
+        _e(
+            7,
+            "locate --name existing",
+            [*LOCATE, *NOWEIGHTS, *R, "--name", "fr"],
+            setup=place("steer-far", "fr-trace"),
+        ),
         _e(
             7,
             "bricks extract without analysis",

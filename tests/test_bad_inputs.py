@@ -267,3 +267,14 @@ def test_show_writes_strict_json(tmp_path, capsys):
     assert main(["bricks", "show", "a", "--repo", str(repo.root), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert shown["metrics"] == {"loss": "inf"}
+
+
+def test_locate_checks_its_brick_names_before_loading(world, capsys, tmp_path):
+    """The model here cannot load: the error is about the name, so it came first."""
+    repo = BrickRepository(tmp_path / "r")
+    mask = torch.ones(2, 64, dtype=torch.bool)
+    repo.add(neuron_set_brick("loc-trace", "coding", "sha256:x", mask, rule="t"))
+    fact = ["--fact", "The capital of France is", "--subject", "France", "--answer", "Paris"]
+    args = ["locate", "--model", str(world["root"] / "noweights"), *fact, "--method", "trace"]
+    assert main([*args, "--repo", str(repo.root), "--name", "loc"]) == 2
+    assert "a brick named 'loc-trace' is already in" in capsys.readouterr().err
