@@ -258,7 +258,8 @@ def killed(step: int, action: str, name: str):
     return setup
 
 
-HOLDER = "import sys, time\nfrom filelock import FileLock\nFileLock(sys.argv[1]).acquire()\n"
+HOLDER = "import sys, time\nfrom filelock import FileLock\nlock = FileLock(sys.argv[1])\n"
+HOLDER += "lock.acquire()\n"
 HOLDER += "print('held', flush=True)\ntime.sleep(120)\n"
 
 

@@ -47,6 +47,18 @@ def _dir_mode() -> int:
     return 0o777 & ~mask
 
 
+def _share(folder: Path) -> None:
+    """Give the files under ``folder`` the read bits the umask allows (libraries such as
+    safetensors write private 0o600 files; a shared output must be readable by others)."""
+    readable = 0o444 & _dir_mode()
+    for path in folder.rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        if path.is_dir():
+            os.chmod(path, _dir_mode())
+        elif mode & readable != readable:
+            os.chmod(path, mode | readable)
+
+
 # The steps of a directory swap, looked up at call time so that tests can inject a crash.
 _rename = os.replace
 _rmtree = shutil.rmtree
@@ -89,6 +101,7 @@ def replace_dir_atomically(target: Path, write: Callable[[Path], object]) -> Pat
     try:
         os.chmod(tmp, _dir_mode())  # mkdtemp makes it private; files inside are shared
         write(tmp)
+        _share(tmp)
         if target.exists():
             old = old_dir(target)
             _rename(target, old)
