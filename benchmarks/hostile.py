@@ -225,7 +225,7 @@ def run_case(case: Case, fx: Path, timeout: float) -> dict:
         changed = keep and any(after.get(path) != digest for path, digest in before.items())
         problem = case.check(w, fx, out, err) if case.check and rc is not None else None
         added = sorted(set(after) - set(before))
-        if keep and added and not problem:
+        if keep and added and not problem and case.expect == "error":
             problem = f"wrote {added[0]} into the repository"
         outcome = classify(case.expect, rc, out, err, changed, problem)
         return {

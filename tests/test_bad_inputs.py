@@ -136,6 +136,17 @@ CASES = {
     ],
     "estimate --batch-size 0": ["estimate", *M, "--batch-size", "0"],
     "estimate --seq-len -1": ["estimate", *M, "--seq-len", "-1"],
+    "locate --ig-steps 0": [
+        "locate",
+        *M,
+        "--fact",
+        "Paris is in",
+        "--answer",
+        "x",
+        "--ig-steps",
+        "0",
+    ],
+    "train steer --purpose ''": [*STEER[:3], "", *STEER[4:], "--name", "s", "--layers", "0"],
     "analyze --out a file": ["analyze", *M, "--data", "builtin", "--out", "{root}/a_file"],
     "steer --layers a,b": [*STEER, "--name", "s", "--layers", "a,b"],
     "steer existing name": [*STEER, "--name", "kept", "--layers", "0"],
@@ -278,3 +289,16 @@ def test_locate_checks_its_brick_names_before_loading(world, capsys, tmp_path):
     args = ["locate", "--model", str(world["root"] / "noweights"), *fact, "--method", "trace"]
     assert main([*args, "--repo", str(repo.root), "--name", "loc"]) == 2
     assert "a brick named 'loc-trace' is already in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["linear", "--bricks", "kept,kept"], "--bricks names a brick twice"),
+        (["task-arithmetic", "--bricks", "kept", "--scale", "nan"], "--scale must be a finite"),
+    ],
+)
+def test_combine_refuses_a_repeated_brick_and_a_non_finite_option(world, capsys, args, message):
+    repo = str(world["root"] / "repo")
+    assert main(["combine", *args, "--name", "m", "--repo", repo]) == 2
+    assert message in capsys.readouterr().err

@@ -54,6 +54,8 @@ def cmd_locate(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
     from brickwork.ops.update import causal_trace, knowledge_neurons
 
+    if args.ig_steps < 1:
+        raise BrickworkError(f"--ig-steps must be at least 1, not {args.ig_steps}")
     if args.method in ("trace", "both") and not args.subject:
         raise BrickworkError("causal tracing needs --subject (the words to corrupt)")
     if args.repo:  # checked before the model loads
