@@ -38,7 +38,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests.tiny
 
-from hostile_cases import all_cases  # noqa: E402 (beside this file)
+import hostile_faults as faults  # noqa: E402 (beside this file)
+import hostile_inputs as inputs  # noqa: E402
 from hostile_checks import EDIT, Case  # noqa: E402
 
 OUTCOMES = ("clean", "traceback", "accepted", "flawed", "silent", "lost", "hang", "unclean")
@@ -266,6 +267,21 @@ def classify(expect, rc, out, err, changed, problem) -> str:
 def _pythonpath() -> str:
     parts = [str(HERE.parent / "src"), os.environ.get("PYTHONPATH", "")]
     return os.pathsep.join(p for p in parts if p)
+
+
+def all_cases() -> list[Case]:
+    return [
+        *faults.crash_cases(),
+        *faults.malformed_cases(),
+        *faults.covariance_cases(),
+        *faults.model_cache_cases(),
+        *inputs.traceback_cases(),
+        *inputs.accepted_cases(),
+        *inputs.late_check_cases(),
+        *faults.concurrency_cases(),
+        *faults.orphan_cases(),
+        *inputs.long_input_cases(),
+    ]
 
 
 def parse_classes(text: str) -> set[int]:

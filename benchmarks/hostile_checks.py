@@ -333,3 +333,49 @@ def damage_model_cache(damage):
         path.write_bytes(data)
 
     return setup
+
+
+WRITER = """
+import sys
+from brickwork.bricks import BrickRepository
+r = BrickRepository(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    b = r.get("cells")
+    b.purpose = ("coding", "coding2")[i % 2]
+    r.add(b, overwrite=True)
+"""
+READERS = """
+import subprocess, sys
+from brickwork.bricks import BrickRepository
+repo, mode, writer_code = sys.argv[1], sys.argv[2], sys.argv[3]
+writer = subprocess.Popen([sys.executable, "-c", writer_code, repo, "60"])
+r = BrickRepository(repo)
+fails = reads = 0
+while writer.poll() is None or reads < 5:
+    try:
+        if mode == "get":
+            assert r.get("cells").purpose in ("coding", "coding2")
+        elif mode == "list":
+            assert "cells" in [m["name"] for m in r.list()] and not r.skipped
+        else:
+            cli = [sys.executable, "-m", "brickwork", "bricks", "show", "cells", "--repo", repo]
+            done = subprocess.run(cli, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+    except Exception as exc:
+        fails += 1
+        print(repr(exc)[:200])
+    reads += 1
+writer.wait()
+print(f"{fails} of {reads} reads failed; writer exit {writer.returncode}")
+sys.exit(1 if fails or writer.returncode else 0)
+"""
+COMBINERS = """
+import subprocess, sys
+repo = sys.argv[1]
+cli = [sys.executable, "-m", "brickwork", "combine", "linear", "--repo", repo, "--bricks",
+       "task,task2", "--name"]
+procs = [subprocess.Popen([*cli, f"m{i}"]) for i in range(4)]
+codes = [p.wait() for p in procs]
+print("exit codes", codes)
+sys.exit(max(codes))
+"""
