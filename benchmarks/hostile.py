@@ -309,8 +309,11 @@ def main() -> None:
     classes = parse_classes(args.classes) - ({4} if args.no_default_model else set())
     cases = [c for c in all_cases() if c.cls in classes]
     cases = [c for c in cases if not args.only or args.only in c.name]
+    results = []
     with ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda c: run_case(c, fx, args.timeout), cases))
+        for result in pool.map(lambda c: run_case(c, fx, args.timeout), cases):
+            results.append(result)
+            Path(args.out).write_text(json.dumps(results, indent=1))  # kept if interrupted
     for r in results:
         if r["outcome"] != "clean":
             problem = r["problem"] or ""
