@@ -103,6 +103,7 @@ def crash_cases() -> list[Case]:
                 "either",
                 setup,
                 gone("cells"),
+                keep_repo=False,  # removing it is what was asked
             ),
             Case(1, f"{tag}, then verify", ["bricks", "verify", *R], "ok", setup, all_intact),
         ]
