@@ -296,6 +296,7 @@ def test_locate_checks_its_brick_names_before_loading(world, capsys, tmp_path):
     [
         (["linear", "--bricks", "kept,kept"], "--bricks names a brick twice"),
         (["task-arithmetic", "--bricks", "kept", "--scale", "nan"], "--scale must be a finite"),
+        (["linear", "--bricks", "kept", "--scale", "nan"], "--scale must be a finite"),
     ],
 )
 def test_combine_refuses_a_repeated_brick_and_a_non_finite_option(world, capsys, args, message):

@@ -39,7 +39,8 @@ def cmd_combine(args: argparse.Namespace) -> None:
     common = {"rank": args.rank, "description": args.description or ""}
     method = MERGE_METHODS[args.method]
     options = {o: getattr(args, o) for o in method.options if getattr(args, o) is not None}
-    for option, value in options.items():
+    given = {o: getattr(args, o) for m in MERGE_METHODS.values() for o in m.options}
+    for option, value in given.items():  # also one the method ignores
         if isinstance(value, float) and not math.isfinite(value):
             raise BrickworkError(f"--{option} must be a finite number, not {value}")
     brick = merge(args.method, bricks, weights, args.name, **options, **common)
