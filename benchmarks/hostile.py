@@ -197,7 +197,11 @@ def run_case(case: Case, fx: Path, timeout: float) -> dict:
             cleanup = case.setup(w, fx)
         before = snapshot(w / "repo")  # after the setup: what the command must not change
         env.update({k: v.format(w=w, fx=fx) for k, v in case.env.items()})
-        args = [a.format(w=w, fx=fx, m=fx / "model", repo=w / "repo") for a in case.argv]
+        script = case.argv[0] == "@python"  # its code (argv[1]) is not a template
+        args = [
+            a if script and i == 1 else a.format(w=w, fx=fx, m=fx / "model", repo=w / "repo")
+            for i, a in enumerate(case.argv)
+        ]
         cmd = [sys.executable, "-c", *args[1:]] if args[0] == "@python" else brickwork(*args)
         limit = case.fsize
 
