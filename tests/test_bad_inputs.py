@@ -124,6 +124,29 @@ CASES = {
         "--fraction",
         "0",
     ],
+    "analyze --cett-targets 1.5": [
+        "analyze",
+        *M,
+        "--data",
+        "builtin",
+        "--out",
+        "{root}/a4",
+        "--cett-targets",
+        "0.1,1.5",
+    ],
+    "estimate --batch-size 0": ["estimate", *M, "--batch-size", "0"],
+    "estimate --seq-len -1": ["estimate", *M, "--seq-len", "-1"],
+    "locate --ig-steps 0": [
+        "locate",
+        *M,
+        "--fact",
+        "Paris is in",
+        "--answer",
+        "x",
+        "--ig-steps",
+        "0",
+    ],
+    "train steer --purpose ''": [*STEER[:3], "", *STEER[4:], "--name", "s", "--layers", "0"],
     "analyze --out a file": ["analyze", *M, "--data", "builtin", "--out", "{root}/a_file"],
     "steer --layers a,b": [*STEER, "--name", "s", "--layers", "a,b"],
     "steer existing name": [*STEER, "--name", "kept", "--layers", "0"],
@@ -255,3 +278,28 @@ def test_show_writes_strict_json(tmp_path, capsys):
     assert main(["bricks", "show", "a", "--repo", str(repo.root), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(c))
     assert shown["metrics"] == {"loss": "inf"}
+
+
+def test_locate_checks_its_brick_names_before_loading(world, capsys, tmp_path):
+    """The model here cannot load: the error is about the name, so it came first."""
+    repo = BrickRepository(tmp_path / "r")
+    mask = torch.ones(2, 64, dtype=torch.bool)
+    repo.add(neuron_set_brick("loc-trace", "coding", "sha256:x", mask, rule="t"))
+    fact = ["--fact", "The capital of France is", "--subject", "France", "--answer", "Paris"]
+    args = ["locate", "--model", str(world["root"] / "noweights"), *fact, "--method", "trace"]
+    assert main([*args, "--repo", str(repo.root), "--name", "loc"]) == 2
+    assert "a brick named 'loc-trace' is already in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["linear", "--bricks", "kept,kept"], "--bricks names a brick twice"),
+        (["task-arithmetic", "--bricks", "kept", "--scale", "nan"], "--scale must be a finite"),
+        (["linear", "--bricks", "kept", "--scale", "nan"], "--scale must be a finite"),
+    ],
+)
+def test_combine_refuses_a_repeated_brick_and_a_non_finite_option(world, capsys, args, message):
+    repo = str(world["root"] / "repo")
+    assert main(["combine", *args, "--name", "m", "--repo", repo]) == 2
+    assert message in capsys.readouterr().err

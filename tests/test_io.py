@@ -1,5 +1,7 @@
 """The checked reads and atomic writes of brickwork/io.py."""
 
+import os
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -9,6 +11,8 @@ from brickwork.io import (
     check_replaceable,
     read_marker_json,
     read_tensors,
+    replace_atomically,
+    replace_dir_atomically,
     write_text_atomically,
 )
 
@@ -49,3 +53,38 @@ def test_check_replaceable_refuses_only_a_foreign_directory(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(BrickworkError, match="exists and is not a model kit"):
         check_replaceable(tmp_path / "other", "kit.json", "model kit")
+
+
+def test_replaced_directory_is_readable_by_others(tmp_path):
+    """A library that writes private (0o600) files still gives a shared output (umask 022)."""
+
+    def write(folder):
+        (folder / "sub").mkdir(mode=0o700)
+        for path in (folder / "weights", folder / "sub" / "x"):
+            path.write_bytes(b"x")
+            os.chmod(path, 0o600)
+
+    old = os.umask(0o022)
+    try:
+        target = replace_dir_atomically(tmp_path / "out", write)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in [target, *target.rglob("*")]}
+    assert modes == {"out": 0o755, "sub": 0o755, "weights": 0o644, "x": 0o644}
+
+
+@pytest.mark.parametrize("kind", ["os", "safetensors"])
+def test_a_full_disk_is_one_clear_error_and_leaves_nothing(tmp_path, kind):
+    from safetensors import SafetensorError
+
+    def write(folder):
+        (folder / "half").write_bytes(b"x")
+        if kind == "os":
+            raise OSError(27, "File too large")
+        raise SafetensorError("Error while serializing: I/O error: File too large (os error 27)")
+
+    with pytest.raises(BrickworkError, match="cannot write .*out: .*File too large"):
+        replace_dir_atomically(tmp_path / "out", write)
+    with pytest.raises(BrickworkError, match="cannot write .*f.txt: .*File too large"):
+        replace_atomically(tmp_path / "f.txt", lambda tmp: write(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half"]

@@ -9,9 +9,23 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from brickwork.errors import BrickworkError
+
+
+@contextmanager
+def _writing(target: Path):
+    """Turn a failed write (a full disk, a read-only place), the OS's or safetensors', into one
+    clear error naming ``target``."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (OSError, SafetensorError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BrickworkError(f"cannot write {target}: {reason}") from None
 
 
 def replace_atomically(target: Path, write: Callable[[Path], object]) -> Path:
@@ -21,7 +35,8 @@ def replace_atomically(target: Path, write: Callable[[Path], object]) -> Path:
     os.close(handle)
     tmp = Path(name)
     try:
-        write(tmp)
+        with _writing(target):
+            write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are meant to be shared
         os.replace(tmp, target)
     finally:
@@ -45,6 +60,18 @@ def _dir_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o777 & ~mask
+
+
+def _share(folder: Path) -> None:
+    """Give the files under ``folder`` the read bits the umask allows (libraries such as
+    safetensors write private 0o600 files; a shared output must be readable by others)."""
+    readable = 0o444 & _dir_mode()
+    for path in folder.rglob("*"):
+        mode = path.stat().st_mode & 0o777
+        if path.is_dir():
+            os.chmod(path, _dir_mode())
+        elif mode & readable != readable:
+            os.chmod(path, mode | readable)
 
 
 # The steps of a directory swap, looked up at call time so that tests can inject a crash.
@@ -88,7 +115,9 @@ def replace_dir_atomically(target: Path, write: Callable[[Path], object]) -> Pat
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         os.chmod(tmp, _dir_mode())  # mkdtemp makes it private; files inside are shared
-        write(tmp)
+        with _writing(target):
+            write(tmp)
+        _share(tmp)
         if target.exists():
             old = old_dir(target)
             _rename(target, old)

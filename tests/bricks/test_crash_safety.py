@@ -113,6 +113,22 @@ def test_parked_brick_without_target_is_put_back(tmp_path):
     assert (repo.bricks_dir / "b").is_dir() and repo.leftovers() == []
 
 
+@pytest.mark.parametrize("step", range(STEPS - 1))
+def test_listing_and_removal_after_a_killed_overwrite(tmp_path, monkeypatch, step):
+    """list and verify show a brick a kill left parked; remove leaves nothing of it behind."""
+    repo = BrickRepository(tmp_path / "repo")
+    repo.add(make_brick("a"))
+    repo.add(make_brick("b", "old"))
+    kill_at(monkeypatch, step)
+    with pytest.raises(Killed):
+        repo.add(make_brick("b", "newer"), overwrite=True)
+    monkeypatch.undo()
+    assert [m["name"] for m in BrickRepository(tmp_path / "repo").list()] == ["a", "b"]
+    assert BrickRepository(tmp_path / "repo").verify() == {"a": [], "b": []}
+    repo.remove("b")
+    assert [p.name for p in repo.leftovers()] == []
+
+
 def test_gc_reports_and_removes_leftovers(tmp_path):
     repo = BrickRepository(tmp_path / "repo")
     repo.add(make_brick("a"))

@@ -44,7 +44,12 @@ class AnalysisSettings:
         default=3, metadata={"help": "test samples per functionality for masked-ratio curves"}
     )
     cett_targets: tuple[float, ...] = field(
-        default=(0.1, 0.2), metadata={"help": "target CETTs (share of FFN output left out)"}
+        default=(0.1, 0.2),
+        metadata={
+            "help": "target CETTs (share of FFN output left out)",
+            "above": 0.0,
+            "maximum": 1.0,
+        },
     )
     cett_tokens: int = field(
         default=512, metadata={"help": "test tokens the CETT thresholds are found on"}

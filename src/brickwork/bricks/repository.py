@@ -110,10 +110,7 @@ class BrickRepository:
         """Store ``brick`` under its name; an existing name needs ``overwrite=True``."""
         target = self._path(brick.name)
         with self.locked(), _writing(self.root):
-            recover_dir(target)  # a killed earlier write of this name
-            for path in self.leftovers():
-                if path.name.startswith(f".{brick.name}.") and path.name.endswith(".tmp"):
-                    shutil.rmtree(path, ignore_errors=True)
+            self._finish_killed(brick.name)
             if target.exists() and not overwrite:
                 raise BrickworkError(f"a brick named {brick.name!r} is already in {self.root}")
             return save_brick(brick, target)
@@ -156,10 +153,35 @@ class BrickRepository:
     def remove(self, name: str) -> None:
         path = self._path(name)
         with self.locked(), _writing(self.root):
-            recover_dir(path)
+            self._finish_killed(name)
             if not path.is_dir():
                 raise BrickworkError(f"no brick named {name!r} in {self.root}")
             remove_dir_atomically(path)  # gone from listings at once
+
+    def _finish_killed(self, name: str) -> None:
+        """Finish what killed writes of ``name`` left: a parked brick goes back, temporary
+        directories go (call under the lock)."""
+        recover_dir(self._path(name))
+        for path in self.leftovers():
+            if path.name.startswith(f".{name}.") and path.name.endswith(".tmp"):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _parked(self) -> list[str]:
+        """Names of bricks a killed overwrite parked as ``.NAME.old`` (``NAME`` missing)."""
+        names = [p.name[1:-4] for p in self.leftovers() if p.name.endswith(".old")]
+        return [n for n in names if not (self.bricks_dir / n).exists()]
+
+    def _put_back_parked(self) -> None:
+        """Put parked bricks back before a listing, so that none is missing from it (under
+        the lock: a write in flight finishes first); a read-only repository is listed as is."""
+        if not self._parked():
+            return
+        try:
+            with self.locked(), _writing(self.root):
+                for name in self._parked():
+                    recover_dir(self.bricks_dir / name)
+        except BrickworkError:
+            pass
 
     def list(self) -> list[dict]:
         """brick.json of every complete brick, sorted by name (unreadable ones are skipped)."""
@@ -173,6 +195,7 @@ class BrickRepository:
 
     def _folders(self) -> list[Path]:
         """Brick directories (hidden ones are unfinished or interrupted writes)."""
+        self._put_back_parked()
         try:
             found = sorted(self.bricks_dir.iterdir())
         except OSError as exc:
@@ -220,10 +243,9 @@ class BrickRepository:
         delete every leftover directory; returns what was deleted."""
         deleted = []
         with self.locked(), _writing(self.root):
+            for name in self._parked():
+                recover_dir(self.bricks_dir / name)
             for path in self.leftovers():
-                if path.name.endswith(".old") and not (self.bricks_dir / path.name[1:-4]).exists():
-                    recover_dir(self.bricks_dir / path.name[1:-4])
-                    continue
                 shutil.rmtree(path, ignore_errors=True)
                 deleted.append(path)
         return deleted

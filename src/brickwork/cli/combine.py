@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from brickwork.cli.options import (
     add_model,
@@ -29,6 +30,8 @@ def cmd_combine(args: argparse.Namespace) -> None:
 
     repo = BrickRepository(args.repo, create=False)
     names = [n for n in args.bricks.split(",") if n]
+    if len(set(names)) < len(names):
+        raise BrickworkError(f"--bricks names a brick twice: {args.bricks!r}")
     if args.name in {m["name"] for m in repo.list()} and not args.overwrite:
         raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
     bricks = [repo.get(n) for n in names]
@@ -36,6 +39,10 @@ def cmd_combine(args: argparse.Namespace) -> None:
     common = {"rank": args.rank, "description": args.description or ""}
     method = MERGE_METHODS[args.method]
     options = {o: getattr(args, o) for o in method.options if getattr(args, o) is not None}
+    given = {o: getattr(args, o) for m in MERGE_METHODS.values() for o in m.options}
+    for option, value in given.items():  # also one the method ignores
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BrickworkError(f"--{option} must be a finite number, not {value}")
     brick = merge(args.method, bricks, weights, args.name, **options, **common)
     record_invocation(brick.provenance, args)
     path = repo.add(brick, overwrite=args.overwrite)

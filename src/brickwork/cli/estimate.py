@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from brickwork.cli.options import add_model
+from brickwork.cli.options import add_model, positive_int
 from brickwork.errors import BrickworkError
 
 PARTS = (
@@ -44,9 +44,9 @@ def register(commands) -> None:
         "estimate", help="memory a model needs for analysis and training, from its config"
     )
     add_model(estimate)
-    estimate.add_argument("--batch-size", type=int, default=8, help="prompts per batch")
-    estimate.add_argument("--seq-len", type=int, default=256, help="tokens per prompt")
-    estimate.add_argument("--instances", type=int, default=1000, help="profiled prompts")
+    estimate.add_argument("--batch-size", type=positive_int, default=8, help="prompts per batch")
+    estimate.add_argument("--seq-len", type=positive_int, default=256, help="tokens per prompt")
+    estimate.add_argument("--instances", type=positive_int, default=1000, help="profiled prompts")
     estimate.add_argument(
         "--training", action="store_true", help="refuse when brick training would not fit either"
     )

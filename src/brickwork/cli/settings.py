@@ -117,7 +117,7 @@ def _add(parser, flag: str, hint, default, metadata: dict) -> None:
     if base is bool:
         options["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(base) in (tuple, list):
-        options["type"] = _comma_list(base, choices)
+        options["type"] = _comma_list(base, choices, metadata)
         options["metavar"] = ",".join(choices) if choices else "A,B,..."
     else:
         options["type"] = _bounded(_parser_for(base, flag), metadata)
@@ -161,9 +161,11 @@ def _bounded(parse: Callable[[str], object], metadata: dict) -> Callable[[str], 
     return checked
 
 
-def _comma_list(hint, choices: Iterable | None) -> Callable[[str], object]:
-    """A parser of comma-separated items of the list or tuple type ``hint``."""
+def _comma_list(hint, choices: Iterable | None, metadata: dict) -> Callable[[str], object]:
+    """A parser of comma-separated items of the list or tuple type ``hint`` (each within the
+    field's bounds, as ``_bounded`` checks them)."""
     container, item = typing.get_origin(hint), typing.get_args(hint)[0]
+    item = _bounded(item, metadata)
 
     def parse(text: str):
         try:

@@ -13,6 +13,7 @@ from brickwork.cli.options import (
     allow_auto_batch_size,
     indices,
     model_options,
+    nonblank,
     resolve_batch_size,
 )
 from brickwork.cli.settings import add_keywords, add_settings, keywords_from, settings_from
@@ -161,7 +162,7 @@ def _command(kinds, kind: str, help: str, purpose: str) -> argparse.ArgumentPars
     """A ``train`` subcommand with the options every kind shares."""
     command = kinds.add_parser(kind, help=help)
     command.add_argument("--name", required=True, help="brick name")
-    command.add_argument("--purpose", required=True, help=purpose)
+    command.add_argument("--purpose", required=True, type=nonblank, help=purpose)
     add_repo(command, "repository to add the brick to")
     add_model(command)
     add_quiet(command)

@@ -55,6 +55,17 @@ def cmd_locate(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
     from brickwork.ops.update import causal_trace, knowledge_neurons
 
+    if args.ig_steps < 1:
+        raise BrickworkError(f"--ig-steps must be at least 1, not {args.ig_steps}")
+    if args.method in ("trace", "both") and not args.subject:
+        raise BrickworkError("causal tracing needs --subject (the words to corrupt)")
+    if args.repo:  # checked before the model loads
+        repo = BrickRepository(args.repo)
+        for method in ("neurons", "trace"):
+            name = f"{args.name}-{method}"
+            if args.method in (method, "both") and repo.has(name) and not args.overwrite:
+                raise BrickworkError(f"a brick named {name!r} is already in {args.repo}")
+        repo.check_writable()
     loaded = _load(args)
     bricks = []
     if args.method in ("neurons", "both"):
@@ -74,8 +85,6 @@ def cmd_locate(args: argparse.Namespace) -> None:
         )
         bricks.append(brick)
     if args.method in ("trace", "both"):
-        if not args.subject:
-            raise BrickworkError("causal tracing needs --subject (the words to corrupt)")
         brick = causal_trace(loaded, args.fact, args.subject, args.answer, f"{args.name}-trace")
         s = brick.spec
         scores = brick.tensors["mlp_scores"]
@@ -86,7 +95,6 @@ def cmd_locate(args: argparse.Namespace) -> None:
         )
         bricks.append(brick)
     if args.repo:
-        repo = BrickRepository(args.repo)
         for brick in bricks:
             brick.provenance["command"] = args.command_line
             repo.add(brick, overwrite=args.overwrite)
