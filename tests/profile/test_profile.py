@@ -158,7 +158,7 @@ def test_failed_save_keeps_the_previous_profile(tiny_llama, tiny_samples, tmp_pa
         raise OSError("disk full")
 
     monkeypatch.setattr("brickwork.profile.store.save_file", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(BrickworkError, match="cannot write .*disk full"):
         run(tiny_llama, tiny_samples[:3]).save(out)
     assert (out / "profile.json").read_text() == before
     load_profile(out)  # still whole and consistent
