@@ -44,6 +44,19 @@ def _preserve(args, facts: list, every: list) -> list | None:
     return kept or None
 
 
+def known_only(loaded, facts: list) -> list:
+    """The facts the model knows (``known_facts``); prints how many were left out."""
+    from brickwork.ops.update.edit import known_facts
+
+    kept, left = known_facts(loaded, facts)
+    if left:
+        shown = ", ".join(f.id or f.prompt for f in left[:5]) + (", ..." if len(left) > 5 else "")
+        print(f"left out {len(left)} of {len(facts)} facts the model does not know ({shown})")
+    if not kept:
+        raise BrickworkError("the model knows none of the facts: nothing to edit")
+    return kept
+
+
 def _method(args) -> str:
     if args.method == "inject":
         raise BrickworkError("--sequential edits weights; --method inject adds neurons instead")
@@ -52,7 +65,7 @@ def _method(args) -> str:
 
 def cmd_edit_sequential(args: argparse.Namespace) -> None:
     from brickwork.bricks import BrickRepository
-    from brickwork.cli.update import _known, _load, _save_model, _settings
+    from brickwork.cli.update import _load, _save_model, _settings
     from brickwork.data.edits import load_edits
     from brickwork.ops.update.evaluate import greedy
     from brickwork.ops.update.sequential import edit_sequentially, stack_name, stack_names
@@ -69,7 +82,7 @@ def cmd_edit_sequential(args: argparse.Namespace) -> None:
     settings.check()
     every = load_edits(args.facts)
     loaded = _load(args)
-    facts = _known(loaded, every)
+    facts = known_only(loaded, every)
     preserve = _preserve(args, facts, every)
 
     def progress(position: int, brick) -> None:
@@ -95,7 +108,7 @@ def cmd_edit_sequential(args: argparse.Namespace) -> None:
 
 
 def cmd_eval_sequential(args: argparse.Namespace) -> None:
-    from brickwork.cli.update import _known, _load, _settings
+    from brickwork.cli.update import _load, _settings
     from brickwork.data.edits import load_edits
     from brickwork.ops.update.ability import Ability, check_data
     from brickwork.ops.update.sequential_eval import evaluate_sequence, plot_curves
@@ -110,7 +123,7 @@ def cmd_eval_sequential(args: argparse.Namespace) -> None:
     every = load_edits(args.facts)
     chosen = load_edits(args.facts, args.split) if args.split else every
     loaded = _load(args)
-    facts = _known(loaded, chosen)[: args.sequential]
+    facts = known_only(loaded, chosen)[: args.sequential]
     preserve = _preserve(args, facts, every)
     ability = Ability(loaded, args.data) if args.data is not None else None
     record = evaluate_sequence(

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from brickwork.cli.edit_sequence import add_preserve
+from brickwork.cli.edit_sequence import add_preserve, known_only
 from brickwork.cli.options import (
     add_model,
     add_optional_repo,
@@ -143,7 +143,7 @@ def cmd_edit(args: argparse.Namespace) -> None:
         raise BrickworkError(f"a brick named {args.name!r} is already in {args.repo}")
     repo.check_writable()
     loaded = _load(args)
-    facts = _known(loaded, facts) if args.facts else facts
+    facts = known_only(loaded, facts) if args.facts else facts
     if args.method == "inject":
         brick = inject(loaded, facts, args.name, _settings(args))
     else:
@@ -224,19 +224,6 @@ def print_comparison(before: dict, after: dict) -> None:
             print(f"{key:<26} {before[key]:7.1%} -> {after[key]:7.1%}")
 
 
-def _known(loaded, facts: list) -> list:
-    """The facts the model knows (``known_facts``); prints how many were left out."""
-    from brickwork.ops.update.edit import known_facts
-
-    kept, left = known_facts(loaded, facts)
-    if left:
-        shown = ", ".join(f.id or f.prompt for f in left[:5]) + (", ..." if len(left) > 5 else "")
-        print(f"left out {len(left)} of {len(facts)} facts the model does not know ({shown})")
-    if not kept:
-        raise BrickworkError("the model knows none of the facts: nothing to edit")
-    return kept
-
-
 def cmd_edit_eval(args: argparse.Namespace) -> None:
     from brickwork.data.edits import load_edits
     from brickwork.ops.update import edit
@@ -254,7 +241,7 @@ def cmd_edit_eval(args: argparse.Namespace) -> None:
         return cmd_eval_sequential(args)
     facts = load_edits(args.facts, args.split)  # a bad set or split: before the model loads
     loaded = _load(args)
-    facts = _known(loaded, facts[: args.limit] if args.limit else facts)
+    facts = known_only(loaded, facts[: args.limit] if args.limit else facts)
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     before = summarize(fact_metrics(loaded, facts, reference, known=known))
     rows, seconds = [], []
