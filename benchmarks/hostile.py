@@ -72,7 +72,7 @@ def build_fixtures(fx: Path, default_model: bool) -> None:
     from brickwork.bricks.plugins import lora_brick_from_peft, steering_brick
     from brickwork.models import load_model
     from brickwork.ops.grow import grow_width, save_grown
-    from tests.tiny import SHARP_FFN, save_sharp_llama
+    from tests.tiny import SHARP_FFN, save_broken_model_copies, save_sharp_llama
 
     fx.mkdir(parents=True, exist_ok=True)
     model_dir = save_sharp_llama(fx / "model")
@@ -117,14 +117,7 @@ def build_fixtures(fx: Path, default_model: bool) -> None:
     grown = grow_width(load_model(model_dir), [0], 8)  # (the LoRA wrapped ``loaded``)
     grown.loaded.tokenizer = loaded.tokenizer
     save_grown(grown, fx / "grown")
-    for broken in ("noweights", "binonly", "truncated"):
-        shutil.copytree(model_dir, fx / broken)
-        weights = fx / broken / "model.safetensors"
-        if broken == "truncated":
-            weights.write_bytes(weights.read_bytes()[:5000])
-        else:
-            weights.unlink()
-    (fx / "binonly" / "pytorch_model.bin").write_bytes(b"a pickle would be here")
+    save_broken_model_copies(model_dir, fx)
     (fx / "a_file").write_text("not a directory\n")
     latin1 = b'{"prompt": "caf\xe9", "reference": "x", "functionality": "toy", "split": "train"}'
     (fx / "latin1.jsonl").write_bytes(latin1 + b"\n")

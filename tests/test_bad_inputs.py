@@ -3,7 +3,6 @@ traceback, and nothing already saved changed. Every row is one malformed input."
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from brickwork.bricks import BrickRepository, neuron_set_brick, save_brick
 from brickwork.bricks.plugins import steering_brick
 from brickwork.cli import main
 from brickwork.ops.grow import grow_width, save_grown
+from tests.tiny import save_broken_model_copies
 
 D_MODEL = 32  # the tiny llama's width (tests/tiny.py)
 
@@ -37,14 +37,7 @@ def world(tmp_path_factory, tiny_model_dirs):
     (root / "pos.txt").write_text("happy\nglad\n")
     (root / "neg.txt").write_text("sad\nangry\n")
     (root / "existing").mkdir()
-    for broken in ("noweights", "binonly", "truncated"):
-        shutil.copytree(model, root / broken)
-        weights = root / broken / "model.safetensors"
-        if broken == "truncated":
-            weights.write_bytes(weights.read_bytes()[:5000])
-        else:
-            weights.unlink()
-    (root / "binonly" / "pytorch_model.bin").write_bytes(b"a pickle would be here")
+    save_broken_model_copies(model, root)
     lockdir = BrickRepository(root / "lockdir")
     (lockdir.root / ".lock").mkdir()
     for name, vectors, layers in (

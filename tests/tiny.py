@@ -98,3 +98,19 @@ def save_sharp_llama(path) -> str:
     model.eval().save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return str(path)
+
+
+def save_broken_model_copies(model_dir, root) -> None:
+    """Copies of a saved model under ``root``: ``noweights``, ``binonly`` (a stand-in .bin, never
+    unpickled) and ``truncated`` (its safetensors cut short)."""
+    import shutil
+    from pathlib import Path
+
+    for broken in ("noweights", "binonly", "truncated"):
+        shutil.copytree(model_dir, Path(root) / broken)
+        weights = Path(root) / broken / "model.safetensors"
+        if broken == "truncated":
+            weights.write_bytes(weights.read_bytes()[:5000])
+        else:
+            weights.unlink()
+    (Path(root) / "binonly" / "pytorch_model.bin").write_bytes(b"a pickle would be here")
