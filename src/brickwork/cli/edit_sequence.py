@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from brickwork.errors import BrickworkError
-from brickwork.io import replace_atomically
+from brickwork.io import write_text_atomically
 
 DEFAULT_SEQUENTIAL_METHOD = "alphaedit"
 DEFAULT_PRESERVE = 0  # off: 8 per relation did not help on dev facts (docs/results/update.md)
@@ -133,8 +133,7 @@ def cmd_eval_sequential(args: argparse.Namespace) -> None:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(record, indent=1)
-        replace_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(out, json.dumps(record, indent=1))
         png = out.with_suffix(".png")
         drawn = plot_curves([record], png)
         print(f"saved {out}" + (f" and {png}" if drawn else " (no matplotlib: no PNG)"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from brickwork.analysis.results import AnalysisResults, as_results
-from brickwork.io import replace_atomically
+from brickwork.io import replace_atomically, write_text_atomically
 from brickwork.report import tables
 from brickwork.report.drilldown import drilldown_section
 from brickwork.report.figures import FIGURES
@@ -59,7 +59,7 @@ def render_report(results: AnalysisResults | dict, out_dir: str | os.PathLike) -
         images[name] = base64.b64encode(data).decode("ascii")
     report = out / "report.html"
     page = _page(results, images)
-    replace_atomically(report, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    write_text_atomically(report, page)
     return report
 
 
