@@ -112,7 +112,7 @@ def main() -> None:
         facts = [f for f in facts if f.split == args.split]
     else:
         facts = facts[: args.dev] if args.split == "dev" else facts[args.dev :]
-    facts, left = known_facts(loaded, facts)
+    facts, left = known_facts(loaded, facts, args.edits)  # asks only as many as needed
     print(f"{args.split}: {len(facts)} facts the model knows ({len(left)} left out)")
     ability = None
     if args.data:

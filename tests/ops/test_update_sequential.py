@@ -18,7 +18,13 @@ from brickwork.models import load_model
 from brickwork.ops.update import apply_edit, edit, rollback
 from brickwork.ops.update.alphaedit import null_basis, projected_update
 from brickwork.ops.update.covariance import layer_statistics
-from brickwork.ops.update.evaluate import fact_metrics, greedy, neighbourhood_reference
+from brickwork.ops.update.edit import known_facts
+from brickwork.ops.update.evaluate import (
+    fact_metrics,
+    greedy,
+    neighbourhood_reference,
+    summarize,
+)
 from brickwork.ops.update.generation import answer_hit, normalise
 from brickwork.ops.update.methods import EDIT_METHODS
 from brickwork.ops.update.rome import EditSettings, fact_key
@@ -29,6 +35,7 @@ from brickwork.ops.update.sequential import (
     roll_back,
     stack_names,
 )
+from brickwork.ops.update.sequential_eval import without_edited_neighbours
 
 FACTS = [
     EditFact("Paris is in France", "France", "zq", paraphrases=("We went to France",)),
@@ -142,6 +149,46 @@ def test_alphaedit_edit_is_zero_outside_the_null_space(tiny):
     outside = torch.eye(len(basis)) - basis @ basis.T
     assert (change @ outside).abs().max() < 1e-4 * change.abs().max()
     assert brick.provenance["method"] == "alphaedit" and "keys" in brick.tensors
+
+
+def test_neighbours_naming_an_edited_subject_are_left_out_and_counted():
+    facts = [
+        EditFact(
+            "The capital of Sweden is", "Sweden", "Oslo", neighborhood=("The capital of Chad is",)
+        ),
+        EditFact(
+            "The capital of Chad is",
+            "Chad",
+            "Rome",
+            neighborhood=("The capital of Sweden is", "Chadwick lives in", "swedish food is"),
+        ),
+    ]
+    kept, left_out = without_edited_neighbours(facts)
+    assert left_out == 2
+    assert kept[0].neighborhood == () and kept[1].neighborhood == (
+        "Chadwick lives in",
+        "swedish food is",
+    )
+    assert [f.prompt for f in kept] == [f.prompt for f in facts]
+
+
+def test_a_fact_without_neighbours_leaves_locality_to_the_others(tiny):
+    facts = [replace(FACTS[0], neighborhood=()), FACTS[1]]
+    reference = neighbourhood_reference(tiny, facts)
+    rows = fact_metrics(tiny, facts, reference)
+    assert "locality_gen" not in rows[0] and rows[1]["locality_gen"] == 1.0
+    assert summarize(rows)["locality_gen"] == 1.0
+
+
+def test_known_facts_asks_only_until_the_limit(tiny):
+    said = [tiny.tokenizer.decode(g).strip() for g in greedy(tiny, [f.prompt for f in FACTS], 8)]
+    facts = [
+        replace(FACTS[0], target_true="nothing it says"),
+        *(replace(f, target_true=s) for f, s in zip(FACTS[1:], said[1:], strict=True)),
+    ]
+    assert known_facts(tiny, facts) == (facts[1:], facts[:1])
+    assert known_facts(tiny, facts, limit=1) == (facts[1:2], facts[:1])
+    assert known_facts(tiny, facts, limit=5) == (facts[1:], facts[:1])
 
 
 def test_checkpoints_are_capped():

@@ -44,14 +44,16 @@ def _preserve(args, facts: list, every: list) -> list | None:
     return kept or None
 
 
-def known_only(loaded, facts: list) -> list:
-    """The facts the model knows (``known_facts``); prints how many were left out."""
+def known_only(loaded, facts: list, limit: int | None = None) -> list:
+    """The facts the model knows (``known_facts``; with ``limit``, the first ``limit`` of
+    them); prints how many were left out."""
     from brickwork.ops.update.edit import known_facts
 
-    kept, left = known_facts(loaded, facts)
+    kept, left = known_facts(loaded, facts, limit)
     if left:
         shown = ", ".join(f.id or f.prompt for f in left[:5]) + (", ..." if len(left) > 5 else "")
-        print(f"left out {len(left)} of {len(facts)} facts the model does not know ({shown})")
+        asked = len(kept) + len(left)
+        print(f"left out {len(left)} of {asked} facts the model does not know ({shown})")
     if not kept:
         raise BrickworkError("the model knows none of the facts: nothing to edit")
     return kept
@@ -123,7 +125,7 @@ def cmd_eval_sequential(args: argparse.Namespace) -> None:
     every = load_edits(args.facts)
     chosen = load_edits(args.facts, args.split) if args.split else every
     loaded = _load(args)
-    facts = known_only(loaded, chosen)[: args.sequential]
+    facts = known_only(loaded, chosen, args.sequential)
     preserve = _preserve(args, facts, every)
     ability = Ability(loaded, args.data) if args.data is not None else None
     record = evaluate_sequence(

@@ -21,6 +21,8 @@ from brickwork.ops.update.rome import (
 )
 from brickwork.ops.update.store import delta_brick
 
+KNOWN_CHUNK = 32  # facts asked at a time by ``known_facts`` with a limit
+
 
 def _answers(loaded: LoadedModel, facts: list[EditFact]) -> list[str]:
     for f in facts:
@@ -57,14 +59,20 @@ def check_facts(loaded: LoadedModel, facts: list[EditFact]) -> list[str]:
 
 
 def known_facts(
-    loaded: LoadedModel, facts: list[EditFact]
+    loaded: LoadedModel, facts: list[EditFact], limit: int | None = None
 ) -> tuple[list[EditFact], list[EditFact]]:
     """(the facts ``check_facts`` accepts, the ones it would refuse): the model does not say
-    their ``target_true``, or already says their new target."""
-    outputs = _answers(loaded, facts)
-    verdicts = [_problem(f, said) is None for f, said in zip(facts, outputs, strict=True)]
-    kept = [f for f, ok in zip(facts, verdicts, strict=True) if ok]
-    return kept, [f for f, ok in zip(facts, verdicts, strict=True) if not ok]
+    their ``target_true``, or already says their new target. With ``limit``, facts are asked
+    in order, a chunk at a time, until ``limit`` are accepted (the rest are not asked)."""
+    kept, refused = [], []
+    step = len(facts) if limit is None else max(limit, KNOWN_CHUNK)
+    for start in range(0, len(facts), max(step, 1)):
+        chunk = facts[start : start + step]
+        for f, said in zip(chunk, _answers(loaded, chunk), strict=True):
+            if limit is not None and len(kept) >= limit:
+                return kept, refused
+            (kept if _problem(f, said) is None else refused).append(f)
+    return kept, refused
 
 
 def fact_parts(

@@ -143,9 +143,7 @@ def fact_metrics(
             "generalization": _mean([_mean(h) for h in para]),
             "generalization_first": _mean([float(h[0]) for h in para]),
             "generalization_prefixed": _mean([_mean(h) for h in prefixed]),
-            "locality": _mean([_mean(h) for h in neigh]),
-            "locality_first": _mean([float(h[0]) for h in neigh]),
-            "locality_gen": _mean([all(h) for h in neigh]),
+            **_locality(neigh),
             **generated,
         }
         if inside:
@@ -162,6 +160,18 @@ def fact_metrics(
             row["locality_unrelated_gen"] = _mean([all(h) for h in unrelated])
         out.append(row)
     return out
+
+
+def _locality(neighbours: list[list[bool]]) -> dict:
+    """Locality on the neighbourhood prompts' hits; none without neighbours (a sequence leaves
+    out those it edits, ``sequential_eval``)."""
+    if not neighbours:
+        return {}
+    return {
+        "locality": _mean([_mean(h) for h in neighbours]),
+        "locality_first": _mean([float(h[0]) for h in neighbours]),
+        "locality_gen": _mean([all(h) for h in neighbours]),
+    }
 
 
 def summarize(rows: list[dict]) -> dict:

@@ -6,8 +6,11 @@ letter accuracy and GSM8K solution perplexity. The stack is rolled back at the e
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from math import nan
 from pathlib import Path
 
 from brickwork.data.edits import EditFact
@@ -53,7 +56,9 @@ def evaluate_sequence(
     ``on_checkpoint(record so far)`` runs after each checkpoint (to save partial results);
     ``preserve`` goes to ``edit_sequentially``."""
     marks = sorted(m for m in (marks or checkpoints(limit, len(facts))) if m <= len(facts))
-    facts = facts[: marks[-1]]
+    facts, left_out = without_edited_neighbours(facts[: marks[-1]])
+    if left_out:
+        log(f"{left_out} neighbourhood prompts name a subject the sequence edits: left out")
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     suite = short_suite_batches(loaded)
     ppl_base = suite_perplexity(loaded, suite)
@@ -87,7 +92,26 @@ def evaluate_sequence(
         )
     except _OutOfTime:  # edit_sequentially rolled the stack back
         log(f"stopped after {rows[-1]['edits']} edits (out of time)")
-    return {"method": method, "before": before, "checkpoints": rows, "seconds": seconds}
+    return {
+        "method": method,
+        "before": before,
+        "checkpoints": rows,
+        "seconds": seconds,
+        "neighbourhood_left_out": left_out,
+    }
+
+
+def without_edited_neighbours(facts: list[EditFact]) -> tuple[list[EditFact], int]:
+    """The facts without the neighbourhood prompts that name a subject one of them edits (a
+    sequence that edits "Sweden" is meant to change "The capital of Sweden is"), and how many
+    prompts were left out."""
+    names = [re.compile(rf"(?<!\w){re.escape(f.subject)}(?!\w)", re.IGNORECASE) for f in facts]
+    out, left_out = [], 0
+    for f in facts:
+        kept = tuple(p for p in f.neighborhood if not any(n.search(p) for n in names))
+        left_out += len(f.neighborhood) - len(kept)
+        out.append(replace(f, neighborhood=kept))
+    return out, left_out
 
 
 class _OutOfTime(Exception):
@@ -99,9 +123,9 @@ def describe(method: str, row: dict) -> str:
     parts = [
         f"{method} after {row['edits']} edits:",
         f"reliability {row['reliability_gen']:.1%} (tf {row['reliability']:.1%})",
-        f"generalization {row.get('generalization_gen', float('nan')):.1%}",
-        f"known {row.get('generalization_known_gen', float('nan')):.1%}",
-        f"locality {row['locality_gen']:.1%} (tf {row['locality']:.1%})",
+        f"generalization {row.get('generalization_gen', nan):.1%}",
+        f"known {row.get('generalization_known_gen', nan):.1%}",
+        f"locality {row.get('locality_gen', nan):.1%} (tf {row.get('locality', nan):.1%})",
         f"suite PPL x{row['ppl_ratio']:.4f}",
     ]
     if "mmlu_accuracy" in row:
