@@ -15,6 +15,7 @@ from brickwork.data.edit_set import (
     build,
     preserve_prompts,
     read_candidates,
+    read_templates,
 )
 from brickwork.data.edits import LARGE_FILE, builtin_edits_path, load_edits
 
@@ -80,6 +81,23 @@ def test_a_bad_candidate_line_is_one_clear_error(tmp_path):
             read_candidates(path)
     with pytest.raises(BrickworkError, match="split must be one of"):
         load_edits("builtin-large", split="train")
+
+
+def test_the_templates_file_gives_three_subject_templates_per_relation(tmp_path):
+    assert len(TEMPLATES) >= 10
+    assert all(len(t) == 3 and all("{s}" in x for x in t) for t in TEMPLATES.values())
+    path = tmp_path / "t.tsv"
+    path.write_text("# comment\ncapital\tThe capital of {s} is\t{s}'s capital\tCapital: {s}\n")
+    assert read_templates(path) == {
+        "capital": ("The capital of {s} is", "{s}'s capital", "Capital: {s}")
+    }
+    for text, message in [
+        ("capital\tThe capital of {s} is", "tab-separated"),
+        ("capital\ta {s}\tb {s}\tc {s}\ncapital\ta {s}\tb {s}\tc {s}", "duplicate relation"),
+    ]:
+        path.write_text(text + "\n")
+        with pytest.raises(BrickworkError, match=message):
+            read_templates(path)
 
 
 def _fake_candidates():
