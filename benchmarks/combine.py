@@ -51,6 +51,7 @@ from brickwork.bricks.train_eval import (
 )
 from brickwork.data import Sample
 from brickwork.ops.combine import (
+    SearchSettings,
     lora_deltas,
     merge_dare,
     merge_linear,
@@ -306,7 +307,7 @@ def compose(loaded, repo: BrickRepository, data: Path, k: int = 3, draws: int = 
             key: sum(c[key] for c in controls) / draws for key in controls[0] if key != "answers"
         }
         runs["top-3 uniform"] = scores(loaded, [merge_linear(top, [1 / k] * k, "u")], test)
-        found = search_weights(loaded, top, search, budget=SEARCH_BUDGET, seed=0)
+        found = search_weights(loaded, top, search, settings=SearchSettings(budget=SEARCH_BUDGET))
         runs["top-3 CMA-ES"] = scores(loaded, [merge_linear(top, found.weights, "s")], test)
         control_losses = [c["loss"] for c in controls]
         base, uniform, searched = (

@@ -13,6 +13,7 @@ from brickwork.io import (
     read_tensors,
     replace_atomically,
     replace_dir_atomically,
+    write_marked_dir,
     write_text_atomically,
 )
 
@@ -53,6 +54,25 @@ def test_check_replaceable_refuses_only_a_foreign_directory(tmp_path):
     (tmp_path / "other").mkdir()
     with pytest.raises(BrickworkError, match="exists and is not a model kit"):
         check_replaceable(tmp_path / "other", "kit.json", "model kit")
+
+
+def test_write_marked_dir_writes_files_and_marker_and_replaces_only_its_own(tmp_path):
+    def write(tmp):
+        (tmp / "weights.bin").write_bytes(b"w")
+        return {"version": 1, "where": tmp_path}  # a Path is written as text
+
+    target = write_marked_dir(tmp_path / "kit", "kit.json", "model kit", write)
+    assert read_marker_json(target, "kit.json", "model kit") == {
+        "version": 1,
+        "where": str(tmp_path),
+    }
+    assert (target / "weights.bin").read_bytes() == b"w"
+    write_marked_dir(target, "kit.json", "model kit", lambda tmp: {"version": 2})  # its own: fine
+    assert sorted(p.name for p in target.iterdir()) == ["kit.json"]
+    (tmp_path / "other").mkdir()
+    with pytest.raises(BrickworkError, match="exists and is not a model kit"):
+        write_marked_dir(tmp_path / "other", "kit.json", "model kit", write)
+    assert not any((tmp_path / "other").iterdir())
 
 
 def test_replaced_directory_is_readable_by_others(tmp_path):

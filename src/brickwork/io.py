@@ -169,6 +169,23 @@ def read_json(path: Path):
         raise BrickworkError(f"{path} is corrupt (not JSON)") from None
 
 
+def write_marked_dir(
+    target: str | Path, marker: str, what: str, write: Callable[[Path], dict]
+) -> Path:
+    """The directory ``target``, a ``what`` marked by the JSON file ``marker`` (the one
+    ``read_marker_json`` reads), written by ``replace_dir_atomically`` and refused over an existing
+    directory that is no ``what``: ``write(tmp)`` writes the other files and returns the marker's
+    record (values JSON cannot hold are written as text)."""
+    target = Path(target)
+    check_replaceable(target, marker, what)
+
+    def write_all(tmp: Path) -> None:
+        record = write(tmp)
+        (tmp / marker).write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+
+    return replace_dir_atomically(target, write_all)
+
+
 def read_marker_json(folder: Path, name: str, what: str):
     """The JSON value in ``folder/name``, the file that makes ``folder`` a ``what``; a missing
     or corrupt file is a one-line error."""

@@ -15,6 +15,7 @@ from brickwork.data.edit_set import (
     build,
     preserve_prompts,
     read_candidates,
+    read_templates,
 )
 from brickwork.data.edits import LARGE_FILE, builtin_edits_path, load_edits
 
@@ -68,18 +69,40 @@ def test_the_candidates_cover_every_relation_with_templates():
         assert len(prompts) == 3 and all(c.subject.lower() in p.lower() for p in prompts)
 
 
-def test_a_bad_candidate_line_is_one_clear_error(tmp_path):
-    path = tmp_path / "c.tsv"
-    for text, message in [
-        ("capital\tFrance", "tab-separated"),
-        ("planet\tMars\tred", "unknown relation 'planet'"),
-        ("capital\tFrance\tParis\ncapital\tfrance\tParis", "duplicate candidate"),
-    ]:
-        path.write_text(text + "\n")
-        with pytest.raises(BrickworkError, match=message):
-            read_candidates(path)
+@pytest.mark.parametrize(
+    ("read", "text", "message"),
+    [
+        (read_candidates, "capital\tFrance", "tab-separated"),
+        (read_candidates, "planet\tMars\tred", "unknown relation 'planet'"),
+        (read_candidates, "capital\tFrance\tParis\ncapital\tfrance\tParis", "duplicate candidate"),
+        (read_templates, "capital\tThe capital of {s} is", "tab-separated"),
+        (
+            read_templates,
+            "capital\ta {s}\tb {s}\tc {s}\ncapital\td {s}\te\tf",
+            "duplicate relation",
+        ),
+    ],
+)
+def test_a_bad_candidate_or_template_line_is_one_clear_error(tmp_path, read, text, message):
+    path = tmp_path / "bad.tsv"
+    path.write_text(text + "\n")
+    with pytest.raises(BrickworkError, match=message):
+        read(path)
+
+
+def test_an_unknown_split_is_refused():
     with pytest.raises(BrickworkError, match="split must be one of"):
         load_edits("builtin-large", split="train")
+
+
+def test_the_templates_file_gives_three_subject_templates_per_relation(tmp_path):
+    assert len(TEMPLATES) >= 10
+    assert all(len(t) == 3 and all("{s}" in x for x in t) for t in TEMPLATES.values())
+    path = tmp_path / "t.tsv"
+    path.write_text("# comment\ncapital\tThe capital of {s} is\t{s}'s capital\tCapital: {s}\n")
+    assert read_templates(path) == {
+        "capital": ("The capital of {s} is", "{s}'s capital", "Capital: {s}")
+    }
 
 
 def _fake_candidates():

@@ -12,6 +12,7 @@ from brickwork.bricks.plugins import lora_brick_from_peft
 from brickwork.cli import main
 from brickwork.data import Sample
 from brickwork.ops.combine import (
+    SearchSettings,
     content_hash,
     lora_deltas,
     merge_dare,
@@ -219,8 +220,9 @@ def test_weighted_mixture_equals_the_merge_and_restores(tiny_llama, parents, ids
 
 def test_search_weights_is_seeded_bounded_and_never_worse(tiny_llama, parents, tiny_samples):
     examples = [Sample("s", "2 + 2 =", "math", reference=" 4")] + tiny_samples[:3]
-    first = search_weights(tiny_llama, parents, examples, budget=8, seed=0, bound=1.0)
-    again = search_weights(tiny_llama, parents, examples, budget=8, seed=0, bound=1.0)
+    settings = SearchSettings(budget=8, seed=0, bound=1.0)
+    first = search_weights(tiny_llama, parents, examples, settings=settings)
+    again = search_weights(tiny_llama, parents, examples, settings=settings)
     assert first.weights == again.weights and first.evaluations == 8
     assert all(-1.0 <= w <= 1.0 for w in first.weights)
     assert first.loss <= first.start_loss + 0.05 * 1.0  # objective includes the L1 term

@@ -11,11 +11,13 @@ import math
 import re
 import unicodedata
 from dataclasses import replace
+from typing import TypedDict
 
 import torch
 from sacrebleu.metrics import CHRF
 from torch.nn.functional import cross_entropy
 from tqdm import tqdm
+from typing_extensions import Unpack
 
 from brickwork.analysis.loss import (
     _batch,
@@ -34,9 +36,19 @@ MAX_PROMPT_TOKENS = 192
 MAX_TARGET_TOKENS = 64
 MAX_DOCUMENT_TOKENS = 256
 CHAT_CONTEXT_TOKENS = 16
+LOCALITY_TOKENS = (16, 24)  # prompt and reference tokens of a locality row: few, to keep it cheap
 CONTEXTS = ("plain", "chat")
 
 Row = tuple[list[int], list[int]]  # (context tokens, target tokens whose NLL counts)
+
+
+class GenerationOptions(TypedDict, total=False):
+    """How ``generate_answers`` generates (its defaults apply): ``max_new_tokens`` per answer,
+    prompts per ``batch_size``, ``progress`` bar."""
+
+    max_new_tokens: int
+    batch_size: int
+    progress: bool
 
 
 def response_rows(tokenizer, samples: list[Sample]) -> list[Row]:
@@ -73,22 +85,16 @@ def document_rows(tokenizer, documents: list[str], context: str = "plain") -> li
     return rows
 
 
-def locality_rows(
-    tokenizer,
-    samples: list[Sample],
-    prompt_tokens: int = 16,
-    target_tokens: int = 24,
-    plain: bool = True,
-) -> list[Row]:
+def locality_rows(tokenizer, samples: list[Sample], plain: bool = True) -> list[Row]:
     """Short rows for a locality constraint: the end of the chat-formatted prompt then the first
     reference tokens, and with ``plain`` also the prompt and reference as plain text (few tokens
     of each, to keep the extra compute per training step small)."""
     rows = []
     for sample in samples:
-        rows.append(prompt_reference(tokenizer, sample, prompt_tokens, target_tokens))
+        rows.append(prompt_reference(tokenizer, sample, *LOCALITY_TOKENS))
         if plain:
             ids = tokenizer(f"{sample.prompt}\n{sample.reference}")["input_ids"]
-            rows.append((ids[:1], ids[1 : 1 + prompt_tokens + target_tokens]))
+            rows.append((ids[:1], ids[1 : 1 + sum(LOCALITY_TOKENS)]))
     return rows
 
 
@@ -177,16 +183,13 @@ def answer_accuracy(
     loaded_or_model,
     tokenizer,
     questions: list[tuple[str, str]],
-    max_new_tokens: int = 24,
-    batch_size: int = 8,
-    progress: bool = False,
+    **options: Unpack[GenerationOptions],
 ) -> float:
-    """Fraction of (question, answer) pairs whose greedy answer contains the expected answer."""
+    """Fraction of (question, answer) pairs whose greedy answer (``generate_answers`` with the
+    ``options``) contains the expected answer."""
     if not questions:
         raise BrickworkError("no questions to evaluate")
-    answers = generate_answers(
-        loaded_or_model, tokenizer, [q for q, _ in questions], max_new_tokens, batch_size, progress
-    )
+    answers = generate_answers(loaded_or_model, tokenizer, [q for q, _ in questions], **options)
     hits = [answer_matches(a, g) for (_, a), g in zip(questions, answers, strict=True)]
     return sum(hits) / len(hits)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from brickwork.errors import BrickworkError
-from brickwork.io import check_replaceable, read_marker_json, replace_dir_atomically
+from brickwork.io import read_marker_json, write_marked_dir
 from brickwork.models.families import Family, family_for
 from brickwork.models.ffn import slice_ffn
 from brickwork.models.load import LoadedModel, fingerprint
@@ -120,15 +119,13 @@ def _shallow_copy(model: nn.Module, family: Family) -> nn.Module:
 
 def save_compact(compact: CompactModel, out_dir: str | Path) -> Path:
     """Write a model directory (HF weights + tokenizer + kept indices); it appears whole or not."""
-    target = Path(out_dir)
-    check_replaceable(target, COMPACT_FILE, "compact model directory")
 
-    def write(tmp: Path) -> None:
+    def write(tmp: Path) -> dict:
         compact.loaded.model.save_pretrained(tmp, safe_serialization=True)
         compact.loaded.tokenizer.save_pretrained(tmp)
         tensors = {f"layer{i:03d}": k.contiguous() for i, k in enumerate(compact.kept)}
         save_file(tensors, str(tmp / KEPT_FILE))
-        meta = {
+        return {
             "format_version": FORMAT_VERSION,
             "base_fingerprint": compact.base_fingerprint,
             "fingerprint": compact.loaded.fingerprint,
@@ -139,9 +136,8 @@ def save_compact(compact: CompactModel, out_dir: str | Path) -> Path:
             "info": compact.info,
             "source": compact.loaded.source,
         }
-        (tmp / COMPACT_FILE).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
 
-    return replace_dir_atomically(target, write)
+    return write_marked_dir(out_dir, COMPACT_FILE, "compact model directory", write)
 
 
 def load_compact(path: str | Path) -> CompactModel:

@@ -1,7 +1,8 @@
 """The large built-in edit set (``edits/large.jsonl``, named ``builtin-large``): hand-written
-real-world facts (``edits/large_candidates.tsv``: relation, subject, true object with aliases)
-kept where the model knows them; ``scripts/build_edit_set.py`` runs ``build`` on the default
-model and writes the set with its build record (``edits/large_build.json``).
+real-world facts (``edits/large_candidates.tsv``: relation, subject, true object with aliases;
+``edits/large_templates.tsv``: each relation's prompt templates) kept where the model knows them;
+``scripts/build_edit_set.py`` runs ``build`` on the default model and writes the set with its
+build record (``edits/large_build.json``).
 
 Per candidate: the prompt and two paraphrases come from its relation's templates; the
 counterfactual ``target_new`` is another subject's object of the same relation (seeded). A
@@ -25,96 +26,38 @@ from brickwork.data.edits import EditFact, builtin_edits_path
 from brickwork.errors import BrickworkError
 
 CANDIDATES_TSV = "large_candidates.tsv"
+TEMPLATES_TSV = "large_templates.tsv"
 BUILD_RECORD = "large_build.json"
 
-# relation: (prompt, paraphrase, paraphrase); "{s}" is the subject.
-TEMPLATES: dict[str, tuple[str, str, str]] = {
-    "capital": ("The capital of {s} is", "The capital city of {s} is", "{s}'s capital is"),
-    "city_country": (
-        "{s} is a city in",
-        "The city of {s} is located in",
-        "{s} is one of the largest cities in",
-    ),
-    "us_state": (
-        "{s} is a city in the state of",
-        "The city of {s} is located in the state of",
-        "{s} is a large city in the US state of",
-    ),
-    "landmark": (
-        "{s} is located in the city of",
-        "{s} can be found in the city of",
-        "Tourists visit {s} in the city of",
-    ),
-    "language": (
-        "The official language of {s} is",
-        "The main language spoken in {s} is",
-        "Most people in {s} speak",
-    ),
-    "continent": (
-        "{s} is a country in",
-        "{s} is located on the continent of",
-        "The country of {s} is part of the continent of",
-    ),
-    "currency": (
-        "The currency of {s} is the",
-        "The official currency of {s} is the",
-        "In {s}, people pay with the",
-    ),
-    "symbol": (
-        "The chemical symbol for {s} is",
-        "The symbol of the element {s} is",
-        "In chemistry, {s} has the symbol",
-    ),
-    "author": ("{s} was written by", "The author of {s} is", "{s} is a famous book by"),
-    "painter": ("{s} was painted by", "The painter of {s} was", "{s} is a famous painting by"),
-    "inventor": ("{s} was invented by", "The inventor of {s} was", "{s} is an invention of"),
-    "founder": ("{s} was founded by", "The founder of {s} is", "{s} was started by"),
-    "company_country": (
-        "{s} is a company based in",
-        "The company {s} is headquartered in the country of",
-        "{s} is a company from",
-    ),
-    "sport": ("{s} is a famous", "{s} is a professional", "{s} became famous playing"),
-    "birth_country": (
-        "{s} was born in the country of",
-        "The birthplace of {s} is the country of",
-        "{s} came from the country of",
-    ),
-    "profession": ("{s} was a famous", "{s} is best known as a", "By profession, {s} was a"),
-    "instrument": (
-        "{s} played the",
-        "{s} was famous for playing the",
-        "The instrument played by {s} was the",
-    ),
-    "moon_planet": ("{s} is a moon of", "{s} orbits the planet", "{s} is a natural satellite of"),
-    "animal_class": (
-        "In biology, the {s} is classified as a",
-        "Scientifically, the {s} is a",
-        "The {s} belongs to the class of",
-    ),
-    "river": (
-        "The river that flows through {s} is the",
-        "{s} lies on the banks of the",
-        "The main river of {s} is the",
-    ),
-    "demonym": (
-        "People from {s} are called",
-        "The people of {s} are called",
-        "Citizens of {s} are known as",
-    ),
-    "team_city": (
-        "{s} are a sports team based in",
-        "The home city of {s} is",
-        "{s} play their home games in",
-    ),
-    "composer": (
-        "{s} is a famous piece by the composer",
-        "The composer of {s} was",
-        "{s} was composed by",
-    ),
-    "director": ("{s} was directed by", "The director of {s} was", "{s} is a film by"),
-    "mountain": ("{s} is a mountain in", "{s} is located in", "{s} rises in"),
-}
+
+def _tsv_rows(path: Path, columns: int, what: str) -> list[tuple[str, list[str]]]:
+    """A tab-separated file's rows of ``columns`` non-empty fields, each with its ``file:line``;
+    blank and ``#`` lines are skipped."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        where = f"{path}:{number}"
+        if len(parts) != columns or not all(p.strip() for p in parts):
+            raise BrickworkError(f"{where}: expected {what}, tab-separated")
+        rows.append((where, parts))
+    return rows
+
+
+def read_templates(path: Path | None = None) -> dict[str, tuple[str, str, str]]:
+    """Per relation, its prompt and two paraphrases (``"{s}"`` is the subject):
+    ``relation<TAB>prompt<TAB>paraphrase<TAB>paraphrase`` per line."""
+    path = builtin_edits_path(TEMPLATES_TSV) if path is None else path
+    templates = {}
+    for where, (relation, *texts) in _tsv_rows(path, 4, "relation, prompt and two paraphrases"):
+        if relation in templates:
+            raise BrickworkError(f"{where}: duplicate relation {relation!r}")
+        templates[relation] = tuple(texts)
+    return templates
+
+
+TEMPLATES = read_templates()
 
 
 @dataclass(frozen=True)
@@ -142,13 +85,7 @@ def read_candidates(path: Path | None = None) -> list[Candidate]:
     ``#`` lines are comments."""
     path = builtin_edits_path(CANDIDATES_TSV) if path is None else path
     out, seen = [], set()
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split("\t")
-        where = f"{path}:{number}"
-        if len(parts) != 3 or not all(p.strip() for p in parts):
-            raise BrickworkError(f"{where}: expected relation, subject and answers, tab-separated")
+    for where, parts in _tsv_rows(path, 3, "relation, subject and answers"):
         if parts[0] not in TEMPLATES:
             raise BrickworkError(f"{where}: unknown relation {parts[0]!r}")
         candidate = Candidate(parts[0], parts[1], tuple(a.strip() for a in parts[2].split("/")))

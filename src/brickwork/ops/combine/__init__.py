@@ -42,7 +42,12 @@ from brickwork.ops.combine.registry import (
     merge,
     register_merge_method,
 )
-from brickwork.ops.combine.search import SearchResult, search_weights, weighted_mixture
+from brickwork.ops.combine.search import (
+    SearchResult,
+    SearchSettings,
+    search_weights,
+    weighted_mixture,
+)
 
 __all__ = [
     "A_SUFFIX",
@@ -52,6 +57,7 @@ __all__ = [
     "SPARSIFICATIONS",
     "MergeMethod",
     "SearchResult",
+    "SearchSettings",
     "content_hash",
     "generalized_task_arithmetic",
     "lora_deltas",

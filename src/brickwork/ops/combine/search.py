@@ -53,24 +53,36 @@ def weighted_mixture(loaded: LoadedModel, bricks: list[Brick]) -> Iterator[Calla
         yield set_weights
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """How ``search_weights`` searches: at most ``budget`` evaluations of CMA-ES (seeded, initial
+    step ``sigma``), each weight within ±``bound``, ``l1``·mean|wᵢ| added to the loss."""
+
+    budget: int = 30
+    seed: int = 0
+    bound: float = 1.5
+    l1: float = 0.05
+    sigma: float = 0.3
+
+    def check(self) -> None:
+        if self.budget < 2:
+            raise BrickworkError(f"budget must be at least 2 evaluations, not {self.budget}")
+
+
 def search_weights(
     loaded: LoadedModel,
     bricks: list[Brick],
     examples: list[Sample],
     *,
-    budget: int = 30,
-    seed: int = 0,
-    bound: float = 1.5,
-    l1: float = 0.05,
-    sigma: float = 0.3,
+    settings: SearchSettings = SearchSettings(),
     initial: list[float] | None = None,
     progress: bool = False,
 ) -> SearchResult:
     """LoraHub-style gradient-free search (CMA-ES from the ``cma`` package) for the weights wᵢ
-    that minimise the response loss on a few ``examples`` plus ``l1``·mean|wᵢ|, each wᵢ within
-    ±``bound``, in at most ``budget`` evaluations. It starts from ``initial`` (default uniform
-    1/k) and returns the best weights seen, so never worse than the start on the examples.
-    Evaluate the result on other examples."""
+    that minimise the response loss on a few ``examples`` plus the ``settings``' L1 term, within
+    their bound and budget. It starts from ``initial`` (default uniform 1/k) and returns the best
+    weights seen, so never worse than the start on the examples. Evaluate the result on other
+    examples."""
     import cma
     import numpy as np
 
@@ -78,8 +90,8 @@ def search_weights(
         raise BrickworkError("a coefficient search needs at least two bricks")
     if not examples:
         raise BrickworkError("a coefficient search needs a few examples with references")
-    if budget < 2:
-        raise BrickworkError(f"budget must be at least 2 evaluations, not {budget}")
+    settings.check()
+    budget, bound, l1 = settings.budget, settings.bound, settings.l1
     start = [1.0 / len(bricks)] * len(bricks) if initial is None else list(initial)
     if len(start) != len(bricks):
         raise BrickworkError(f"got {len(start)} initial weights for {len(bricks)} bricks")
@@ -97,14 +109,14 @@ def search_weights(
 
         best = (objective(start), tuple(start))
         options = {
-            "seed": seed + 1,
+            "seed": settings.seed + 1,
             "bounds": [-bound, bound],
             "maxfevals": budget - 1,
             "verbose": -9,
         }  # cma treats seed 0 as "from the clock"
         state = np.random.get_state()
         try:
-            strategy = cma.CMAEvolutionStrategy(start, sigma, options)
+            strategy = cma.CMAEvolutionStrategy(start, settings.sigma, options)
             bar = tqdm(total=budget, initial=1, desc="weight search", disable=not progress)
             while not strategy.stop() and len(history) < budget:
                 candidates = strategy.ask()

@@ -23,7 +23,7 @@ from brickwork.bricks.brick import Brick
 from brickwork.bricks.format import write_brick_files
 from brickwork.bricks.specs import GrownSpec
 from brickwork.errors import BrickworkError
-from brickwork.io import check_replaceable, read_versioned_json, replace_dir_atomically
+from brickwork.io import read_versioned_json, write_marked_dir
 from brickwork.models.device import cast_parameters
 from brickwork.models.device import placement as placement_of
 from brickwork.models.experts import MoEFFN, zero_router
@@ -87,16 +87,14 @@ def grown_brick(grown: GrownModel) -> Brick:
 
 def save_grown(grown: GrownModel, target: str | Path) -> Path:
     """Write the grown model directory at ``target`` (it appears whole or not at all)."""
-    target = Path(target)
-    check_replaceable(target, GROWN_FILE, "grown model")
 
-    def write(tmp: Path) -> None:
+    def write(tmp: Path) -> dict:
         shape = structure(grown.loaded)
         shape |= save_portable(grown.loaded, tmp, shape)
         grown.loaded.tokenizer.save_pretrained(tmp)
         (tmp / GROWN_BRICK).mkdir()
         write_brick_files(grown_brick(grown), tmp / GROWN_BRICK)
-        record = {
+        return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "base_model": grown.base_model,
@@ -106,9 +104,8 @@ def save_grown(grown: GrownModel, target: str | Path) -> Path:
             "trainable": {k: v.to_json() for k, v in grown.trainable.items()},
             "trainable_parameters": grown.trainable_count(),
         }
-        (tmp / GROWN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
-    return replace_dir_atomically(target, write)
+    return write_marked_dir(target, GROWN_FILE, "grown model", write)
 
 
 def is_grown(path: str | Path) -> bool:

@@ -6,7 +6,6 @@ import time
 
 import torch
 
-import brickwork
 from brickwork.bricks.brick import Brick
 from brickwork.data.edits import EditFact
 from brickwork.errors import BrickworkError
@@ -19,7 +18,7 @@ from brickwork.ops.update.rome import (
     solve_update,
     start_edit,
 )
-from brickwork.ops.update.store import delta_brick
+from brickwork.ops.update.store import delta_brick, edit_provenance
 
 KNOWN_CHUNK = 32  # facts asked at a time by ``known_facts`` with a limit
 
@@ -125,16 +124,12 @@ def edit(
         for layer, (keys, residuals) in stacked.items()
     }
     seconds = time.perf_counter() - started
-    provenance = {
-        "method": method or ("rome" if len(facts) == 1 else f"batch-{settings.mode}"),
-        "settings": settings.to_json(),
-        "base_model_source": loaded.source,
-        "brickwork_version": brickwork.__version__,
-    }
+    method = method or ("rome" if len(facts) == 1 else f"batch-{settings.mode}")
     metrics = {"seconds": seconds, "value_optimisation": records}
     if said is not None:
         metrics["answers_before"] = said
     update = "rank_one" if len(facts) == 1 else "batch"
+    provenance = edit_provenance(loaded, method, settings)
     brick = delta_brick(loaded, name, updates, update, facts, provenance, metrics)
     brick.tensors["keys"] = stacked[settings.layer][0].float().contiguous()
     return brick

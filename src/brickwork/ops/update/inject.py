@@ -21,7 +21,6 @@ from contextlib import contextmanager
 import torch
 from torch.nn.functional import normalize, relu
 
-import brickwork
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.specs import DeltaSpec
 from brickwork.data.edits import EditFact
@@ -37,6 +36,7 @@ from brickwork.ops.update.common import (
 )
 from brickwork.ops.update.covariance import layer_statistics
 from brickwork.ops.update.rome import EditSettings, covariance, covariances, fact_update, start_edit
+from brickwork.ops.update.store import edit_provenance, facts_description
 
 MARGIN = 0.05  # threshold = max(corpus cosine + MARGIN, MIN_THRESHOLD), below c_i
 MIN_THRESHOLD = 0.5
@@ -104,12 +104,6 @@ def inject(
             {"prompt": f.prompt, "subject": f.subject, "target_new": f.target_new} for f in facts
         ],
     )
-    provenance = {
-        "method": "inject-neurons",
-        "settings": settings.to_json(),
-        "base_model_source": loaded.source,
-        "brickwork_version": brickwork.__version__,
-    }
     return Brick(
         name,
         "delta",
@@ -118,9 +112,9 @@ def inject(
         loaded.fingerprint,
         tensors=tensors,
         spec=spec,
-        provenance=provenance,
+        provenance=edit_provenance(loaded, "inject-neurons", settings),
         metrics={"seconds": time.perf_counter() - started},
-        description="; ".join(f"{f.prompt} -> {f.target_new}" for f in facts),
+        description=facts_description(facts),
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+import brickwork
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.specs import EDIT_UPDATES, DeltaSpec
 from brickwork.data.edits import EditFact
@@ -20,6 +21,7 @@ from brickwork.errors import BrickworkError
 from brickwork.models.ffn import stored_layout
 from brickwork.models.load import LoadedModel, fingerprint
 from brickwork.ops.update.common import down_module
+from brickwork.ops.update.rome import EditSettings
 
 
 def _suffix(main: int, layer: int) -> str:
@@ -55,6 +57,21 @@ def write_weights(loaded: LoadedModel, brick: Brick, edited: bool) -> None:
             weight = down_module(loaded, layer).weight
             before = brick.tensors[_name(brick, "before", layer)]
             weight.copy_(edited_weight(loaded, brick, layer) if edited else before)
+
+
+def edit_provenance(loaded: LoadedModel, method: str, settings: EditSettings) -> dict:
+    """How an edit brick (``edit``, ``inject``) was made: method, ``EditSettings``, base model."""
+    return {
+        "method": method,
+        "settings": settings.to_json(),
+        "base_model_source": loaded.source,
+        "brickwork_version": brickwork.__version__,
+    }
+
+
+def facts_description(facts: list[EditFact]) -> str:
+    """An edit brick's description: its facts as ``prompt -> target_new``."""
+    return "; ".join(f"{f.prompt} -> {f.target_new}" for f in facts)
 
 
 def delta_brick(
@@ -100,7 +117,7 @@ def delta_brick(
         spec=spec,
         provenance=provenance,
         metrics=metrics or {},
-        description="; ".join(f"{f.prompt} -> {f.target_new}" for f in facts),
+        description=facts_description(facts),
     )
     write_weights(loaded, brick, edited=True)
     try:
