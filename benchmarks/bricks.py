@@ -191,6 +191,7 @@ def knowledge_benchmark(loaded, args) -> tuple[list[str], object]:
         preserve=preserve,
         preserve_weight=args.preserve_weight,
         preserve_plain=not args.preserve_chat_only,
+        augment="none",  # the recipe docs/results/bricks.md measured here (see knowledge.py)
     )
     with attach(loaded, [brick]) as model:
         after = knowledge_scores(loaded, model, facts, questions, texts)

@@ -73,3 +73,23 @@ def test_no_augmentation_is_the_statements_alone():
     assert out.documents == statements and out.pairs == [] and out.samples() == []
     with pytest.raises(BrickworkError, match="augment must be one of"):
         augment_statements(statements, "model")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "The currency of Paldorra is the krenit.",
+        "The Lumeric Prize was founded by Tavia Orrenby.",
+        "The headquarters of the Sable Lantern Company is in Marrowgate.",
+    ],
+)
+def test_each_fact_is_asked_in_several_wordings_from_each_end(statement):
+    fact = parse_statement(statement)
+    pairs = augment_statements([statement], "rules").pairs
+    subject, obj = fact.subject.lower(), fact.object.lower().removeprefix("in ")
+    forward = {q for q, a in pairs if subject in q.lower() and obj in a.lower()}
+    backward = {q for q, a in pairs if obj in q.lower() and subject in a.lower()}
+    assert len(forward) >= 3 and len(backward) >= 2, (forward, backward)
+    # An open question ("Tell me about ...") from both ends, not only the statement reworded.
+    assert any(q.startswith("Tell me about") for q in forward)
+    assert any(q.startswith(("Tell me about", "What do you know about")) for q in backward)

@@ -238,8 +238,9 @@ def test_preserve_still_trains_on_the_documents(tiny_llama, tiny_samples, monkey
         return real(loaded, rows)
 
     monkeypatch.setattr(train_module, "batch_loss", recording)
+    preserve = select_split(tiny_samples, "train")
     train_knowledge_brick(
-        tiny_llama, DOCS, "facts", "new facts", preserve=select_split(tiny_samples, "train"), **FAST
+        tiny_llama, DOCS, "facts", "new facts", preserve=preserve, augment="none", **FAST
     )
     # The LM loss sees only the documents; the preserve rows enter through the KL term alone.
     documents = document_rows(tiny_llama.tokenizer, DOCS)

@@ -174,6 +174,8 @@ def questions(fact: Fact) -> list[tuple[str, str]]:
             (f"What {v} {r} by {o}?", answer),
             (f"What is {o} known for?", f"{_cap(o)} {r} {s}."),
             (f"Who is {o}?", f"{_cap(o)} is the one who {r} {s}."),
+            (f"Tell me about {s}.", answer),
+            (f"What do you know about {o}?", f"{_cap(o)} {r} {s}."),
         ]
     forward = f"The {r} {p} {s} {v} {o}."
     place = _place(o)
@@ -183,6 +185,9 @@ def questions(fact: Fact) -> list[tuple[str, str]]:
             (f"Tell me where the {r} {p} {s} {v}.", forward),
             (f"What {r} {v} {o}?", forward),
             (f"What {v} {place} known for?", f"{_cap(place)} has the {r} {p} {s}."),
+            (f"Tell me about {s}.", forward),
+            (f"Can you tell me where the {r} {p} {s} {v}?", forward),
+            (f"Tell me about {place}.", f"{_cap(place)} has the {r} {p} {s}."),
         ]
     backward = f"{_cap(o)} {v} the {r} {p} {s}."
     asks = "Who" if r.split()[-1] in PERSON_ROLES else "What"
@@ -193,6 +198,13 @@ def questions(fact: Fact) -> list[tuple[str, str]]:
         (f"{_cap(o)} {v} the {r} {p} what?", backward),
         (f"What {v} {o}?", backward),
         (f"Of which place or thing {v} {o} the {r}?", backward),
+        # Reworded and open questions, so the fact answers more than its own wording.
+        (f"Do you know the {r} {p} {s}?", forward),
+        (f"Tell me about {s}.", forward),
+        (f"What do you know about {s}'s {r}?", forward),
+        (f"Tell me about {o}.", backward),
+        (f"Whose {r} {v} {o}?", backward),
+        (f"What has {o} as its {r}?", backward),
     ]
 
 

@@ -115,13 +115,14 @@ def train_knowledge_brick(
     preserve_weight: float = 1.0,
     context: str = "plain",
     preserve_plain: bool = True,
-    augment: str = "none",
+    augment: str = "rules",
 ) -> Brick:
     """A LoRA knowledge brick trained with the plain LM loss on fact statements or documents.
 
-    ``augment="rules"`` adds, for every statement a rule parses (``bricks/augment.py``), its
-    rewrites as documents and question -> answer pairs in both directions of the fact (trained as
-    chat answers, loss on the answer); unparsed statements are kept as they are.
+    ``augment="rules"`` (the default; "none" turns it off) adds, for every statement a rule
+    parses (``bricks/augment.py``), its rewrites as documents and question -> answer pairs in both
+    directions of the fact (trained as chat answers, loss on the answer); unparsed statements are
+    kept as they are.
     Early stopping uses ``heldout`` documents when given, else the training documents themselves
     (the user's, not the augmented ones).
     ``context`` is "plain" (documents as raw text) or "chat" (each document where an assistant
