@@ -38,11 +38,11 @@ class SlicedHead(nn.Module):
         self.inside, self.outside = inside.nonzero().squeeze(1), (~inside).nonzero().squeeze(1)
         self.weight_ref, self.bias = weight, getattr(head, "bias", None)
         self.rows = weight[self.inside].contiguous()
-        out = weight[self.outside]
-        self.screen = out.bfloat16()
+        self.screen = weight.bfloat16()  # every row, so the logits need no scatter of the outside
         self.screen_norm = self.screen.float().norm(dim=1)
-        self.round_norm = (out - self.screen.float()).norm(dim=1)
-        self.out_max_norm = float(out.norm(dim=1).max()) if len(out) else 0.0
+        self.round_norm = (weight - self.screen.float()).norm(dim=1)
+        out_norms = weight[self.outside].norm(dim=1)
+        self.out_max_norm = float(out_norms.max()) if len(out_norms) else 0.0
         self.stats = {"positions": 0, "fallback": 0, "recomputed": 0, "norm_bound_fallback": 0}
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -50,26 +50,23 @@ class SlicedHead(nn.Module):
         h = hidden.reshape(-1, self.dim)
         exact = h @ self.rows.T  # [N, |S|]
         hb = h.bfloat16()
-        c = (hb @ self.screen.T).float()  # [N, |O|]
+        c = (hb @ self.screen.T).float()  # [N, V]
         h_norm, hb_f = h.norm(dim=1, keepdim=True), hb.float()
-        margin = (
-            self.round_norm * h_norm
-            + self.screen_norm * (h - hb_f).norm(dim=1, keepdim=True)
-            + c.abs() * 2**-7
-            + self.dim * 2**-23 * self.screen_norm * hb_f.norm(dim=1, keepdim=True)
-        )
+        h_round = (h - hb_f).norm(dim=1, keepdim=True)
+        h_round += self.dim * 2**-23 * hb_f.norm(dim=1, keepdim=True)
+        upper = c.abs().mul_(2**-7).add_(c)  # c + margin (the bound above), in place
+        upper.addcmul_(self.round_norm, h_norm).addcmul_(self.screen_norm, h_round)
+        upper[:, self.inside] = -torch.inf
         best = exact.max(dim=1, keepdim=True).values
-        hit = c + margin >= best  # [N, |O|]: outside tokens that could beat the slice
+        hit = upper >= best  # [N, V]: outside tokens that could beat the slice
         could_win = hit.any(dim=0).nonzero().squeeze(1)
         if len(could_win):  # recompute those outside tokens exactly
-            c[:, could_win] = h @ self.weight_ref[self.outside[could_win]].T
+            c[:, could_win] = h @ self.weight_ref[could_win].T
         self._count(h_norm, best, hit, len(could_win))
-        logits = torch.empty(h.shape[0], self.vocab, dtype=h.dtype)
-        logits[:, self.inside] = exact
-        logits[:, self.outside] = c
+        c[:, self.inside] = exact
         if self.bias is not None:
-            logits = logits + self.bias
-        return logits.reshape(*shape, self.vocab)
+            c = c + self.bias
+        return c.reshape(*shape, self.vocab)
 
     def _count(self, h_norm, best, hit, recomputed: int) -> None:
         self.stats["positions"] += best.shape[0]
