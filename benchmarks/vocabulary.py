@@ -21,8 +21,8 @@ import torch
 from speed_rounds import measure_model, print_speed_table, speed_rounds
 
 from brickwork import load_builtin_suite, load_model
-from brickwork.bricks import attach
 from brickwork.bricks.vocabulary import (
+    SCREENS,
     collect_vocabulary,
     frequent_tokens,
     sliced_head,
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--speed-rounds", type=int, default=3)
     parser.add_argument("--prefill-tokens", type=int, default=256)
+    parser.add_argument("--screens", nargs="+", default=list(SCREENS), choices=SCREENS)
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(args.model)
@@ -96,40 +97,42 @@ def main() -> None:
         f"of {f}.\n"
     )
     prompts = [torch.tensor([prompt_prefix(tok, s.prompt)]) for s in test[: args.test_prompts]]
-    same, stats = 0, None
-    with attach(loaded, [brick]) as model:
-        head = model.get_output_embeddings()
-        for ids in prompts:
-            sliced_out = greedy(model, ids, args.tokens, pad)
-            same += int(torch.equal(sliced_out, greedy(loaded.model, ids, args.tokens, pad)))
-        stats = dict(head.stats)
-        head.stats.update(dict.fromkeys(head.stats, 0))
-    groups = [f]
-    nll = {"dense": mean_nll(loaded, test, groups)}
-    with attach(loaded, [brick]):
-        nll["sliced head"] = mean_nll(loaded, test, groups)
     tokens_t = brick.tensors["tokens"]
+    full = [greedy(loaded.model, ids, args.tokens, pad) for ids in prompts]
+    for screen in args.screens:
+        _greedy_check(loaded, tokens_t, screen, prompts, full, args.tokens, pad)
+    groups, last = [f], args.screens[-1]
+    configs = {"dense": (loaded, None)}
+    configs.update({f"sliced head ({s})": (loaded, s) for s in args.screens})
     for budget, small in compact.items():
-        nll[f"FFN {budget:.0%}"] = mean_nll(small, test, groups)
-        with sliced_head(small.model, tokens_t):
-            nll[f"FFN {budget:.0%} + sliced head"] = mean_nll(small, test, groups)
+        configs[f"FFN {budget:.0%}"] = (small, None)
+        configs[f"FFN {budget:.0%} + sliced head ({last})"] = (small, last)
+    nll = {}
+    for name, (model, screen) in configs.items():
+        with sliced_head(model.model, tokens_t, screen) if screen else nullcontext():
+            nll[name] = mean_nll(model, test, groups)
+    _speed(loaded, configs, tokens_t, prompts[0], nll, args, pad)
+
+
+def _greedy_check(loaded, tokens, screen, prompts, full, n, pad) -> None:
+    """How many greedy outputs equal the full head's (``full``), and the screen's statistics."""
+    with sliced_head(loaded.model, tokens, screen) as head:
+        outs = [greedy(loaded.model, ids, n, pad) for ids in prompts]
+        stats = dict(head.stats)
+    same = sum(int(torch.equal(o, d)) for o, d in zip(outs, full, strict=True))
     positions, norm_bound = stats["positions"], stats["norm_bound_fallback"]
     print(
-        f"Greedy ({len(prompts)} TEST prompts x {args.tokens} tokens): {same}/{len(prompts)} "
-        f"identical to the full head. Positions with an outside token recomputed (screen "
-        f"fallback): {stats['fallback']}/{positions} ({stats['fallback'] / positions:.1%}), "
+        f"{screen} screen, greedy ({len(prompts)} TEST prompts x {n} tokens): {same}/"
+        f"{len(prompts)} identical to the full head. Positions with an outside token recomputed "
+        f"(screen fallback): {stats['fallback']}/{positions} "
+        f"({stats['fallback'] / positions:.1%}), "
         f"outside tokens recomputed per step: {stats['recomputed'] / max(1, positions):.1f}; "
         f"the norm bound ||h||·max||w|| alone would fall back to the full head at "
         f"{norm_bound}/{positions} ({norm_bound / positions:.0%}).\n"
     )
-    _speed(loaded, compact, tokens_t, prompts[0], nll, args, pad)
 
 
-def _speed(loaded, compact, tokens, prompt, nll, args, pad) -> None:
-    configs = {"dense": (loaded.model, False), "sliced head": (loaded.model, True)}
-    for budget, small in compact.items():
-        configs[f"FFN {budget:.0%}"] = (small.model, False)
-        configs[f"FFN {budget:.0%} + sliced head"] = (small.model, True)
+def _speed(loaded, configs, tokens, prompt, nll, args, pad) -> None:
     ids = torch.randint(
         0,
         loaded.model.config.vocab_size,
@@ -138,9 +141,12 @@ def _speed(loaded, compact, tokens, prompt, nll, args, pad) -> None:
     )
     memory = {}
 
-    def measure(name, model, sliced):
-        with sliced_head(model, tokens) if sliced else nullcontext() as head:
-            extra = head.screen.numel() * 2 + head.rows.numel() * 4 if sliced else 0
+    def measure(name, model, screen):
+        model = model.model
+        with sliced_head(model, tokens, screen) if screen else nullcontext() as head:
+            extra = 0
+            if screen:
+                extra = head.screen.numel() * head.screen.element_size() + head.rows.numel() * 4
             memory[name] = (parameter_bytes(model) + extra) / 2**20
             return measure_model(model, prompt, ids, args.tokens, pad)
 

@@ -1,11 +1,13 @@
 """Output-vocabulary bricks: a per-functionality slice of the LM head, with a safe screen.
 
 Attached, the model's output embedding becomes a ``SlicedHead``. For final hidden states h it
-computes the slice's logits exactly (float32) and screens every other token with a bfloat16 copy
-of its row, c_v ~ w_v·h, whose error is bounded per row:
+computes the slice's logits exactly (float32) and screens every other token with a low-precision
+copy q_v of its row (``screen="bf16"``, or ``"int8"``: per-row int8 with a bfloat16 scale, half
+the bytes), c_v ~ w_v·h computed from bf16(h) with float32 accumulation and a bfloat16 result,
+whose error is bounded per row:
 
-    |w_v·h - c_v| <= ||w_v - bf16(w_v)||·||h|| + ||bf16(w_v)||·||h - bf16(h)||
-                     + 2^-7·|c_v| + d·2^-23·||bf16(w_v)||·||bf16(h)||
+    |w_v·h - c_v| <= ||w_v - q_v||·||h|| + ||q_v||·||h - bf16(h)||
+                     + 2^-7·|c_v| + d·2^-23·||q_v||·||bf16(h)||
 
 Every outside token whose upper bound reaches the best slice logit (a token that could win) is
 recomputed exactly, so the argmax, and greedy decoding, equals the full head's. The other logits
@@ -24,13 +26,25 @@ from torch import nn
 
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.specs import VocabularySpec
+from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import greedy_generate, prompt_tokens
 
+SCREENS = ("bf16", "int8")
+
+
+def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row int8 codes and bfloat16 scales; q_v = codes_v · scale_v."""
+    scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-30).bfloat16()
+    codes = (weight / scale.float()[:, None]).round().clamp(-127, 127).to(torch.int8)
+    return codes, scale
+
 
 class SlicedHead(nn.Module):
-    def __init__(self, head: nn.Module, tokens: torch.Tensor):
+    def __init__(self, head: nn.Module, tokens: torch.Tensor, screen: str = "bf16"):
         super().__init__()
+        if screen not in SCREENS:
+            raise BrickworkError(f"unknown screen {screen!r}; known: {', '.join(SCREENS)}")
         weight = head.weight.detach()
         self.vocab, self.dim = weight.shape
         inside = torch.zeros(self.vocab, dtype=torch.bool)
@@ -38,9 +52,15 @@ class SlicedHead(nn.Module):
         self.inside, self.outside = inside.nonzero().squeeze(1), (~inside).nonzero().squeeze(1)
         self.weight_ref, self.bias = weight, getattr(head, "bias", None)
         self.rows = weight[self.inside].contiguous()
-        self.screen = weight.bfloat16()  # every row, so the logits need no scatter of the outside
-        self.screen_norm = self.screen.float().norm(dim=1)
-        self.round_norm = (weight - self.screen.float()).norm(dim=1)
+        if screen == "int8":  # every row, so the logits need no scatter of the outside
+            self.screen, self.scale = _int8_rows(weight)
+            copy = self.screen.float() * self.scale.float()[:, None]
+        else:
+            self.screen, self.scale = weight.bfloat16(), None
+            copy = self.screen.float()
+        self.screen_norm = copy.norm(dim=1)
+        self.round_norm = (weight - copy).norm(dim=1)
+        del copy
         out_norms = weight[self.outside].norm(dim=1)
         self.out_max_norm = float(out_norms.max()) if len(out_norms) else 0.0
         self.stats = {"positions": 0, "fallback": 0, "recomputed": 0, "norm_bound_fallback": 0}
@@ -50,7 +70,10 @@ class SlicedHead(nn.Module):
         h = hidden.reshape(-1, self.dim)
         exact = h @ self.rows.T  # [N, |S|]
         hb = h.bfloat16()
-        c = (hb @ self.screen.T).float()  # [N, V]
+        if self.scale is None:
+            c = (hb @ self.screen.T).float()  # [N, V]
+        else:
+            c = torch.ops.aten._weight_int8pack_mm(hb, self.screen, self.scale).float()
         h_norm, hb_f = h.norm(dim=1, keepdim=True), hb.float()
         h_round = (h - hb_f).norm(dim=1, keepdim=True)
         h_round += self.dim * 2**-23 * hb_f.norm(dim=1, keepdim=True)
@@ -76,10 +99,12 @@ class SlicedHead(nn.Module):
 
 
 @contextmanager
-def sliced_head(model: nn.Module, tokens: torch.Tensor) -> Iterator[SlicedHead]:
+def sliced_head(
+    model: nn.Module, tokens: torch.Tensor, screen: str = "bf16"
+) -> Iterator[SlicedHead]:
     """Swap ``model``'s output embedding for a ``SlicedHead`` over ``tokens`` while inside."""
     original = model.get_output_embeddings()
-    head = SlicedHead(original, tokens)
+    head = SlicedHead(original, tokens, screen)
     model.set_output_embeddings(head)
     try:
         yield head
