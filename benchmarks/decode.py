@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from speed_rounds import measure_model, print_speed_table, speed_rounds
+from speed_rounds import measure_model, prefill_ids, print_speed_table, speed_rounds
 from vocabulary import train_importance
 
 from brickwork import load_builtin_suite, load_model
@@ -43,12 +43,7 @@ def main() -> None:
         models[f"compact {budget:.0%}"] = compact.loaded.model
     tok, pad = loaded.tokenizer, loaded.tokenizer.pad_token_id
     prompt = torch.tensor([prompt_prefix(tok, "Write a short story about a cat.")])
-    ids = torch.randint(
-        0,
-        loaded.model.config.vocab_size,
-        (1, args.prefill_tokens),
-        generator=torch.Generator().manual_seed(0),
-    )
+    ids = prefill_ids(loaded.model, args.prefill_tokens)
     configs = {
         name: (lambda m=model: measure_model(m, prompt, ids, args.tokens, pad))
         for name, model in models.items()

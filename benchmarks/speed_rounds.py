@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from statistics import median
 
+import torch
+
 from brickwork.configure.evaluate import decode_speed, prefill_speed
 
 KINDS = ("decode", "prefill")
@@ -22,6 +24,12 @@ def speed_rounds(
             for kind, value in zip(KINDS, measure(), strict=True):
                 runs[name][kind].append(value)
     return runs
+
+
+def prefill_ids(model, tokens: int) -> torch.Tensor:
+    """A fixed random prompt of ``tokens`` ids [1, tokens] for prefill timing."""
+    generator = torch.Generator().manual_seed(0)
+    return torch.randint(0, model.config.vocab_size, (1, tokens), generator=generator)
 
 
 def measure_model(model, prompt, prefill_ids, tokens: int, pad) -> tuple[float, float]:

@@ -18,7 +18,7 @@ import time
 from contextlib import nullcontext
 
 import torch
-from speed_rounds import measure_model, print_speed_table, speed_rounds
+from speed_rounds import measure_model, prefill_ids, print_speed_table, speed_rounds
 
 from brickwork import load_builtin_suite, load_model
 from brickwork.bricks.vocabulary import (
@@ -133,12 +133,7 @@ def _greedy_check(loaded, tokens, screen, prompts, full, n, pad) -> None:
 
 
 def _speed(loaded, configs, tokens, prompt, nll, args, pad) -> None:
-    ids = torch.randint(
-        0,
-        loaded.model.config.vocab_size,
-        (1, args.prefill_tokens),
-        generator=torch.Generator().manual_seed(0),
-    )
+    ids = prefill_ids(loaded.model, args.prefill_tokens)
     memory = {}
 
     def measure(name, model, screen):
