@@ -3,8 +3,9 @@
 Attached, the model's output embedding becomes a ``SlicedHead``. For final hidden states h it
 computes the slice's logits exactly (float32) and screens every other token with a low-precision
 copy q_v of its row (``screen="bf16"``, or ``"int8"``: per-row int8 with a bfloat16 scale, half
-the bytes), c_v ~ w_v·h computed from bf16(h) with float32 accumulation and a bfloat16 result,
-whose error is bounded per row:
+the bytes, through torch's ``_weight_int8pack_mm`` CPU kernel), c_v ~ w_v·h computed from
+bf16(h) with float32 accumulation and a bfloat16 result (the tests check the bound against
+float64), whose error is bounded per row:
 
     |w_v·h - c_v| <= ||w_v - q_v||·||h|| + ||q_v||·||h - bf16(h)||
                      + 2^-7·|c_v| + d·2^-23·||q_v||·||bf16(h)||
