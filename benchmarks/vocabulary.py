@@ -4,11 +4,11 @@ For one functionality: the slice = tokens of its TRAIN prompts, references and t
 greedy continuations of them, plus the most frequent TRAIN tokens. On its TEST prompts: whether
 greedy decoding equals the full head's, how often an outside token had to be recomputed (and how
 often the plain norm bound would have fallen back to the full head), TEST reference perplexity,
-and decode tokens/s (batch 1, interleaved rounds, same process) of dense / sliced head / compact
-FFN (neurons by TRAIN importance of the functionality) / both.
+and decode / prefill tokens/s (batch 1, interleaved rounds, same process; medians and the spread
+of the per-round ratio) and memory of dense / sliced head / compact FFN at each budget (neurons by
+TRAIN importance of the functionality) / both.
 
-    flock /work/main/.heavy.lock env OMP_NUM_THREADS=2 PYTHONPATH=src \
-        .venv/bin/python benchmarks/vocabulary.py --model gemma3-270m --functionality writing
+    python benchmarks/vocabulary.py --model gemma3-270m --functionality writing --budgets 0.5 0.3
 """
 
 from __future__ import annotations
@@ -18,17 +18,18 @@ import time
 from contextlib import nullcontext
 
 import torch
+from speed_rounds import measure_model, prefill_ids, print_speed_table, speed_rounds
 
 from brickwork import load_builtin_suite, load_model
-from brickwork.bricks import attach
 from brickwork.bricks.vocabulary import (
+    SCREENS,
     collect_vocabulary,
     frequent_tokens,
     sliced_head,
     vocabulary_brick,
 )
 from brickwork.configure.compact import gather_ffn
-from brickwork.configure.evaluate import decode_speed, mean_nll
+from brickwork.configure.evaluate import mean_nll, parameter_bytes
 from brickwork.configure.select import top_per_layer
 from brickwork.configure.token_sparsity import calibration_ids
 from brickwork.models.tokens import prompt_prefix
@@ -63,10 +64,12 @@ def main() -> None:
     parser.add_argument("--functionality", default="writing")
     parser.add_argument("--continuation", type=int, default=32)
     parser.add_argument("--frequent", type=int, default=4096)
-    parser.add_argument("--budget", type=float, default=0.5)
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5])
     parser.add_argument("--test-prompts", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--speed-rounds", type=int, default=2)
+    parser.add_argument("--speed-rounds", type=int, default=3)
+    parser.add_argument("--prefill-tokens", type=int, default=256)
+    parser.add_argument("--screens", nargs="+", default=list(SCREENS), choices=SCREENS)
     args = parser.parse_args()
     torch.set_num_threads(2)
     loaded = load_model(args.model)
@@ -83,71 +86,76 @@ def main() -> None:
     tokens = torch.cat([tokens, frequent_tokens(loaded, texts, args.frequent)])
     brick = vocabulary_brick(f"{f}-vocab", f, loaded.fingerprint, tokens, vocab, "train+freq")
     built = time.perf_counter() - start
-    compact = gather_ffn(loaded, top_per_layer(train_importance(loaded, train), args.budget))
+    importance = train_importance(loaded, train)
+    compact = {b: gather_ffn(loaded, top_per_layer(importance, b)).loaded for b in args.budgets}
     print(f"# Vocabulary brick: {args.model} ({loaded.fingerprint}), functionality {f}\n")
     print(
         f"Slice: {brick.spec.n_tokens} of {vocab} tokens ({brick.spec.n_tokens / vocab:.1%}); "
         f"{len(train)} TRAIN prompts, {args.continuation} continuation tokens each, "
         f"{args.frequent} most frequent TRAIN tokens; built in {built:.0f} s. "
-        f"FFN: {args.budget:.0%} of neurons by TRAIN importance of {f}.\n"
+        f"FFN: {', '.join(f'{b:.0%}' for b in args.budgets)} of neurons by TRAIN importance "
+        f"of {f}.\n"
     )
     prompts = [torch.tensor([prompt_prefix(tok, s.prompt)]) for s in test[: args.test_prompts]]
-    compact_base = compact.loaded
-    same, stats = 0, None
-    with attach(loaded, [brick]) as model:
-        head = model.get_output_embeddings()
-        for ids in prompts:
-            sliced_out = greedy(model, ids, args.tokens, pad)
-            same += int(torch.equal(sliced_out, greedy(loaded.model, ids, args.tokens, pad)))
-        stats = dict(head.stats)
-        head.stats.update(dict.fromkeys(head.stats, 0))
-    groups = [f]
-    nll = {"dense": mean_nll(loaded, test, groups)}
-    with attach(loaded, [brick]):
-        nll["sliced head"] = mean_nll(loaded, test, groups)
-    nll[f"FFN {args.budget:.0%}"] = mean_nll(compact_base, test, groups)
     tokens_t = brick.tensors["tokens"]
-    with sliced_head(compact_base.model, tokens_t):
-        nll[f"FFN {args.budget:.0%} + sliced head"] = mean_nll(compact_base, test, groups)
+    full = [greedy(loaded.model, ids, args.tokens, pad) for ids in prompts]
+    for screen in args.screens:
+        _greedy_check(loaded, tokens_t, screen, prompts, full, args.tokens, pad)
+    groups, last = [f], args.screens[-1]
+    configs = {"dense": (loaded, None)}
+    configs.update({f"sliced head ({s})": (loaded, s) for s in args.screens})
+    for budget, small in compact.items():
+        configs[f"FFN {budget:.0%}"] = (small, None)
+        configs[f"FFN {budget:.0%} + sliced head ({last})"] = (small, last)
+    nll = {}
+    for name, (model, screen) in configs.items():
+        with sliced_head(model.model, tokens_t, screen) if screen else nullcontext():
+            nll[name] = mean_nll(model, test, groups)
+    _speed(loaded, configs, tokens_t, prompts[0], nll, args, pad)
+
+
+def _greedy_check(loaded, tokens, screen, prompts, full, n, pad) -> None:
+    """How many greedy outputs equal the full head's (``full``), and the screen's statistics."""
+    with sliced_head(loaded.model, tokens, screen) as head:
+        outs = [greedy(loaded.model, ids, n, pad) for ids in prompts]
+        stats = dict(head.stats)
+    same = sum(int(torch.equal(o, d)) for o, d in zip(outs, full, strict=True))
     positions, norm_bound = stats["positions"], stats["norm_bound_fallback"]
     print(
-        f"Greedy ({len(prompts)} TEST prompts x {args.tokens} tokens): {same}/{len(prompts)} "
-        f"identical to the full head. Positions with an outside token recomputed (screen "
-        f"fallback): {stats['fallback']}/{positions} ({stats['fallback'] / positions:.1%}), "
+        f"{screen} screen, greedy ({len(prompts)} TEST prompts x {n} tokens): {same}/"
+        f"{len(prompts)} identical to the full head. Positions with an outside token recomputed "
+        f"(screen fallback): {stats['fallback']}/{positions} "
+        f"({stats['fallback'] / positions:.1%}), "
         f"outside tokens recomputed per step: {stats['recomputed'] / max(1, positions):.1f}; "
         f"the norm bound ||h||·max||w|| alone would fall back to the full head at "
         f"{norm_bound}/{positions} ({norm_bound / positions:.0%}).\n"
     )
-    _speed(loaded, compact_base, tokens_t, prompts[0], nll, args, pad)
 
 
-def _speed(loaded, compact_base, tokens, prompt, nll, args, pad) -> None:
-    configs = {
-        "dense": (loaded.model, False),
-        "sliced head": (loaded.model, True),
-        f"FFN {args.budget:.0%}": (compact_base.model, False),
-        f"FFN {args.budget:.0%} + sliced head": (compact_base.model, True),
-    }
-    speed = dict.fromkeys(configs, 0.0)
-    extra = {}
-    for _ in range(args.speed_rounds):
-        for name, (model, sliced) in configs.items():
-            with sliced_head(model, tokens) if sliced else nullcontext() as head:
-                speed[name] = max(speed[name], decode_speed(model, prompt, args.tokens, pad))
-                if sliced:
-                    extra[name] = head.screen.numel() * 2 + head.rows.numel() * 4
-    dense_ppl = float(nll["dense"].exp()[0])
-    print(
-        "| model | TEST ref. perplexity | vs dense | decode tok/s | x dense | head copies MB |\n"
-        "|---|---|---|---|---|---|"
+def _speed(loaded, configs, tokens, prompt, nll, args, pad) -> None:
+    ids = prefill_ids(loaded.model, args.prefill_tokens)
+    memory = {}
+
+    def measure(name, model, screen):
+        model = model.model
+        with sliced_head(model, tokens, screen) if screen else nullcontext() as head:
+            extra = 0
+            if screen:
+                extra = head.screen.numel() * head.screen.element_size() + head.rows.numel() * 4
+            memory[name] = (parameter_bytes(model) + extra) / 2**20
+            return measure_model(model, prompt, ids, args.tokens, pad)
+
+    runs = speed_rounds(
+        {n: (lambda n=n, m=m, s=s: measure(n, m, s)) for n, (m, s) in configs.items()},
+        args.speed_rounds,
     )
+    dense_ppl = float(nll["dense"].exp()[0])
+    print("| model | TEST ref. perplexity | vs dense |\n|---|---|---|")
     for name in configs:
         ppl = float(nll[name].exp()[0])
-        mb = extra.get(name, 0) / 2**20
-        print(
-            f"| {name} | {ppl:.2f} | {ppl / dense_ppl - 1:+.1%} | {speed[name]:.1f} | "
-            f"{speed[name] / speed['dense']:.2f} | {mb:.0f} |"
-        )
+        print(f"| {name} | {ppl:.2f} | {ppl / dense_ppl - 1:+.1%} |")
+    print(f"\nSpeed: decode {args.tokens} tokens, prefill {args.prefill_tokens} tokens.\n")
+    print_speed_table(runs, memory)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Output-vocabulary bricks: a per-functionality slice of the LM head, with a safe screen.
 
 Attached, the model's output embedding becomes a ``SlicedHead``. For final hidden states h it
-computes the slice's logits exactly (float32) and screens every other token with a bfloat16 copy
-of its row, c_v ~ w_v·h, whose error is bounded per row:
+computes the slice's logits exactly (float32) and screens every other token with a low-precision
+copy q_v of its row (``screen="bf16"``, or ``"int8"``: per-row int8 with a bfloat16 scale, half
+the bytes, through torch's ``_weight_int8pack_mm`` CPU kernel), c_v ~ w_v·h computed from
+bf16(h) with float32 accumulation and a bfloat16 result (the tests check the bound against
+float64), whose error is bounded per row:
 
-    |w_v·h - c_v| <= ||w_v - bf16(w_v)||·||h|| + ||bf16(w_v)||·||h - bf16(h)||
-                     + 2^-7·|c_v| + d·2^-23·||bf16(w_v)||·||bf16(h)||
+    |w_v·h - c_v| <= ||w_v - q_v||·||h|| + ||q_v||·||h - bf16(h)||
+                     + 2^-7·|c_v| + d·2^-23·||q_v||·||bf16(h)||
 
 Every outside token whose upper bound reaches the best slice logit (a token that could win) is
 recomputed exactly, so the argmax, and greedy decoding, equals the full head's. The other logits
@@ -24,13 +27,25 @@ from torch import nn
 
 from brickwork.bricks.brick import Brick
 from brickwork.bricks.specs import VocabularySpec
+from brickwork.errors import BrickworkError
 from brickwork.models.load import LoadedModel
 from brickwork.models.tokens import greedy_generate, prompt_tokens
 
+SCREENS = ("bf16", "int8")
+
+
+def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row int8 codes and bfloat16 scales; q_v = codes_v · scale_v."""
+    scale = (weight.abs().amax(dim=1) / 127).clamp_min(1e-30).bfloat16()
+    codes = (weight / scale.float()[:, None]).round().clamp(-127, 127).to(torch.int8)
+    return codes, scale
+
 
 class SlicedHead(nn.Module):
-    def __init__(self, head: nn.Module, tokens: torch.Tensor):
+    def __init__(self, head: nn.Module, tokens: torch.Tensor, screen: str = "bf16"):
         super().__init__()
+        if screen not in SCREENS:
+            raise BrickworkError(f"unknown screen {screen!r}; known: {', '.join(SCREENS)}")
         weight = head.weight.detach()
         self.vocab, self.dim = weight.shape
         inside = torch.zeros(self.vocab, dtype=torch.bool)
@@ -38,11 +53,17 @@ class SlicedHead(nn.Module):
         self.inside, self.outside = inside.nonzero().squeeze(1), (~inside).nonzero().squeeze(1)
         self.weight_ref, self.bias = weight, getattr(head, "bias", None)
         self.rows = weight[self.inside].contiguous()
-        out = weight[self.outside]
-        self.screen = out.bfloat16()
-        self.screen_norm = self.screen.float().norm(dim=1)
-        self.round_norm = (out - self.screen.float()).norm(dim=1)
-        self.out_max_norm = float(out.norm(dim=1).max()) if len(out) else 0.0
+        if screen == "int8":  # every row, so the logits need no scatter of the outside
+            self.screen, self.scale = _int8_rows(weight)
+            copy = self.screen.float() * self.scale.float()[:, None]
+        else:
+            self.screen, self.scale = weight.bfloat16(), None
+            copy = self.screen.float()
+        self.screen_norm = copy.norm(dim=1)
+        self.round_norm = (weight - copy).norm(dim=1)
+        del copy
+        out_norms = weight[self.outside].norm(dim=1)
+        self.out_max_norm = float(out_norms.max()) if len(out_norms) else 0.0
         self.stats = {"positions": 0, "fallback": 0, "recomputed": 0, "norm_bound_fallback": 0}
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -50,26 +71,26 @@ class SlicedHead(nn.Module):
         h = hidden.reshape(-1, self.dim)
         exact = h @ self.rows.T  # [N, |S|]
         hb = h.bfloat16()
-        c = (hb @ self.screen.T).float()  # [N, |O|]
+        if self.scale is None:
+            c = (hb @ self.screen.T).float()  # [N, V]
+        else:
+            c = torch.ops.aten._weight_int8pack_mm(hb, self.screen, self.scale).float()
         h_norm, hb_f = h.norm(dim=1, keepdim=True), hb.float()
-        margin = (
-            self.round_norm * h_norm
-            + self.screen_norm * (h - hb_f).norm(dim=1, keepdim=True)
-            + c.abs() * 2**-7
-            + self.dim * 2**-23 * self.screen_norm * hb_f.norm(dim=1, keepdim=True)
-        )
+        h_round = (h - hb_f).norm(dim=1, keepdim=True)
+        h_round += self.dim * 2**-23 * hb_f.norm(dim=1, keepdim=True)
+        upper = c.abs().mul_(2**-7).add_(c)  # c + margin (the bound above), in place
+        upper.addcmul_(self.round_norm, h_norm).addcmul_(self.screen_norm, h_round)
+        upper[:, self.inside] = -torch.inf
         best = exact.max(dim=1, keepdim=True).values
-        hit = c + margin >= best  # [N, |O|]: outside tokens that could beat the slice
+        hit = upper >= best  # [N, V]: outside tokens that could beat the slice
         could_win = hit.any(dim=0).nonzero().squeeze(1)
         if len(could_win):  # recompute those outside tokens exactly
-            c[:, could_win] = h @ self.weight_ref[self.outside[could_win]].T
+            c[:, could_win] = h @ self.weight_ref[could_win].T
         self._count(h_norm, best, hit, len(could_win))
-        logits = torch.empty(h.shape[0], self.vocab, dtype=h.dtype)
-        logits[:, self.inside] = exact
-        logits[:, self.outside] = c
+        c[:, self.inside] = exact
         if self.bias is not None:
-            logits = logits + self.bias
-        return logits.reshape(*shape, self.vocab)
+            c = c + self.bias
+        return c.reshape(*shape, self.vocab)
 
     def _count(self, h_norm, best, hit, recomputed: int) -> None:
         self.stats["positions"] += best.shape[0]
@@ -79,10 +100,12 @@ class SlicedHead(nn.Module):
 
 
 @contextmanager
-def sliced_head(model: nn.Module, tokens: torch.Tensor) -> Iterator[SlicedHead]:
+def sliced_head(
+    model: nn.Module, tokens: torch.Tensor, screen: str = "bf16"
+) -> Iterator[SlicedHead]:
     """Swap ``model``'s output embedding for a ``SlicedHead`` over ``tokens`` while inside."""
     original = model.get_output_embeddings()
-    head = SlicedHead(original, tokens)
+    head = SlicedHead(original, tokens, screen)
     model.set_output_embeddings(head)
     try:
         yield head
