@@ -151,24 +151,40 @@ def test_alphaedit_edit_is_zero_outside_the_null_space(tiny):
     assert brick.provenance["method"] == "alphaedit" and "keys" in brick.tensors
 
 
-def test_neighbours_naming_an_edited_subject_are_left_out_and_counted():
+def test_neighbours_the_sequence_edits_are_left_out_and_counted():
+    capital = "capital"
     facts = [
         EditFact(
-            "The capital of Sweden is", "Sweden", "Oslo", neighborhood=("The capital of Chad is",)
+            "The capital of Sweden is",
+            "Sweden",
+            "Oslo",
+            relation=capital,
+            neighborhood=("The capital of Chad is",),
         ),
         EditFact(
             "The capital of Chad is",
             "Chad",
             "Rome",
-            neighborhood=("The capital of Sweden is", "Chadwick lives in", "swedish food is"),
+            relation=capital,
+            neighborhood=(
+                "The capital of Sweden is",
+                "Chadwick is the capital of",
+                "The capital of Peru is",
+            ),
+        ),
+        EditFact(
+            "The currency of Peru is",
+            "Peru",
+            "yen",
+            relation="currency",
+            neighborhood=("The currency of Sweden is", "The currency of Chile is"),
         ),
     ]
     kept, left_out = without_edited_neighbours(facts)
-    assert left_out == 2
-    assert kept[0].neighborhood == () and kept[1].neighborhood == (
-        "Chadwick lives in",
-        "swedish food is",
-    )
+    assert left_out == 2  # Chad's and Sweden's capitals; Peru's capital and Sweden's currency stay
+    assert kept[0].neighborhood == ()
+    assert kept[1].neighborhood == ("Chadwick is the capital of", "The capital of Peru is")
+    assert kept[2].neighborhood == facts[2].neighborhood
     assert [f.prompt for f in kept] == [f.prompt for f in facts]
 
 

@@ -102,12 +102,17 @@ def evaluate_sequence(
 
 
 def without_edited_neighbours(facts: list[EditFact]) -> tuple[list[EditFact], int]:
-    """The facts without the neighbourhood prompts that name a subject one of them edits (a
-    sequence that edits "Sweden" is meant to change "The capital of Sweden is"), and how many
-    prompts were left out."""
-    names = [re.compile(rf"(?<!\w){re.escape(f.subject)}(?!\w)", re.IGNORECASE) for f in facts]
+    """The facts without the neighbourhood prompts that the sequence edits: a neighbour of the
+    same relation that names a subject edited for that relation (a sequence that edits Sweden's
+    capital is meant to change "The capital of Sweden is", not "The currency of Sweden is"), and
+    how many prompts were left out."""
+    edited: dict[str | None, list[re.Pattern]] = {}
+    for f in facts:
+        name = re.compile(rf"(?<!\w){re.escape(f.subject)}(?!\w)", re.IGNORECASE)
+        edited.setdefault(f.relation, []).append(name)
     out, left_out = [], 0
     for f in facts:
+        names = edited[f.relation]
         kept = tuple(p for p in f.neighborhood if not any(n.search(p) for n in names))
         left_out += len(f.neighborhood) - len(kept)
         out.append(replace(f, neighborhood=kept))
