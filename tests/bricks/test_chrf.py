@@ -33,7 +33,7 @@ def test_chrf_needs_one_reference_per_hypothesis():
 def test_chrf_is_popovic_formula_when_every_order_occurs():
     # Popović (2015) on corpus counts: mean precision and recall over the 6 character n-gram
     # orders, then F2. sacrebleu averages over the orders present on both sides, so the two agree
-    # whenever every order occurs (any corpus with >= 6 characters per side, as in the benchmarks).
+    # whenever every order occurs (a sentence of >= 6 non-space characters on each side).
     hypotheses, references = (
         ["Ein Mann fährt Rad.", "Zwei Hunde"],
         ["Ein Mann fährt.", "Zwei Katzen"],
