@@ -1,5 +1,7 @@
 """chrF is sacrebleu's (the standard implementation), through one shared helper."""
 
+from collections import Counter
+
 import pytest
 import sacrebleu
 
@@ -26,3 +28,32 @@ def test_chrf_equals_sacrebleu_corpus_score():
 def test_chrf_needs_one_reference_per_hypothesis():
     with pytest.raises(BrickworkError):
         chrf(["a", "b"], ["a"])
+
+
+def test_chrf_is_popovic_formula_when_every_order_occurs():
+    # Popović (2015) on corpus counts: mean precision and recall over the 6 character n-gram
+    # orders, then F2. sacrebleu averages over the orders present on both sides, so the two agree
+    # whenever every order occurs (a sentence of >= 6 non-space characters on each side).
+    hypotheses, references = (
+        ["Ein Mann fährt Rad.", "Zwei Hunde"],
+        ["Ein Mann fährt.", "Zwei Katzen"],
+    )
+    precision = recall = 0.0
+    for n in range(1, 7):
+        matches = hypothesis_total = reference_total = 0
+        for hyp, ref in zip(hypotheses, references, strict=True):
+            h, r = (
+                Counter(s[i : i + n] for i in range(len(s) - n + 1))
+                for s in (hyp.replace(" ", ""), ref.replace(" ", ""))
+            )
+            matches += sum((h & r).values())
+            hypothesis_total, reference_total = (
+                hypothesis_total + h.total(),
+                reference_total + r.total(),
+            )
+        precision, recall = (
+            precision + matches / hypothesis_total / 6,
+            recall + matches / reference_total / 6,
+        )
+    expected = 100 * 5 * precision * recall / (4 * precision + recall)
+    assert chrf(hypotheses, references) == pytest.approx(expected)

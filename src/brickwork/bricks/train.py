@@ -10,6 +10,7 @@ every ``eval_every`` steps and at the end; the adapter state with the lowest one
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -247,10 +248,14 @@ def _lora_brick(
 
 
 def _target_modules(targets: str | list[str]) -> str | list[str]:
-    """PEFT's form of ``targets``: "all-linear" as is, "q_proj,v_proj" as a list of names."""
-    if isinstance(targets, str) and targets != "all-linear":
+    """PEFT's form of ``targets``: "all-linear" and a regex (a string PEFT full-matches against
+    module names) as is, "q_proj,v_proj" as a list of names."""
+    if isinstance(targets, str) and targets != "all-linear" and not _REGEX.search(targets):
         return [t.strip() for t in targets.split(",") if t.strip()]
     return targets
+
+
+_REGEX = re.compile(r"[*+?()\[\]|^$\\]")  # a character that only a regex of module names has
 
 
 @contextmanager
