@@ -58,7 +58,9 @@ def evaluate_sequence(
     marks = sorted(m for m in (marks or checkpoints(limit, len(facts))) if m <= len(facts))
     facts, left_out = without_edited_neighbours(facts[: marks[-1]])
     if left_out:
-        log(f"{left_out} neighbourhood prompts name a subject the sequence edits: left out")
+        log(
+            f"left out {left_out} neighbourhood prompts the sequence edits (same relation, subject)"
+        )
     reference, known = neighbourhood_reference(loaded, facts), known_paraphrases(loaded, facts)
     suite = short_suite_batches(loaded)
     ppl_base = suite_perplexity(loaded, suite)
